@@ -1,0 +1,219 @@
+package contract
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ResultStatus is the outcome of a scan job.
+type ResultStatus string
+
+const (
+	StatusScanned ResultStatus = "scanned"
+	StatusFailed  ResultStatus = "failed"
+)
+
+// FailureClass classifies why a scan failed. Retryable classes are retried
+// with backoff up to the delivery budget; permanent ones are recorded at once.
+type FailureClass string
+
+const (
+	FailureNotFound     FailureClass = "not_found"
+	FailureUnauthorized FailureClass = "unauthorized"
+	FailureRateLimited  FailureClass = "rate_limited"
+	FailureTimeout      FailureClass = "timeout"
+	FailureUnsupported  FailureClass = "unsupported"
+	FailureInternal     FailureClass = "internal"
+	// FailureInvalidJob marks a message on the jobs subject that is not a
+	// decodable scan job (poison message).
+	FailureInvalidJob FailureClass = "invalid_job"
+)
+
+// FailureClasses lists every class, in a stable order.
+var FailureClasses = []FailureClass{
+	FailureNotFound, FailureUnauthorized, FailureRateLimited, FailureTimeout,
+	FailureUnsupported, FailureInternal, FailureInvalidJob,
+}
+
+// Retryable reports whether a failure of this class may succeed if retried.
+func (c FailureClass) Retryable() bool {
+	switch c {
+	case FailureRateLimited, FailureTimeout, FailureInternal:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether c is a known class.
+func (c FailureClass) Valid() bool {
+	for _, k := range FailureClasses {
+		if c == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Failure describes a scan that did not produce findings.
+type Failure struct {
+	Class  FailureClass `json:"class"`
+	Reason string       `json:"reason"`
+	// Attempts is how many deliveries the job got before it was recorded.
+	Attempts int `json:"attempts,omitempty"`
+}
+
+// ScannerInfo names the scanner that produced a result.
+type ScannerInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Options fingerprints the scan options that change findings, so a
+	// result is only reused under the same options.
+	Options string `json:"options,omitempty"`
+}
+
+// DBInfo identifies the vulnerability database a result was computed with.
+type DBInfo struct {
+	Version      int       `json:"version"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+	NextUpdate   time.Time `json:"nextUpdate,omitzero"`
+	DownloadedAt time.Time `json:"downloadedAt,omitzero"`
+}
+
+// OSInfo is the operating system detected in the image.
+type OSInfo struct {
+	Family string `json:"family"`
+	Name   string `json:"name"`
+	// EOSL is true when the distribution is past its end of support.
+	EOSL bool `json:"eosl,omitempty"`
+}
+
+// CVSS is the score used for ranking, from the source Trivy prefers.
+type CVSS struct {
+	Source string  `json:"source,omitempty"`
+	Score  float64 `json:"score"`
+	Vector string  `json:"vector,omitempty"`
+}
+
+// Finding is one vulnerability in one package of an image.
+type Finding struct {
+	VulnerabilityID  string     `json:"vulnerabilityId"`
+	PkgName          string     `json:"pkgName"`
+	PkgVersion       string     `json:"pkgVersion"`
+	PkgPath          string     `json:"pkgPath,omitempty"`
+	PkgType          string     `json:"pkgType,omitempty"` // alpine, debian, npm, pip, gobinary, jar, ...
+	PkgClass         string     `json:"pkgClass,omitempty"` // os-pkgs or lang-pkgs
+	Target           string     `json:"target,omitempty"`
+	FixedVersion     string     `json:"fixedVersion,omitempty"`
+	Status           string     `json:"status,omitempty"` // fixed, affected, will_not_fix, ...
+	Severity         string     `json:"severity"`
+	SeveritySource   string     `json:"severitySource,omitempty"`
+	Title            string     `json:"title,omitempty"`
+	Description      string     `json:"description,omitempty"`
+	CVSS             *CVSS      `json:"cvss,omitempty"`
+	PublishedDate    *time.Time `json:"publishedDate,omitempty"`
+	LastModifiedDate *time.Time `json:"lastModifiedDate,omitempty"`
+	PrimaryURL       string     `json:"primaryUrl,omitempty"`
+	References       []string   `json:"references,omitempty"`
+	// LayerDigest is the layer that introduced the package, when known.
+	LayerDigest string `json:"layerDigest,omitempty"`
+}
+
+// ScanResult is the single outcome of a scan job: findings, or a failure.
+type ScanResult struct {
+	SchemaVersion string `json:"schemaVersion"`
+	RunID         string `json:"runId"`
+	Cycle         string `json:"cycle"`
+	ImageKey
+	// Reference is what was actually pulled (may be a mirror).
+	Reference   string       `json:"reference,omitempty"`
+	Status      ResultStatus `json:"status"`
+	Failure     *Failure     `json:"failure,omitempty"`
+	StartedAt   time.Time    `json:"startedAt,omitzero"`
+	CompletedAt time.Time    `json:"completedAt"`
+	Scanner     ScannerInfo  `json:"scanner"`
+	DB          DBInfo       `json:"db"`
+	OS          *OSInfo      `json:"os,omitempty"`
+	Findings    []Finding    `json:"findings"`
+	// Worker names the process that produced the result (host/pod name).
+	Worker string `json:"worker,omitempty"`
+	// Reused is true when the result was carried over from an earlier scan
+	// with the same database and scanner.
+	Reused bool `json:"reused,omitempty"`
+}
+
+// NewFailedResult builds the failure record for a job.
+func NewFailedResult(job ScanJob, class FailureClass, reason string, attempts int, now time.Time) ScanResult {
+	return ScanResult{
+		SchemaVersion: ResultSchemaVersion,
+		RunID:         job.RunID,
+		Cycle:         job.Cycle,
+		ImageKey:      job.ImageKey,
+		Reference:     job.Reference,
+		Status:        StatusFailed,
+		Failure:       &Failure{Class: class, Reason: reason, Attempts: attempts},
+		CompletedAt:   now.UTC(),
+		Findings:      []Finding{},
+	}
+}
+
+func (r *ScanResult) schemaVersion() string { return r.SchemaVersion }
+func (r *ScanResult) kind() string          { return "scan result" }
+
+func (r *ScanResult) validate() error {
+	const k = "scan result"
+	if !ValidDigest(r.Digest) {
+		return &DecodeError{Kind: k, Field: "digest", Err: errors.New("not an OCI digest")}
+	}
+	if r.Platform.OS == "" || r.Platform.Architecture == "" {
+		return &DecodeError{Kind: k, Field: "platform", Err: errors.New("os and architecture are required")}
+	}
+	if err := required(k, "cycle", r.Cycle); err != nil {
+		return err
+	}
+	if err := requiredTime(k, "completedAt", r.CompletedAt); err != nil {
+		return err
+	}
+	switch r.Status {
+	case StatusScanned:
+		if r.Failure != nil {
+			return &DecodeError{Kind: k, Field: "failure", Err: errors.New("must be absent when status is scanned")}
+		}
+	case StatusFailed:
+		if r.Failure == nil {
+			return &DecodeError{Kind: k, Field: "failure", Err: errors.New("required when status is failed")}
+		}
+		if !r.Failure.Class.Valid() {
+			return &DecodeError{Kind: k, Field: "failure.class", Err: fmt.Errorf("unknown class %q", r.Failure.Class)}
+		}
+	default:
+		return &DecodeError{Kind: k, Field: "status", Err: fmt.Errorf("unknown status %q (want scanned or failed)", r.Status)}
+	}
+	for i, f := range r.Findings {
+		if f.VulnerabilityID == "" {
+			return &DecodeError{Kind: k, Field: fmt.Sprintf("findings[%d].vulnerabilityId", i), Err: errors.New("required")}
+		}
+		if f.PkgName == "" {
+			return &DecodeError{Kind: k, Field: fmt.Sprintf("findings[%d].pkgName", i), Err: errors.New("required")}
+		}
+	}
+	return nil
+}
+
+// Encode renders the result as JSON.
+func (r ScanResult) Encode() ([]byte, error) {
+	if r.SchemaVersion == "" {
+		r.SchemaVersion = ResultSchemaVersion
+	}
+	if r.Findings == nil {
+		r.Findings = []Finding{}
+	}
+	return encode(r)
+}
+
+// DecodeScanResult parses and validates a result.
+func DecodeScanResult(data []byte) (ScanResult, error) {
+	var r ScanResult
+	err := decode(data, &r)
+	return r, err
+}

@@ -1,0 +1,3 @@
+module github.com/fleetscan/fleetscan/test/integration
+
+go 1.26

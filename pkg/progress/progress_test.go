@@ -1,0 +1,58 @@
+package progress
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPlainLinesAreThrottledAndFinal(t *testing.T) {
+	var buf bytes.Buffer
+	p := New(&buf, false, 10*time.Second)
+	clock := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
+	p.start = clock
+	p.now = func() time.Time { return clock }
+
+	p.Update(State{Done: 0, Total: 10})
+	clock = clock.Add(2 * time.Second)
+	p.Update(State{Done: 1, Total: 10}) // within the interval: suppressed
+	clock = clock.Add(10 * time.Second)
+	p.Update(State{Done: 4, Total: 10, Failed: 1})
+	p.Update(State{Done: 4, Total: 10, Failed: 1}) // same state: suppressed
+	clock = clock.Add(time.Second)
+	p.Update(State{Done: 10, Total: 10, Failed: 1}) // complete: always shown
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines:\n%s", len(lines), buf.String())
+	}
+	if want := "progress: 4/10 images done, 1 failed, elapsed 12s, eta 18s"; lines[1] != want {
+		t.Fatalf("line = %q, want %q", lines[1], want)
+	}
+}
+
+func TestBarOnTerminal(t *testing.T) {
+	var buf bytes.Buffer
+	p := New(&buf, true, time.Second)
+	clock := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
+	p.start = clock
+	p.now = func() time.Time { return clock.Add(5 * time.Second) }
+	p.Update(State{Done: 5, Total: 10, Failed: 2})
+	p.Finish(State{Done: 10, Total: 10, Failed: 2})
+	out := buf.String()
+	if !strings.Contains(out, "\r\033[K") || !strings.Contains(out, "5/10 images, 2 failed") || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("bar output = %q", out)
+	}
+	if !strings.Contains(out, strings.Repeat("█", 15)+strings.Repeat("░", 15)) {
+		t.Fatalf("bar not half full: %q", out)
+	}
+}
+
+func TestETA(t *testing.T) {
+	if _, ok := ETA(State{Done: 0, Total: 3}, time.Second); ok {
+		t.Fatal("no ETA before the first result")
+	}
+	if d, ok := ETA(State{Done: 1, Total: 3}, time.Second); !ok || d != 2*time.Second {
+		t.Fatalf("ETA = %v %v", d, ok)
+	}
+}

@@ -15,6 +15,8 @@ TOOLS     := $(CURDIR)/.tools/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/fleetscan/fleetscan/pkg/version.Version=$(VERSION)
 CMDS      := $(notdir $(wildcard cmd/*))
+# Trivy's version as go.mod pins it (stamped into the CLI built by `make tools`).
+TRIVY_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/aquasecurity/trivy 2>/dev/null | sed 's/^v//')
 
 .DEFAULT_GOAL := help
 
@@ -30,19 +32,41 @@ build: ## Build every binary under cmd/ into bin/
 .PHONY: tools
 tools: ## Build the helper binaries tests need into .tools/bin (once; reused when present)
 	@mkdir -p $(TOOLS)
-	@test -x $(TOOLS)/nats-server || $(GO) build -trimpath -o $(TOOLS)/nats-server github.com/nats-io/nats-server/v2
+	@# Static (CGO_ENABLED=0): the integration tests run these in FROM scratch images.
+	@test -x $(TOOLS)/nats-server || CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(TOOLS)/nats-server github.com/nats-io/nats-server/v2
+	@test -x $(TOOLS)/registry || CGO_ENABLED=0 GOBIN=$(TOOLS) $(GO) install -trimpath -ldflags '-s -w' github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+	@test -x $(TOOLS)/versitygw || CGO_ENABLED=0 GOBIN=$(TOOLS) $(GO) install -trimpath -ldflags '-s -w' github.com/versity/versitygw/cmd/versitygw@v1.8.0
+	@# The Trivy CLI from the same module version fleetscan links, for the
+	@# fidelity tests (library findings == CLI findings). ~5 min cold; no
+	@# -trimpath so it reuses the packages `go test` already compiled.
+	@test -x $(TOOLS)/trivy || { $(GO) build -ldflags '-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver=$(TRIVY_VERSION)' -o $(TOOLS)/trivy.tmp github.com/aquasecurity/trivy/cmd/trivy && mv $(TOOLS)/trivy.tmp $(TOOLS)/trivy; }
+
+# kube-apiserver and etcd for tests that need a real Kubernetes API server
+# (envtest). Built from the Go module proxy through the hack/kube-tools wrapper
+# module (not part of go.work). The cold build takes ~10 CPU-minutes and ~3 GB
+# of RAM; later runs reuse the binaries.
+KUBE_VERSION := v1.37.2
+KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
+
+.PHONY: kube-tools
+kube-tools: ## Build kube-apiserver and etcd into .tools/bin (once; reused when present)
+	@mkdir -p $(TOOLS)
+	@test -x $(TOOLS)/etcd || { cd hack/kube-tools && GOWORK=off GOEXPERIMENT= $(GO) build -trimpath -ldflags '-s -w' -o $(TOOLS)/etcd.tmp go.etcd.io/etcd/server/v3 && mv $(TOOLS)/etcd.tmp $(TOOLS)/etcd; }
+	@test -x $(TOOLS)/kube-apiserver || { cd hack/kube-tools && GOWORK=off GOEXPERIMENT= $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $(TOOLS)/kube-apiserver.tmp k8s.io/kubernetes/cmd/kube-apiserver && mv $(TOOLS)/kube-apiserver.tmp $(TOOLS)/kube-apiserver; }
 
 .PHONY: test
-test: tools ## Run all tests: unit tests (with -race) and the integration module
+test: tools kube-tools ## Run all tests: unit tests (with -race) and the integration module
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) test-integration
 
 .PHONY: test-unit
-test-unit: ## Run the main module's tests only
+test-unit: kube-tools ## Run the main module's tests only (builds kube-apiserver and etcd once)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: test-integration
-test-integration: tools ## Run the integration module (Docker + testcontainers)
+test-integration: tools kube-tools ## Run the integration module (Docker + testcontainers; builds the images first)
+	@# Without a Docker engine every test prints a SKIPPED line instead.
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; else echo 'SKIPPED: no Docker engine: images not built'; fi
 	cd test/integration && FLEETSCAN_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout 20m -v ./... 2>&1 | tee $(CURDIR)/.tools/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIPPED|\s+---)' ; \
 	  status=$${PIPESTATUS[0]}; \
 	  if grep -q 'SKIPPED' $(CURDIR)/.tools/integration.log; then echo; echo '!!! SOME INTEGRATION TESTS WERE SKIPPED (see lines marked SKIPPED above) !!!'; fi; \
@@ -59,6 +83,35 @@ lint: ## go vet, plus staticcheck when it installs from the module proxy
 	@mkdir -p $(TOOLS)
 	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2 || echo "staticcheck unavailable; skipped"
 	@if test -x $(TOOLS)/staticcheck; then $(TOOLS)/staticcheck ./...; fi
+
+# Container images FROM scratch, built without pulling anything (no registry
+# is reachable here): the binaries are built statically on the host and each
+# is packed with the host's CA bundle into fleetscan/<name>:$(IMAGE_TAG), the
+# tag deploy/ and the integration tests use. Only commands with a main.go are
+# built. The root Dockerfile builds the same images where golang can be pulled.
+IMAGE_TAG  ?= dev
+IMAGE_CMDS := $(patsubst cmd/%/main.go,%,$(wildcard cmd/*/main.go))
+IMAGES_CTX := $(CURDIR)/.tools/images
+CA_BUNDLE  ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem))
+
+.PHONY: images
+images: ## Build FROM scratch images fleetscan/<name>:dev from host-built static binaries (no registry needed)
+	@command -v docker >/dev/null || { echo "images: docker is not installed" >&2; exit 1; }
+	@test -n "$(IMAGE_CMDS)" || { echo "images: no cmd/*/main.go to build" >&2; exit 1; }
+	@test -n "$(CA_BUNDLE)" || { echo "images: no CA bundle found; set CA_BUNDLE=/path/to/ca-certificates.crt" >&2; exit 1; }
+	rm -rf $(IMAGES_CTX) && mkdir -p $(IMAGES_CTX)/bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGES_CTX)/bin/ $(addprefix ./cmd/,$(IMAGE_CMDS))
+	@for b in $(IMAGE_CMDS); do \
+	  ctx=$(IMAGES_CTX)/$$b && \
+	  mkdir -p $$ctx/bin $$ctx/rootfs/etc/ssl/certs $$ctx/rootfs/tmp && chmod 1777 $$ctx/rootfs/tmp && \
+	  cp $(CA_BUNDLE) $$ctx/rootfs/etc/ssl/certs/ca-certificates.crt && \
+	  echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin' > $$ctx/rootfs/etc/passwd && \
+	  echo 'nonroot:x:65532:' > $$ctx/rootfs/etc/group && \
+	  ln $(IMAGES_CTX)/bin/$$b $$ctx/bin/$$b && \
+	  sed "s/@BIN@/$$b/g" deploy/images/Dockerfile > $$ctx/Dockerfile && \
+	  docker build -q -t fleetscan/$$b:$(IMAGE_TAG) $$ctx >/dev/null && \
+	  echo "built fleetscan/$$b:$(IMAGE_TAG)" || exit 1; \
+	done
 
 .PHONY: clean
 clean: ## Remove build outputs (keeps .tools)

@@ -35,6 +35,11 @@ const (
 type Workload struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
+	// Inferred is true when the owner could not be looked up (an inventory
+	// file without ReplicaSets or Jobs) and Kind/Name were derived from
+	// naming conventions: a ReplicaSet name minus its pod-template-hash for a
+	// Deployment, a Job name minus its schedule suffix for a CronJob.
+	Inferred bool `json:"inferred,omitempty"`
 }
 
 // InventoryEntry is one container of one pod and the image it runs.

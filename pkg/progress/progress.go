@@ -29,6 +29,7 @@ type Printer struct {
 	lastState State
 	printed   bool
 	now       func() time.Time
+	drawn     bool // a bar is on screen without its line ended
 }
 
 // New returns a printer. tty selects the redrawn bar; interval is how often a
@@ -44,6 +45,7 @@ func (p *Printer) Update(s State) {
 	now := p.now()
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", p.bar(s, now))
+		p.drawn = true
 		return
 	}
 	// Plain mode: a line per interval, plus one when the state changes to
@@ -65,9 +67,38 @@ func (p *Printer) Finish(s State) {
 	now := p.now()
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s\n", p.bar(s, now))
+		p.drawn = false
 		return
 	}
+	if s == p.lastState && p.printed {
+		return
+	}
+	p.lastState, p.printed = s, true
 	fmt.Fprintln(p.w, p.line(s, now))
+}
+
+// Break ends the bar's line, if one is drawn, so other output starts on a
+// line of its own. Wrap writers that share the terminal with BreakWriter.
+func (p *Printer) Break() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}
+
+// BreakWriter returns w wrapped so that every write first ends the bar's line.
+func (p *Printer) BreakWriter(w io.Writer) io.Writer { return breakWriter{p, w} }
+
+type breakWriter struct {
+	p *Printer
+	w io.Writer
+}
+
+func (b breakWriter) Write(data []byte) (int, error) {
+	b.p.Break()
+	return b.w.Write(data)
 }
 
 func (p *Printer) line(s State, now time.Time) string {

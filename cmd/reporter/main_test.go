@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetscan/fleetscan/pkg/natsembed/natstest"
+	"github.com/fleetscan/fleetscan/pkg/reporting"
+)
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// closedURL is a NATS URL nobody listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return "nats://" + addr
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, k := range []string{"FLEETSCAN_S3_URL", "REPORT_BUCKET", "FLEETSCAN_NATS_URL"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	tests := []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{name: "help", args: []string{"--help"}, code: 0, stderr: "4  no report could be produced"},
+		{name: "unknown flag is a usage error, not 2", args: []string{"--no-such-flag"}, code: reporting.ExitNoReport, stderr: "unknown flag"},
+		{name: "bad flag value", args: []string{"--wait", "soon"}, code: reporting.ExitNoReport, stderr: "--wait"},
+		{name: "stray argument", args: []string{"extra"}, code: reporting.ExitNoReport, stderr: "unexpected arguments"},
+		{name: "invalid --sla", args: []string{"--sla", "CRITICAL=x"}, code: reporting.ExitNoReport, stderr: "--sla"},
+		{name: "REPORT_BUCKET feeds --s3-url", env: map[string]string{"REPORT_BUCKET": "not-an-s3-url"}, code: reporting.ExitNoReport,
+			stderr: `--s3-url "not-an-s3-url"`},
+		{name: "NATS unreachable", args: []string{"--nats-url", closedURL(t), "--nats-timeout", "1s", "--out-dir", out},
+			code: reporting.ExitNoReport, stderr: "connect to NATS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			code, _, stderr := runCmd(t, append(tt.args, "--log-format", "json", "--log-level", "error")...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.stderr) {
+				t.Fatalf("stderr lacks %q:\n%s", tt.stderr, stderr)
+			}
+		})
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a report directory was created although NATS was unreachable")
+	}
+}
+
+// TestReportAgainstNATS runs the command end to end against embedded
+// JetStream with an empty fleet: a complete report with nothing breached.
+func TestReportAgainstNATS(t *testing.T) {
+	env := natstest.Start(t)
+	out := filepath.Join(t.TempDir(), "report")
+	code, stdout, stderr := runCmd(t, "--nats-url", env.Server.URL(), "--out-dir", out, "--format", "csv,md", "--log-level", "error")
+	if code != reporting.ExitOK {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, "Vulnerability Summary (0 total)") || !strings.Contains(stdout, "Exit status 0") {
+		t.Fatalf("stdout:\n%s", stdout)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "report.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(data), "image,cve_id,severity,pkg_name,installed,fixed_in,sla_deadline,sla_breached,") {
+		t.Fatalf("csv header %q", strings.SplitN(string(data), "\n", 2)[0])
+	}
+}

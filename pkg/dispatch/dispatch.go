@@ -1,0 +1,222 @@
+// Package dispatch runs the dispatcher: it enumerates every configured
+// cluster (inventory.Source), deduplicates the running images by manifest
+// digest and platform across pods, tags, repositories and clusters, and
+// publishes one scan job per unique key to JetStream with the Nats-Msg-Id of
+// its key and cycle — so several dispatchers of one cycle (one per cluster,
+// say) store each job once. It stores each cluster's inventory snapshot and
+// a run manifest listing the expected keys and which clusters succeeded.
+//
+// A cluster that cannot be enumerated (unreachable, forbidden) is recorded
+// in the manifest and the others continue. Run fails only when no cluster
+// could be enumerated or when publishing or storing failed.
+//
+// A dry run publishes and stores nothing: it writes the plan as JSON and a
+// summary line per cluster.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fleetscan/fleetscan/pkg/contract"
+	"github.com/fleetscan/fleetscan/pkg/inventory"
+	"github.com/fleetscan/fleetscan/pkg/queue"
+)
+
+// ErrNoCluster is returned when not a single cluster could be enumerated.
+var ErrNoCluster = errors.New("no cluster could be enumerated")
+
+// Publisher publishes scan jobs (queue.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, jobs []contract.ScanJob) (queue.PublishStats, error)
+}
+
+// Store keeps inventories and run manifests (store.Store).
+type Store interface {
+	PutInventory(ctx context.Context, inv contract.Inventory) error
+	PutManifest(ctx context.Context, m contract.RunManifest) error
+}
+
+// Deps are what a run works with.
+type Deps struct {
+	// Sources are the clusters to enumerate.
+	Sources []inventory.Source
+	// Failed are clusters whose source could not even be opened; they are
+	// recorded as failed.
+	Failed []inventory.ClusterFailure
+	// Resolver resolves spec tags; nil leaves containers without a status
+	// digest unresolved.
+	Resolver inventory.TagResolver
+	// Publisher and Store are unused by a dry run.
+	Publisher Publisher
+	Store     Store
+	Log       *zap.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (d Deps) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d Deps) log() *zap.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return zap.NewNop()
+}
+
+// Collect enumerates every source, cfg.ClusterConcurrency at a time, into a
+// plan. onCluster, when not nil, is called with each enumerated cluster's
+// full inventory (to store it) before its entries are dropped; its errors
+// are joined into the returned error, which is otherwise ErrNoCluster when
+// no cluster succeeded.
+func Collect(ctx context.Context, cfg Config, deps Deps, onCluster func(context.Context, inventory.Result) error) (*Plan, error) {
+	log := deps.log()
+	filter, err := cfg.Sources.Filter()
+	if err != nil {
+		return nil, err
+	}
+	plan := NewPlan(cfg.Cycle)
+	for _, f := range deps.Failed {
+		log.Error("cluster unavailable; continuing with the others", zap.String("cluster", f.Cluster), zap.Error(f.Err))
+		plan.Fail(f.Cluster, f.Err)
+	}
+
+	var (
+		wg      sync.WaitGroup
+		errMu   sync.Mutex
+		errs    []error
+		workers = max(cfg.ClusterConcurrency, 1)
+		sem     = make(chan struct{}, workers)
+	)
+	for _, src := range deps.Sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				plan.Fail(src.Cluster(), ctx.Err())
+				return
+			}
+			defer func() { <-sem }()
+			start := time.Now()
+			c := &inventory.Collector{Filter: filter, Resolver: deps.Resolver, Log: log}
+			res, err := c.Collect(ctx, src)
+			if err != nil {
+				log.Error("cluster could not be enumerated; continuing with the others",
+					zap.String("cluster", src.Cluster()), zap.Error(err))
+				plan.Fail(src.Cluster(), err)
+				return
+			}
+			plan.Add(res)
+			log.Info("cluster enumerated", zap.String("cluster", res.Cluster), zap.Int("pods", res.Pods),
+				zap.Int("containers", len(res.Entries)), zap.Int("unresolved", res.Unresolved()),
+				zap.Int("resolvedFromTag", res.FromTag), zap.Duration("took", time.Since(start)))
+			if onCluster != nil {
+				if err := onCluster(ctx, res); err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if plan.OKClusters() == 0 {
+		errs = append(errs, ErrNoCluster)
+	}
+	return plan, errors.Join(errs...)
+}
+
+// Run enumerates, stores each cluster's inventory, publishes one job per
+// unique key and stores the run manifest, which it returns. The manifest is
+// not stored when publishing failed (a rerun of the same cycle publishes
+// only what is missing). cfg.Cycle and cfg.RunID are generated when empty.
+func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, error) {
+	log := deps.log()
+	if deps.Publisher == nil || deps.Store == nil {
+		return contract.RunManifest{}, errors.New("dispatch: a run needs a publisher and a store (use DryRun otherwise)")
+	}
+	started := deps.now()
+	cfg.Complete(started)
+	log = log.With(zap.String("runId", cfg.RunID), zap.String("cycle", cfg.Cycle))
+	deps.Log = log
+	log.Info("dispatch started", zap.Int("clusters", len(deps.Sources)+len(deps.Failed)))
+
+	plan, collectErr := Collect(ctx, cfg, deps, func(ctx context.Context, res inventory.Result) error {
+		inv := contract.Inventory{
+			SchemaVersion: contract.InventorySchemaVersion, RunID: cfg.RunID, Cycle: cfg.Cycle,
+			Cluster: res.Cluster, CollectedAt: deps.now().UTC(), Pods: res.Pods, Entries: res.Entries,
+		}
+		if err := deps.Store.PutInventory(ctx, inv); err != nil {
+			return fmt.Errorf("store inventory of cluster %s: %w", res.Cluster, err)
+		}
+		return nil
+	})
+	m := contract.RunManifest{
+		SchemaVersion: contract.ManifestSchemaVersion, RunID: cfg.RunID, Cycle: cfg.Cycle,
+		CreatedAt: started.UTC(),
+	}
+	if plan == nil {
+		return m, collectErr
+	}
+	m.Clusters, m.Expected = plan.Clusters(), plan.Expected()
+	for _, c := range m.Clusters {
+		if !c.OK {
+			log.Error("cluster missing from this run", zap.String("cluster", c.Name), zap.String("error", c.Error))
+		}
+	}
+
+	var errs []error
+	if collectErr != nil {
+		errs = append(errs, collectErr)
+	}
+	if jobs := plan.Jobs(cfg.RunID, deps.now()); len(jobs) > 0 {
+		pubStart := time.Now()
+		st, err := deps.Publisher.Publish(ctx, jobs)
+		m.Published, m.Duplicates = st.Stored, st.Duplicates
+		if err != nil {
+			log.Error("publishing jobs failed; run manifest not stored", zap.Int("published", st.Stored), zap.Int("jobs", len(jobs)), zap.Error(err))
+			return m, errors.Join(append(errs, fmt.Errorf("publish %d jobs: %w", len(jobs), err))...)
+		}
+		log.Info("jobs published", zap.Int("jobs", len(jobs)), zap.Int("stored", st.Stored),
+			zap.Int("duplicates", st.Duplicates), zap.Duration("took", time.Since(pubStart)))
+	}
+	if err := deps.Store.PutManifest(ctx, m); err != nil {
+		errs = append(errs, fmt.Errorf("store run manifest %s: %w", cfg.RunID, err))
+	}
+	log.Info("dispatch finished", zap.Int("clustersOK", plan.OKClusters()), zap.Int("clusters", len(m.Clusters)),
+		zap.Int("expected", len(m.Expected)), zap.Int("published", m.Published), zap.Int("duplicates", m.Duplicates),
+		zap.Int("unresolved", len(plan.Unresolved())), zap.Duration("took", deps.now().Sub(started)))
+	return m, errors.Join(errs...)
+}
+
+// DryRun enumerates without publishing or storing anything, writes the plan
+// as JSON to out and a summary line per cluster to summary, and returns the
+// plan. It returns ErrNoCluster when no cluster could be enumerated (the
+// plan is written all the same).
+func DryRun(ctx context.Context, cfg Config, deps Deps, out, summary io.Writer) (*Plan, error) {
+	cfg.Complete(deps.now())
+	plan, err := Collect(ctx, cfg, deps, nil)
+	if plan == nil {
+		return nil, err
+	}
+	if werr := plan.WriteJSON(out); werr != nil {
+		return plan, errors.Join(err, fmt.Errorf("write plan: %w", werr))
+	}
+	if werr := plan.WriteSummary(summary); werr != nil {
+		return plan, errors.Join(err, fmt.Errorf("write summary: %w", werr))
+	}
+	return plan, err
+}

@@ -1,0 +1,141 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chromium returns the headless browser the HTML tests drive.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("chromium not found: the HTML report is checked in real headless Chromium; " +
+		"install it with `apt-get install -y chromium` (Debian/Ubuntu)")
+	return ""
+}
+
+// runChromium loads file in headless Chromium with name resolution
+// disabled (a page that fetched anything would fail to) and returns stdout.
+func runChromium(t *testing.T, file string, args ...string) []byte {
+	t.Helper()
+	bin := chromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	base := []string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+		"--disable-extensions", "--disable-background-networking", "--hide-scrollbars",
+		"--host-resolver-rules=MAP * ~NOTFOUND", "--user-data-dir=" + t.TempDir(),
+	}
+	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), "file://"+file)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+func writeHTML(t *testing.T, r *Report) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "report.html")
+	if err := os.WriteFile(path, render(t, r, WriteHTML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// externalRef finds anything a browser would fetch: scripts, styles,
+// images, frames, fonts or CSS imports from elsewhere.
+var externalRef = regexp.MustCompile(`(?i)<(script|img|iframe|link|source|video|audio|embed|object)\b[^>]*\b(src|href|data)\s*=|@import|url\(\s*['"]?(https?:|//)`)
+
+func TestHTMLIsSelfContained(t *testing.T) {
+	page := render(t, Build(fixture(t)), WriteHTML)
+	if m := externalRef.Find(page); m != nil {
+		t.Fatalf("HTML references an external resource: %s", m)
+	}
+	for _, want := range []string{`id="severity-chart"`, `id="deadlines"`, `id="breached"`, `id="coverage"`, `id="findings"`, "<style>", "fleetscan-data"} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("HTML lacks %s", want)
+		}
+	}
+}
+
+// TestHTMLRendersInChromium loads the report in real headless Chromium: the
+// script must fill the filterable table, and a screenshot must show a
+// rendered page (not blank, with the verdict banner's colour).
+func TestHTMLRendersInChromium(t *testing.T) {
+	in := fixture(t)
+	// Hostile text must stay text.
+	in.Images[0].Vulns[2].Title = `</script><img src=x onerror="document.title='pwned'">`
+	r := Build(in)
+	file := writeHTML(t, r)
+
+	dom := string(runChromium(t, file, "--dump-dom"))
+	if !strings.Contains(dom, "Showing 1–7 of 7") {
+		t.Fatalf("filterable table not rendered by the page script; #count is %q", regexp.MustCompile(`id="count"[^>]*>[^<]*`).FindString(dom))
+	}
+	tbody := dom[strings.Index(dom, `<table id="findings">`):]
+	if n := strings.Count(tbody, `<tr class="breached">`); n != 3 {
+		t.Errorf("%d breached rows in the table, want 3", n)
+	}
+	if strings.Contains(dom, "<title>pwned") || strings.Contains(dom, `<img src="x"`) {
+		t.Fatal("a finding title was interpreted as HTML")
+	}
+	if !strings.Contains(dom, "onerror=") {
+		t.Fatal("hostile title not shown as text")
+	}
+
+	shot := filepath.Join(t.TempDir(), "report.png")
+	runChromium(t, file, "--window-size=1280,1800", "--screenshot="+shot)
+	data, err := os.ReadFile(shot)
+	if err != nil {
+		t.Fatalf("no screenshot: %v", err)
+	}
+	if len(data) < 30_000 {
+		t.Fatalf("screenshot is only %d bytes: page probably blank", len(data))
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	colors, banner := paletteOf(img)
+	if colors < 50 {
+		t.Fatalf("screenshot has %d distinct colours: page probably blank", colors)
+	}
+	if !banner {
+		t.Fatal("screenshot lacks the red verdict banner (#ffebe9): CSS not applied?")
+	}
+	if dir := os.Getenv("FLEETSCAN_SCREENSHOT_DIR"); dir != "" {
+		_ = os.WriteFile(filepath.Join(dir, "report.png"), data, 0o644)
+	}
+}
+
+func paletteOf(img image.Image) (int, bool) {
+	seen := map[[3]uint32]bool{}
+	banner := false
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 2 {
+		for x := b.Min.X; x < b.Max.X; x += 2 {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			c := [3]uint32{r >> 8, g >> 8, bl >> 8}
+			seen[c] = true
+			if c == [3]uint32{0xff, 0xeb, 0xe9} {
+				banner = true
+			}
+		}
+	}
+	return len(seen), banner
+}

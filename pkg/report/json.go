@@ -1,0 +1,160 @@
+package report
+
+import (
+	"bufio"
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"io"
+)
+
+// Schema is the JSON Schema (draft 2020-12) of the JSON report.
+//
+//go:embed report.schema.json
+var Schema []byte
+
+// jsonWriter streams a report as JSON: small parts indented, the large
+// arrays one compact element per line, so a report with hundreds of
+// thousands of findings is never held in memory as one document.
+type jsonWriter struct {
+	w   *bufio.Writer
+	buf bytes.Buffer
+	enc *json.Encoder
+	err error
+}
+
+func newJSONWriter(w io.Writer) *jsonWriter {
+	jw := &jsonWriter{w: bufio.NewWriterSize(w, 256<<10)}
+	jw.enc = json.NewEncoder(&jw.buf)
+	jw.enc.SetEscapeHTML(false)
+	return jw
+}
+
+func (jw *jsonWriter) raw(s string) {
+	if jw.err == nil {
+		_, jw.err = jw.w.WriteString(s)
+	}
+}
+
+// value writes v compactly, or indented at depth (in two-space steps).
+func (jw *jsonWriter) value(v any, indent bool, depth int) {
+	if jw.err != nil {
+		return
+	}
+	jw.buf.Reset()
+	if indent {
+		pre := ""
+		for range depth {
+			pre += "  "
+		}
+		jw.enc.SetIndent(pre, "  ")
+	} else {
+		jw.enc.SetIndent("", "")
+	}
+	if jw.err = jw.enc.Encode(v); jw.err != nil {
+		return
+	}
+	_, jw.err = jw.w.Write(bytes.TrimRight(jw.buf.Bytes(), "\n"))
+}
+
+func (jw *jsonWriter) key(k string, depth int, first bool) {
+	if !first {
+		jw.raw(",\n")
+	}
+	for range depth {
+		jw.raw("  ")
+	}
+	jw.raw(`"` + k + `": `)
+}
+
+// streamArray writes items one per line; enc appends an element's JSON to
+// a reused buffer (nil means encoding/json).
+func streamArray[T any](jw *jsonWriter, items []T, depth int, enc func([]byte, *T) []byte) {
+	if len(items) == 0 {
+		jw.raw("[]")
+		return
+	}
+	jw.raw("[\n")
+	var buf []byte
+	for i := range items {
+		for range depth + 1 {
+			jw.raw("  ")
+		}
+		if enc == nil {
+			jw.value(&items[i], false, 0)
+		} else if jw.err == nil {
+			buf = enc(buf[:0], &items[i])
+			_, jw.err = jw.w.Write(buf)
+		}
+		if i < len(items)-1 {
+			jw.raw(",\n")
+		} else {
+			jw.raw("\n")
+		}
+	}
+	for range depth {
+		jw.raw("  ")
+	}
+	jw.raw("]")
+}
+
+func appendImagePtr(b []byte, img **Image) []byte { return appendImage(b, *img) }
+
+// WriteJSON writes the whole report (see Schema).
+func WriteJSON(w io.Writer, r *Report) error {
+	jw := newJSONWriter(w)
+	small := []struct {
+		k string
+		v any
+	}{
+		{"schemaVersion", r.SchemaVersion}, {"generatedAt", r.GeneratedAt}, {"asOf", r.AsOf},
+		{"scope", r.Scope}, {"runs", r.Runs}, {"clusters", r.Clusters}, {"db", r.DB},
+		{"scanner", r.Scanner}, {"policy", r.Policy}, {"summary", r.Summary}, {"complete", r.Complete},
+		{"failures", r.Failures}, {"notScanned", r.NotScanned}, {"expiredAcceptances", r.ExpiredAcceptances},
+	}
+	jw.raw("{\n")
+	first := true
+	for _, f := range small {
+		if f.k == "db" && r.DB == nil || f.k == "scanner" && r.Scanner == nil {
+			continue
+		}
+		jw.key(f.k, 1, first)
+		first = false
+		jw.value(f.v, true, 1)
+	}
+	jw.key("images", 1, false)
+	streamArray(jw, r.Images, 1, appendImagePtr)
+	jw.key("findings", 1, false)
+	streamArray(jw, r.Findings, 1, appendFinding)
+	jw.key("tickets", 1, false)
+	streamArray(jw, r.Tickets, 1, nil)
+	jw.key("diff", 1, false)
+	jw.raw("{\n")
+	for i, c := range []struct {
+		k string
+		n int
+	}{{"new", r.Diff.New}, {"reopened", r.Diff.Reopened}, {"stillOpen", r.Diff.StillOpen}, {"fixed", r.Diff.Fixed}} {
+		jw.key(c.k, 2, i == 0)
+		jw.value(c.n, false, 0)
+	}
+	jw.key("newFindings", 2, false)
+	streamArray(jw, r.Diff.NewFindings, 2, appendDiffEntry)
+	jw.key("fixedFindings", 2, false)
+	streamArray(jw, r.Diff.FixedFindings, 2, appendDiffEntry)
+	jw.raw("\n  }\n}\n")
+	if jw.err != nil {
+		return jw.err
+	}
+	return jw.w.Flush()
+}
+
+// WriteTicketsJSON writes the tickets as a JSON array, one per line.
+func WriteTicketsJSON(w io.Writer, r *Report) error {
+	jw := newJSONWriter(w)
+	streamArray(jw, r.Tickets, 0, nil)
+	jw.raw("\n")
+	if jw.err != nil {
+		return jw.err
+	}
+	return jw.w.Flush()
+}

@@ -1,0 +1,116 @@
+package sla
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const acceptYAML = `
+acceptances:
+  - vulnerability: CVE-2024-0001
+    repository: docker.io/library/nginx
+    expires: 2025-03-01
+    reason: TLS terminates at the ingress
+  - vulnerability: cve-2024-0002
+    repository: "ghcr.io/acme/*"
+    package: openssl
+    expires: "2025-06-01T12:00:00Z"
+    reason: vendor patch pending
+    approvedBy: security@example.com
+  - vulnerability: CVE-2024-0003
+    repository: "*"
+    expires: 2025-01-01
+    reason: old acceptance
+  - vulnerability: CVE-2024-0003
+    repository: "*"
+    expires: 2025-12-31
+    reason: renewed
+`
+
+func TestAcceptancesDecide(t *testing.T) {
+	a, err := ParseAcceptances([]byte(acceptYAML), "accept.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := func(s string) time.Time {
+		t.Helper()
+		tm, err := ParseTime(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	nginx := []string{"docker.io/library/nginx"}
+	acme := []string{"docker.io/library/nginx", "ghcr.io/acme/team/api"}
+	tests := []struct {
+		name       string
+		vuln, pkg  string
+		repos      []string
+		asOf       string
+		want       Status
+		wantReason string
+	}{
+		{"accepted before expiry", "CVE-2024-0001", "zlib", nginx, "2025-02-28T23:59:59Z", StatusAccepted, "TLS terminates"},
+		{"expired at midnight of the expiry date", "CVE-2024-0001", "zlib", nginx, "2025-03-01", StatusAcceptanceExpired, "TLS terminates"},
+		{"other repository not covered", "CVE-2024-0001", "zlib", []string{"docker.io/library/redis"}, "2025-01-01", StatusOpen, ""},
+		{"ID is case-insensitive, repo glob, package narrows", "CVE-2024-0002", "openssl", acme, "2025-06-01T11:00:00Z", StatusAccepted, "vendor patch"},
+		{"package mismatch", "CVE-2024-0002", "libcrypto", acme, "2025-01-01", StatusOpen, ""},
+		{"RFC 3339 expiry", "CVE-2024-0002", "openssl", acme, "2025-06-01T12:00:00Z", StatusAcceptanceExpired, "vendor patch"},
+		{"renewed acceptance wins over expired one", "CVE-2024-0003", "x", nginx, "2025-05-01", StatusAccepted, "renewed"},
+		{"both expired: latest expiry is reported", "CVE-2024-0003", "x", nginx, "2026-01-01", StatusAcceptanceExpired, "renewed"},
+		{"unlisted vulnerability", "CVE-2024-9999", "x", nginx, "2025-01-01", StatusOpen, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := a.Decide(tt.vuln, tt.pkg, tt.repos, day(tt.asOf))
+			if d.Status != tt.want {
+				t.Fatalf("status = %s, want %s", d.Status, tt.want)
+			}
+			if tt.wantReason == "" {
+				if d.Acceptance != nil {
+					t.Fatalf("unexpected acceptance %+v", d.Acceptance)
+				}
+				return
+			}
+			if d.Acceptance == nil || !strings.Contains(d.Acceptance.Reason, tt.wantReason) {
+				t.Fatalf("acceptance = %+v, want reason %q", d.Acceptance, tt.wantReason)
+			}
+		})
+	}
+	var none *Acceptances
+	if d := none.Decide("CVE-2024-0001", "zlib", nginx, day("2025-01-01")); d.Status != StatusOpen {
+		t.Fatalf("nil acceptances: %s", d.Status)
+	}
+}
+
+func TestParseAcceptancesErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"missing expiry and reason", "acceptances: [{vulnerability: CVE-1, repository: '*'}]",
+			[]string{"a.yaml: entry 1 (CVE-1): expires is required", "entry 1 (CVE-1): reason is required"}},
+		{"missing repository", "acceptances: [{vulnerability: CVE-1, expires: 2025-01-01, reason: r}]",
+			[]string{"repository is required"}},
+		{"missing vulnerability", "acceptances: [{repository: x, expires: 2025-01-01, reason: r}]",
+			[]string{"entry 1: vulnerability is required"}},
+		{"bad date", "acceptances: [{vulnerability: CVE-1, repository: x, expires: next week, reason: r}]",
+			[]string{"expires", "next week"}},
+		{"typo", "acceptances: [{vulnerability: CVE-1, repository: x, expiry: 2025-01-01, reason: r}]",
+			[]string{"expiry"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseAcceptances([]byte(tt.yaml), "a.yaml")
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want containing %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,514 @@
+package sla
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// Identity is what the first-seen clock is keyed by. It leaves out the tag
+// and digest so a rebuilt image that still carries the same vulnerable
+// package keeps its clock.
+type Identity struct {
+	Repository      string `json:"repository"`
+	VulnerabilityID string `json:"vulnerabilityId"`
+	PkgName         string `json:"pkgName"`
+	PkgPath         string `json:"pkgPath,omitempty"`
+}
+
+// Key is the KV key of the identity: the hex SHA-256 of its parts. Image
+// repositories and package paths contain characters KV keys may not, so
+// the readable parts travel in the value instead.
+func (id Identity) Key() string {
+	h := sha256.New()
+	for _, p := range []string{id.Repository, id.VulnerabilityID, id.PkgName, id.PkgPath} {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (id Identity) String() string {
+	s := id.Repository + " " + id.VulnerabilityID + " " + id.PkgName
+	if id.PkgPath != "" {
+		s += " (" + id.PkgPath + ")"
+	}
+	return s
+}
+
+// Repository strips the tag and digest from an image reference:
+// "docker.io/library/nginx:1.25@sha256:..." → "docker.io/library/nginx".
+// A registry port ("localhost:5000/app:1") is kept.
+func Repository(ref string) string {
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndexByte(ref, ':'); i >= 0 && i > strings.LastIndexByte(ref, '/') {
+		ref = ref[:i]
+	}
+	return ref
+}
+
+// State is a first-seen record's state.
+type State string
+
+const (
+	StateOpen     State = "open"
+	StateResolved State = "resolved"
+)
+
+// Record is the value stored per identity in the first-seen bucket.
+type Record struct {
+	Identity
+	// Severity as last reported (for listing fixed findings).
+	Severity string `json:"severity"`
+	// FirstSeen starts the SLA clock. A reopened finding keeps it.
+	FirstSeen time.Time `json:"firstSeen"`
+	State     State     `json:"state"`
+	// ResolvedAt is when the finding was last seen gone (state resolved).
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+	// Reopened counts how often the finding came back after being resolved;
+	// ReopenedAt is the last time.
+	Reopened   int       `json:"reopened,omitempty"`
+	ReopenedAt time.Time `json:"reopenedAt,omitzero"`
+	// Clusters the finding was last seen in. A finding is only resolved
+	// when all of them were observed without it.
+	Clusters []string `json:"clusters,omitempty"`
+	// UpdatedAt is the as-of time of the observation that last changed the
+	// record; an observation older than that never resolves it.
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Change classifies a sighted finding against the previous observation.
+type Change string
+
+const (
+	ChangeNew       Change = "new"
+	ChangeReopened  Change = "reopened"
+	ChangeStillOpen Change = "still-open"
+)
+
+// Sighting is one identity present in the current report.
+type Sighting struct {
+	Identity
+	Severity string
+	Clusters []string
+}
+
+// Observation is what one report saw.
+type Observation struct {
+	// AsOf is the evaluation time (--now).
+	AsOf time.Time
+	// Sightings lists every finding present, before report filters.
+	Sightings []Sighting
+	// Observed lists the clusters whose current inventory the report covers.
+	Observed []string
+	// Uncertain lists repositories with an image that has no usable result
+	// (failed or not scanned): their findings cannot be resolved.
+	Uncertain []string
+	// CoversFleet is true when every known cluster was observed; only then
+	// may records that name no cluster be resolved.
+	CoversFleet bool
+}
+
+// Ledger is the outcome of an observation: the clock of every sighted
+// finding and what changed.
+type Ledger struct {
+	AsOf    time.Time
+	records map[Identity]clockEntry
+	// Fixed lists the findings resolved by this observation, each once.
+	Fixed []Record
+	// Writes counts KV writes performed (zero when not recording).
+	Writes int
+}
+
+// clockEntry is what a report needs of a record; the ledger keeps only this
+// so that hundreds of thousands of identities stay cheap.
+type clockEntry struct {
+	firstSeen time.Time
+	change    Change
+}
+
+// Lookup returns the first-seen time of a sighted identity and how it
+// changed since the previous observation.
+func (l *Ledger) Lookup(id Identity) (time.Time, Change, bool) {
+	e, ok := l.records[id]
+	return e.firstSeen, e.change, ok
+}
+
+// Len is the number of sighted identities.
+func (l *Ledger) Len() int { return len(l.records) }
+
+// Count returns how many sighted identities have change c.
+func (l *Ledger) Count(c Change) int {
+	n := 0
+	for _, e := range l.records {
+		if e.change == c {
+			n++
+		}
+	}
+	return n
+}
+
+// KV is the part of a JetStream key-value bucket the clock uses.
+type KV interface {
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
+}
+
+// Clock keeps first-seen records in a KV bucket (topology.FirstSeenBucket).
+type Clock struct {
+	kv  KV
+	log *zap.Logger
+	// Concurrency bounds parallel KV writes.
+	Concurrency int
+}
+
+// NewClock returns a clock over kv.
+func NewClock(kv KV, log *zap.Logger) *Clock {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Clock{kv: kv, log: log, Concurrency: 256}
+}
+
+type stored struct {
+	rec *Record // nil when the value could not be decoded
+	rev uint64
+}
+
+// load reads every record in the bucket.
+func (c *Clock) load(ctx context.Context) (map[string]stored, error) {
+	w, err := c.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("watch first-seen records: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string]stored{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read first-seen records: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("read first-seen records: watcher closed")
+			}
+			if e == nil {
+				return out, nil
+			}
+			var r Record
+			if err := json.Unmarshal(e.Value(), &r); err != nil || r.Identity.Key() != e.Key() {
+				c.log.Warn("ignoring undecodable first-seen record; it will be rewritten when seen",
+					zap.String("key", e.Key()), zap.Error(err))
+				out[e.Key()] = stored{rev: e.Revision()}
+				continue
+			}
+			out[e.Key()] = stored{rec: &r, rev: e.Revision()}
+		}
+	}
+}
+
+// transition computes a record's next value from its previous one (nil when
+// absent or undecodable); write is false when nothing changed.
+type transition func(prev *Record) (next Record, change Change, write bool)
+
+// Observe applies an observation: records new findings, reopens resolved
+// ones that came back, resolves open ones that disappeared from clusters
+// the observation covered. With record false nothing is written and the
+// ledger shows what would have happened.
+func (c *Clock) Observe(ctx context.Context, obs Observation, record bool) (*Ledger, error) {
+	if obs.AsOf.IsZero() {
+		return nil, errors.New("observe: as-of time is required")
+	}
+	asOf := obs.AsOf.UTC()
+	all, err := c.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sighted := mergeSightings(obs.Sightings)
+	led := &Ledger{AsOf: asOf, records: make(map[Identity]clockEntry, len(sighted))}
+
+	type job struct {
+		key  string
+		id   Identity
+		prev stored
+		had  bool
+		tr   transition
+	}
+	var jobs []job
+	for id, s := range sighted {
+		key := id.Key()
+		prev, had := all[key]
+		tr := sightingTransition(s, asOf)
+		next, change, write := tr(prev.rec)
+		led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
+		if write {
+			jobs = append(jobs, job{key, id, prev, had, tr})
+		}
+	}
+
+	observed := setOf(obs.Observed)
+	uncertain := setOf(obs.Uncertain)
+	for key, st := range all {
+		if st.rec == nil || st.rec.State != StateOpen {
+			continue
+		}
+		if _, ok := sighted[st.rec.Identity]; ok {
+			continue
+		}
+		if !resolvable(*st.rec, asOf, observed, uncertain, obs.CoversFleet) {
+			continue
+		}
+		tr := resolveTransition(asOf)
+		next, _, write := tr(st.rec)
+		if write {
+			led.Fixed = append(led.Fixed, next)
+			jobs = append(jobs, job{key, st.rec.Identity, st, true, tr})
+		}
+	}
+	slices.SortFunc(led.Fixed, func(a, b Record) int { return compareIdentity(a.Identity, b.Identity) })
+	if !record || len(jobs) == 0 {
+		return led, nil
+	}
+
+	sem := make(chan struct{}, max(1, c.Concurrency))
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		errs  []error
+		wrote int
+	)
+	for _, j := range jobs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			rec, err := c.write(ctx, j.key, j.prev, j.had, j.tr)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("first-seen record %s: %w", j.id, err))
+				return
+			}
+			wrote++
+			if e, ok := led.records[j.id]; ok && rec != nil {
+				// A concurrent writer may have set an earlier first-seen.
+				e.firstSeen = rec.FirstSeen
+				led.records[j.id] = e
+			}
+		}()
+	}
+	wg.Wait()
+	led.Writes = wrote
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("record first-seen dates in KV: %w", errors.Join(errs[:min(len(errs), 5)]...))
+	}
+	return led, nil
+}
+
+// write stores tr(prev) with optimistic concurrency, re-reading and
+// re-applying the transition when another reporter wrote first.
+func (c *Clock) write(ctx context.Context, key string, prev stored, had bool, tr transition) (*Record, error) {
+	for attempt := 0; ; attempt++ {
+		next, _, write := tr(prev.rec)
+		if !write {
+			return prev.rec, nil
+		}
+		data, err := json.Marshal(next)
+		if err != nil {
+			return nil, err
+		}
+		if had {
+			_, err = c.kv.Update(ctx, key, data, prev.rev)
+		} else {
+			_, err = c.kv.Create(ctx, key, data)
+		}
+		if err == nil {
+			return &next, nil
+		}
+		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+		if !conflict || attempt >= 4 {
+			return nil, err
+		}
+		e, gerr := c.kv.Get(ctx, key)
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			prev, had = stored{}, false
+		case gerr != nil:
+			return nil, gerr
+		default:
+			var r Record
+			prev, had = stored{rev: e.Revision()}, true
+			if json.Unmarshal(e.Value(), &r) == nil {
+				prev.rec = &r
+			}
+		}
+	}
+}
+
+func sightingTransition(s Sighting, asOf time.Time) transition {
+	return func(prev *Record) (Record, Change, bool) {
+		if prev == nil {
+			return Record{
+				Identity: s.Identity, Severity: s.Severity, FirstSeen: asOf, State: StateOpen,
+				Clusters: s.Clusters, UpdatedAt: asOf,
+			}, ChangeNew, true
+		}
+		next := *prev
+		next.Identity = s.Identity
+		change := ChangeStillOpen
+		write := false
+		switch {
+		case prev.State == StateResolved && !asOf.Before(prev.ResolvedAt):
+			// It came back. The clock keeps its first-seen date: the
+			// vulnerability was known in this repository, and a workload
+			// that only runs now and then (a weekly CronJob) must not get a
+			// fresh deadline every time its pods reappear.
+			next.State = StateOpen
+			next.ResolvedAt = time.Time{}
+			next.Reopened++
+			next.ReopenedAt = asOf
+			change, write = ChangeReopened, true
+		case prev.State == StateResolved:
+			// Evaluating a time before it was resolved (a backfill): it was
+			// open then; report the old clock and change nothing.
+		case asOf.Before(prev.FirstSeen):
+			// A backfill saw it earlier than recorded.
+			next.FirstSeen = asOf
+			write = true
+		}
+		if next.Severity != s.Severity {
+			next.Severity = s.Severity
+			write = true
+		}
+		if prev.State == StateOpen && !slices.Equal(next.Clusters, s.Clusters) {
+			next.Clusters = s.Clusters
+			write = true
+		}
+		if change == ChangeReopened {
+			next.Clusters = s.Clusters
+		}
+		if write && asOf.After(next.UpdatedAt) {
+			next.UpdatedAt = asOf
+		}
+		return next, change, write
+	}
+}
+
+func resolveTransition(asOf time.Time) transition {
+	return func(prev *Record) (Record, Change, bool) {
+		if prev == nil || prev.State != StateOpen || asOf.Before(prev.UpdatedAt) {
+			if prev == nil {
+				return Record{}, "", false
+			}
+			return *prev, "", false
+		}
+		next := *prev
+		next.State = StateResolved
+		next.ResolvedAt = asOf
+		next.UpdatedAt = asOf
+		return next, "", true
+	}
+}
+
+// resolvable reports whether an open record absent from the observation may
+// be marked resolved: the observation is not older than the record, none of
+// its clusters went unobserved, and its repository has no image that failed
+// or was not scanned.
+func resolvable(r Record, asOf time.Time, observed, uncertain map[string]bool, coversFleet bool) bool {
+	if asOf.Before(r.UpdatedAt) || uncertain[r.Repository] {
+		return false
+	}
+	if len(r.Clusters) == 0 {
+		return coversFleet
+	}
+	for _, c := range r.Clusters {
+		if !observed[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeSightings merges sightings of the same identity (several images of
+// one repository): worst severity, union of clusters. Cluster slices are
+// shared with the caller unless a merge needs a new one.
+func mergeSightings(in []Sighting) map[Identity]Sighting {
+	out := make(map[Identity]Sighting, len(in))
+	merged := map[Identity]bool{}
+	for _, s := range in {
+		s.Severity = NormalizeSeverity(s.Severity)
+		prev, ok := out[s.Identity]
+		if !ok {
+			out[s.Identity] = s
+			continue
+		}
+		if SeverityRank(prev.Severity) < SeverityRank(s.Severity) {
+			s.Severity = prev.Severity
+		}
+		if !slices.Equal(prev.Clusters, s.Clusters) {
+			s.Clusters = append(append(make([]string, 0, len(prev.Clusters)+len(s.Clusters)), prev.Clusters...), s.Clusters...)
+			merged[s.Identity] = true
+		} else {
+			s.Clusters = prev.Clusters
+		}
+		out[s.Identity] = s
+	}
+	for id, s := range out {
+		if merged[id] || !sortedAndUnique(s.Clusters) {
+			s.Clusters = sortedUnique(slices.Clone(s.Clusters))
+		}
+		if len(s.Clusters) == 0 {
+			s.Clusters = nil
+		}
+		out[id] = s
+	}
+	return out
+}
+
+func sortedAndUnique(s []string) bool {
+	for i := 1; i < len(s); i++ {
+		if s[i-1] >= s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func setOf(list []string) map[string]bool {
+	m := make(map[string]bool, len(list))
+	for _, s := range list {
+		m[s] = true
+	}
+	return m
+}
+
+func compareIdentity(a, b Identity) int {
+	return cmpChain(
+		strings.Compare(a.Repository, b.Repository),
+		strings.Compare(a.VulnerabilityID, b.VulnerabilityID),
+		strings.Compare(a.PkgName, b.PkgName),
+		strings.Compare(a.PkgPath, b.PkgPath),
+	)
+}
+
+func cmpChain(cs ...int) int {
+	for _, c := range cs {
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetscan/fleetscan/pkg/fixture"
+	"github.com/fleetscan/fleetscan/pkg/reporting"
+)
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, reporting.ExitNoReport, "Commands:"},
+		{"unknown command", []string{"frobnicate"}, reporting.ExitNoReport, `unknown command "frobnicate"`},
+		{"help", []string{"--help"}, 0, "Commands:"},
+		{"scan help", []string{"scan", "--help"}, 0, "--skip-db-update"},
+		{"scan help documents exit status", []string{"scan", "--help"}, 0, "Exit status (a bit mask)"},
+		{"demo help", []string{"demo", "--help"}, 0, "--history-days"},
+		{"bad flag", []string{"scan", "--no-such-flag"}, reporting.ExitNoReport, "unknown flag"},
+		{"bad value", []string{"scan", "--workers", "0", "--skip-db-update"}, reporting.ExitNoReport, "--workers 0"},
+		{"stray argument", []string{"demo", "extra"}, reporting.ExitNoReport, "unexpected arguments"},
+		{"version", []string{"version"}, 0, "fleetscan"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
+			}
+			if all := stdout.String() + stderr.String(); !strings.Contains(all, tt.want) {
+				t.Fatalf("output does not mention %q:\n%s", tt.want, all)
+			}
+		})
+	}
+}
+
+func TestScanOfflineWithoutDBNamesTheFix(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"scan", "--skip-db-update", "--cache-dir", t.TempDir(),
+		"--state-dir", t.TempDir(), "--inventory-file", "x=" + filepath.Join(t.TempDir(), "none.json")}, &stdout, &stderr)
+	if code != reporting.ExitNoReport {
+		t.Fatalf("exit %d, want 4; stderr: %s", code, stderr.String())
+	}
+	if msg := stderr.String(); !strings.Contains(msg, "--skip-db-update") || !strings.Contains(msg, "--cache-dir") {
+		t.Fatalf("error does not name the flags that fix it: %s", msg)
+	}
+}
+
+// TestScanInventoryFile runs `fleetscan scan` end to end on an inventory
+// file, a fixture registry and a fixture DB: the README's "scan your own
+// cluster" path, offline.
+func TestScanInventoryFile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	reg := fixture.NewRegistry(t)
+	spec, err := fixture.SampleImage("alpine-3.18")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alpine, err := fixture.PushSample(ctx, reg.Host, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advisories, err := fixture.BaseAdvisories()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	if _, err := fixture.BuildDB(cache, advisories, fixture.DBOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := fmt.Sprintf(`{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod",
+	  "metadata":{"name":"web-0","namespace":"shop","ownerReferences":[{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web","uid":"u","controller":true}]},
+	  "spec":{"containers":[{"name":"app","image":"%[1]s:3.18"}]},
+	  "status":{"containerStatuses":[{"name":"app","image":"%[1]s:3.18","imageID":"%[1]s@%[2]s"}]}}]}`, alpine.Repository, alpine.Digest)
+	inv := filepath.Join(t.TempDir(), "pods.json")
+	if err := os.WriteFile(inv, []byte(pods), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"scan", "--skip-db-update", "--cache-dir", cache, "--state-dir", t.TempDir(),
+		"--inventory-file", "laptop=" + inv, "--insecure-registry", reg.Host, "--workers", "2",
+		"--out-dir", out, "--scratch-dir", t.TempDir()}, &stdout, &stderr)
+	// Findings were first seen just now: nothing can be past its SLA yet.
+	if code != reporting.ExitOK {
+		t.Fatalf("exit %d, want 0\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	csv, err := os.ReadFile(filepath.Join(out, "report.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(csv), "image,cve_id,severity,pkg_name,installed,fixed_in,sla_deadline,sla_breached,") {
+		t.Fatalf("CSV header: %.120s", csv)
+	}
+	for _, f := range alpine.Spec.Expected {
+		if !strings.Contains(string(csv), f.VulnerabilityID) {
+			t.Errorf("report misses %s", f.VulnerabilityID)
+		}
+	}
+	if !strings.Contains(stdout.String(), "Vulnerability Summary") {
+		t.Fatalf("no console summary:\n%s", stdout.String())
+	}
+}

@@ -80,9 +80,23 @@ demo: ## Run the real pipeline offline on a generated fleet (fleetscan exits 1 t
 	  if [ $$status -eq 1 ]; then echo; echo "make demo: fleetscan exited 1 — SLA breaches found, as the demo intends."; exit 0; fi; \
 	  exit $$status
 
+.PHONY: docs
+docs: build ## Regenerate docs/configuration.md from the binaries' --help
+	hack/gen-config-docs.sh $(BIN)
+
+# The fleet benchmark (hack/fleetbench): BENCH_IMAGES=40 for a quick run
+# (its table is then only printed, not written to BENCHMARKS.md);
+# BENCH_PKGS=./... runs every package's micro-benchmarks.
+BENCH_IMAGES ?= 200
+BENCH_MD     ?= $(if $(filter 200,$(BENCH_IMAGES)),BENCHMARKS.md,)
+BENCH_PKGS   ?= ./pkg/imageref/ ./pkg/dispatch/ ./pkg/queue/ ./pkg/report/ ./pkg/reporting/ ./pkg/sla/ ./pkg/fixture/
+BENCH_FLAGS  ?=
+
 .PHONY: bench
-bench: ## Run the micro-benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: tools ## Run the micro-benchmarks, then the fleet benchmark (BENCH_IMAGES=40 for a quick run)
+	$(GO) test -run '^$$' -bench . -benchmem $(BENCH_PKGS)
+	$(GO) build -o $(TOOLS)/fleetbench ./hack/fleetbench
+	$(TOOLS)/fleetbench --images $(BENCH_IMAGES) --benchmarks-md '$(BENCH_MD)' $(BENCH_FLAGS)
 
 .PHONY: lint
 lint: ## go vet, plus staticcheck when it installs from the module proxy

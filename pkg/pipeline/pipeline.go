@@ -74,6 +74,8 @@ func Defaults() Config {
 	c.Worker.DB.CacheDir = filepath.Join(xdgDir("XDG_CACHE_HOME", ".cache"), "fleetscan", "trivy")
 	c.Worker.Listen = ""
 	c.Worker.WorkerName = "fleetscan"
+	// One process: poll the results often, the wait is what the user watches.
+	c.Report.PollInterval = 500 * time.Millisecond
 	return c
 }
 

@@ -60,7 +60,7 @@ test: tools kube-tools ## Run all tests: unit tests (with -race) and the integra
 	$(MAKE) test-integration
 
 .PHONY: test-unit
-test-unit: kube-tools ## Run the main module's tests only (builds kube-apiserver and etcd once)
+test-unit: tools kube-tools ## Run the main module's tests only (builds the Trivy CLI, kube-apiserver and etcd once)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: test-integration

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fleetscan/fleetscan/pkg/contract"
+	"github.com/fleetscan/fleetscan/pkg/fixture"
+	"github.com/fleetscan/fleetscan/pkg/natsembed"
+	"github.com/fleetscan/fleetscan/pkg/natsembed/natstest"
+	"github.com/fleetscan/fleetscan/pkg/queue"
+	"github.com/fleetscan/fleetscan/pkg/store"
+	"github.com/fleetscan/fleetscan/pkg/topology"
+)
+
+func runMain(ctx context.Context, args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	err := run(ctx, args, &out, &errb)
+	code = exitCode(err, &errb)
+	return code, out.String(), errb.String()
+}
+
+// buildDB writes the fixture DB, built age ago, under a new cache dir.
+func buildDB(t *testing.T, age time.Duration) string {
+	t.Helper()
+	dir := t.TempDir()
+	set, err := fixture.BaseAdvisories()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fixture.BuildDB(dir, set, fixture.DBOptions{UpdatedAt: time.Now().Add(-age).UTC().Truncate(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// scratch is the --scratch-dir of every run in this test binary: `worker
+// run` points $TMPDIR at it, and Trivy creates its per-process temporary
+// directory there once, so it must outlive every test.
+var scratch string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "worker-cmd-test-")
+	if err != nil {
+		panic(err)
+	}
+	scratch = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// keepTMPDIR restores $TMPDIR, which `worker run` points at --scratch-dir.
+func keepTMPDIR(t *testing.T) { t.Setenv("TMPDIR", os.TempDir()) }
+
+func TestExitCodes(t *testing.T) {
+	keepTMPDIR(t)
+	fresh := buildDB(t, time.Hour)
+	stale := buildDB(t, 100*time.Hour)
+	common := []string{"--log-format", "json", "--listen", "", "--scratch-dir", scratch, "--nats-url", "nats://127.0.0.1:1", "--nats-timeout", "200ms"}
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		wantErr string
+	}{
+		{"help", []string{"--help"}, exitOK, "worker db-update [flags]"},
+		{"db-update help", []string{"db-update", "--help"}, exitOK, "--db-repository"},
+		{"unknown command", []string{"scan"}, exitUsage, `unknown command "scan"`},
+		{"unknown flag", []string{"run", "--bogus"}, exitUsage, "unknown flag: --bogus"},
+		{"bad concurrency", []string{"--concurrency", "0"}, exitUsage, "--concurrency 0"},
+		{"bad insecure registry", []string{"--insecure-registry", "http://x/y"}, exitUsage, "--insecure-registry"},
+		{"missing registry config", []string{"--registry-config", filepath.Join(t.TempDir(), "nope.json")}, exitUsage, "--registry-config"},
+		{"missing DB", append([]string{"--cache-dir", t.TempDir()}, common...), exitFailed, "db-update"},
+		{"stale DB", append([]string{"--cache-dir", stale}, common...), exitFailed, "--max-db-age"},
+		{"stale DB accepted with a larger max age, NATS down", append([]string{"--cache-dir", stale, "--max-db-age", "200h"}, common...), exitFailed, "connect to NATS"},
+		{"fresh DB, NATS down", append([]string{"--cache-dir", fresh}, common...), exitFailed, "connect to NATS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runMain(context.Background(), tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.wantErr) {
+				t.Fatalf("exit %d, want %d; stderr lacks %q:\n%s", code, tt.code, tt.wantErr, stderr)
+			}
+		})
+	}
+	_, _, help := runMain(context.Background(), "run", "--help")
+	for _, want := range []string{"$FLEETSCAN_CACHE_DIR", "--scan-timeout", "--grace-period", "--insecure-registry", "--registry-config",
+		"--concurrency", "--listen", "--worker-name", "--nats-url", "--js-ack-wait", "--log-format", "--max-db-age", "--scratch-dir"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("run --help lacks %s", want)
+		}
+	}
+}
+
+// TestRunScansAndStops runs the command against a real embedded JetStream,
+// the fixture DB and registry: a queued job gets its result, and SIGTERM
+// (context cancellation) stops it cleanly.
+func TestRunScansAndStops(t *testing.T) {
+	keepTMPDIR(t)
+	nats := natstest.Start(t)
+	cacheDir := buildDB(t, time.Hour)
+	reg := fixture.NewRegistry(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec, err := fixture.SampleImage("alpine-curl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fixture.PushSample(ctx, reg.Host, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := contract.NewScanJob("run-1", "c1", p.Key(spec.Platforms[0]), p.Ref(), nil, time.Now())
+	if _, err := queue.NewPublisher(nats.JS).Publish(ctx, []contract.ScanJob{job}); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("FLEETSCAN_WORKER_NAME", "cmd-test")
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out, errb bytes.Buffer
+	go func() {
+		done <- run(runCtx, []string{"run", "--cache-dir", cacheDir, "--scratch-dir", scratch, "--listen", "",
+			"--nats-url", nats.Server.URL(), "--log-format", "json", "--concurrency", "2"}, &out, &errb)
+	}()
+	st := store.New(nats.JS, nats.Res)
+	var res contract.ScanResult
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r, err := st.Result(ctx, job.ImageKey)
+		if err == nil {
+			res = r
+			break
+		}
+		if !errors.Is(err, store.ErrNotFound) || time.Now().After(deadline) {
+			stop()
+			t.Fatalf("no result: %v\n%s", err, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("worker did not stop")
+	}
+	if res.Status != contract.StatusScanned || len(res.Findings) != len(spec.Expected) || res.Worker != "cmd-test" {
+		t.Errorf("result %s by %q with %d findings, want scanned by cmd-test with %d", res.Status, res.Worker, len(res.Findings), len(spec.Expected))
+	}
+}
+
+// TestDBUpdate pushes a fixture DB as the real Trivy DB artifact and
+// updates from it through the command.
+func TestDBUpdate(t *testing.T) {
+	keepTMPDIR(t)
+	reg := fixture.NewRegistry(t)
+	src := buildDB(t, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ref := reg.Host + "/aquasec/trivy-db:2"
+	if _, err := fixture.PushDBArtifact(ctx, ref, fixture.DBDir(src)); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	args := []string{"db-update", "--cache-dir", cache, "--db-repository", ref, "--insecure-registry", reg.Host, "--log-format", "json"}
+	code, stdout, stderr := runMain(ctx, args...)
+	if code != exitOK || !strings.Contains(stdout, "trivy DB: updated from "+ref) {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runMain(ctx, args...)
+	if code != exitOK || !strings.Contains(stdout, "fresh, kept") {
+		t.Fatalf("second update: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	// A worker accepts what the updater wrote.
+	code, _, stderr = runMain(ctx, "--cache-dir", cache, "--scratch-dir", scratch, "--listen", "", "--log-format", "json",
+		"--nats-url", "nats://127.0.0.1:1", "--nats-timeout", "200ms")
+	if code != exitFailed || !strings.Contains(stderr, "connect to NATS") {
+		t.Errorf("worker on the updated DB: exit %d: %s", code, stderr)
+	}
+}
+
+// TestEnsureTopologyOnly lays out the JetStream resources on an empty
+// server and exits, without a vulnerability DB (the deploy's init step).
+func TestEnsureTopologyOnly(t *testing.T) {
+	keepTMPDIR(t)
+	srv, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, stdout, stderr := runMain(ctx, "run", "--ensure-topology-only", "--cache-dir", filepath.Join(t.TempDir(), "no-db-here"),
+		"--nats-url", srv.URL(), "--log-format", "json")
+	if code != exitOK || !strings.Contains(stdout, "topology ensured") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Consumer(ctx, topology.JobsStream, topology.WorkersConsumer); err != nil {
+		t.Errorf("consumer %s/%s not created: %v", topology.JobsStream, topology.WorkersConsumer, err)
+	}
+}

@@ -14,8 +14,12 @@ out=docs/configuration.md
     echo "## \`$cmd\`"
     echo
     echo '```'
-    # --help exits 0 and prints to stderr.
-    "$bin"/$cmd --help 2>&1 | sed -e 's/[[:space:]]*$//'
+    # --help exits 0 and prints to stderr. Defaults that depend on the
+    # machine (home directory, host name, CPU count) are shown generically.
+    env -i PATH="$PATH" HOME=/home/user TMPDIR=/tmp "$bin"/$cmd --help 2>&1 |
+      sed -e 's/[[:space:]]*$//' \
+          -e "s/(default \"$(hostname)\")/(default: host name)/" \
+          -e '/--\(concurrency\|workers\) int/s/(default [0-9]*)$/(default: depends on the machine)/'
     echo '```'
   done
 } > "$out"

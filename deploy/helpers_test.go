@@ -163,7 +163,6 @@ resources:
 components:
   - ../../components/nats-tls
   - ../../components/registry-auth
-  - ../../components/pull-secret-lookup
 `
 
 var (

@@ -127,12 +127,11 @@ func TestPolicyNobodyRoot(t *testing.T) {
 type rbacRule struct{ group, resource string }
 
 // documentedRBAC is the complete RBAC of fleetscan, as deploy/README.md
-// documents it: the dispatcher's ClusterRole, and the worker's opt-in
-// pull-secret lookup.
+// documents it: the dispatcher's ClusterRole. Workers read registry
+// credentials from a mounted Docker config, never through the API.
 var documentedRBAC = map[string]struct {
 	rules   map[rbacRule][]string
 	subject string // the one ServiceAccount bound to it
-	optIn   bool   // only with components/pull-secret-lookup
 }{
 	"fleetscan-dispatcher": {
 		rules: map[rbacRule][]string{
@@ -142,11 +141,6 @@ var documentedRBAC = map[string]struct {
 			{"batch", "jobs"}:       {"get", "list"},
 		},
 		subject: "fleetscan-dispatcher",
-	},
-	"fleetscan-worker-pull-secrets": {
-		rules:   map[rbacRule][]string{{"", "secrets"}: {"get"}},
-		subject: "fleetscan-worker",
-		optIn:   true,
 	},
 }
 
@@ -167,9 +161,6 @@ func TestPolicyRBAC(t *testing.T) {
 				if !ok {
 					t.Errorf("%s: undocumented ClusterRole", o)
 					continue
-				}
-				if doc.optIn && dir != allComponentsDir {
-					t.Errorf("%s: opt-in ClusterRole rendered without its component", o)
 				}
 				roles[r.Name] = true
 				if r.AggregationRule != nil {
@@ -216,9 +207,6 @@ func TestPolicyRBAC(t *testing.T) {
 
 		// A token only where the pod calls the API.
 		tokenAllowed := map[string]bool{"fleetscan-dispatcher": true}
-		if dir == allComponentsDir {
-			tokenAllowed["fleetscan-worker"] = true
-		}
 		for _, p := range pods(objs) {
 			sa := p.Spec.ServiceAccountName
 			if sa == "" || sa == "default" {

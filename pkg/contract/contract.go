@@ -75,32 +75,33 @@ func checkVersion(kind, v string) error {
 }
 
 // decode unmarshals data into v, checks the schema version and validates the
-// required fields.
+// required fields. The document is parsed once on the happy path; only when
+// it does not fit v is the version peeked at, so a future major with a
+// different shape is reported as a version problem, not as a type error.
 func decode[T versioned](data []byte, v T) error {
 	kind := v.kind()
-	// Peek at the version first so a future major with a different shape is
-	// reported as a version problem, not as a confusing type error.
-	var head struct {
-		SchemaVersion json.RawMessage `json:"schemaVersion"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return &DecodeError{Kind: kind, Err: fmt.Errorf("not a JSON object: %w", err)}
-	}
-	var sv string
-	if len(head.SchemaVersion) > 0 {
-		if err := json.Unmarshal(head.SchemaVersion, &sv); err != nil {
+	if err := json.Unmarshal(data, v); err != nil {
+		var head struct {
+			SchemaVersion json.RawMessage `json:"schemaVersion"`
+		}
+		if herr := json.Unmarshal(data, &head); herr != nil {
+			return &DecodeError{Kind: kind, Err: fmt.Errorf("not a JSON object: %w", herr)}
+		}
+		var sv string
+		if len(head.SchemaVersion) > 0 && json.Unmarshal(head.SchemaVersion, &sv) != nil {
 			return &DecodeError{Kind: kind, Field: "schemaVersion", Err: errors.New("must be a string")}
 		}
-	}
-	if err := checkVersion(kind, sv); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
+		if verr := checkVersion(kind, sv); verr != nil {
+			return verr
+		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return &DecodeError{Kind: kind, Field: te.Field, Err: fmt.Errorf("want %s", te.Type)}
 		}
 		return &DecodeError{Kind: kind, Err: err}
+	}
+	if err := checkVersion(kind, v.schemaVersion()); err != nil {
+		return err
 	}
 	return v.validate()
 }

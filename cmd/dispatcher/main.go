@@ -97,22 +97,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	natsCfg.RegisterFlags(fs)
 	topoCfg.RegisterFlags(fs)
 	logCfg.RegisterFlags(fs)
-	flagenv.Annotate(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, usageTail)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := flagenv.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
-	if err := flagenv.Apply(fs, nil); err != nil {
 		return usageError{err}
 	}
 	errs := []error{cfg.Validate(), logCfg.Validate()}

@@ -25,6 +25,7 @@ import (
 	"github.com/fleetscan/fleetscan/pkg/pipeline"
 	"github.com/fleetscan/fleetscan/pkg/progress"
 	"github.com/fleetscan/fleetscan/pkg/reporting"
+	"github.com/fleetscan/fleetscan/pkg/s3upload"
 	"github.com/fleetscan/fleetscan/pkg/version"
 )
 
@@ -95,25 +96,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // done is true when the caller should return code at once.
 func parse(fs *pflag.FlagSet, head string, args []string, logCfg *logging.Config, stderr io.Writer) (log *zap.Logger, code int, done bool) {
 	logCfg.RegisterFlags(fs)
-	flagenv.Annotate(fs)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, head)
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, "\n"+reporting.ExitStatusHelp)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := flagenv.Parse(fs, args, map[string]string{s3upload.EnvAlias: "s3-url"}); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, 0, true
 		}
-		fmt.Fprintf(stderr, "fleetscan: %v\n", err)
-		return nil, reporting.ExitNoReport, true
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fleetscan: unexpected arguments %q\n", fs.Args())
-		return nil, reporting.ExitNoReport, true
-	}
-	if err := flagenv.Apply(fs, map[string]string{"REPORT_BUCKET": "s3-url"}); err != nil {
 		fmt.Fprintf(stderr, "fleetscan: %v\n", err)
 		return nil, reporting.ExitNoReport, true
 	}

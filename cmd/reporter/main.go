@@ -67,7 +67,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	topoCfg.RegisterFlags(fs)
 	logCfg.RegisterFlags(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	flagenv.Annotate(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		fs.PrintDefaults()
@@ -77,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "reporter: %v\n", err)
 		return reporting.ExitNoReport
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := flagenv.Parse(fs, args, map[string]string{s3upload.EnvAlias: "s3-url"}); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return reporting.ExitOK
 		}
@@ -86,12 +85,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *showVersion {
 		fmt.Fprintln(stdout, "reporter", version.Version)
 		return reporting.ExitOK
-	}
-	if fs.NArg() > 0 {
-		return fail(fmt.Errorf("unexpected arguments %q", fs.Args()))
-	}
-	if err := flagenv.Apply(fs, map[string]string{s3upload.EnvAlias: "s3-url"}); err != nil {
-		return fail(err)
 	}
 	if err := errors.Join(cfg.Validate(), natsCfg.Validate(), topoCfg.Validate(), logCfg.Validate()); err != nil {
 		return fail(err)

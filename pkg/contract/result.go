@@ -101,7 +101,7 @@ type Finding struct {
 	PkgName          string     `json:"pkgName"`
 	PkgVersion       string     `json:"pkgVersion"`
 	PkgPath          string     `json:"pkgPath,omitempty"`
-	PkgType          string     `json:"pkgType,omitempty"` // alpine, debian, npm, pip, gobinary, jar, ...
+	PkgType          string     `json:"pkgType,omitempty"`  // alpine, debian, npm, pip, gobinary, jar, ...
 	PkgClass         string     `json:"pkgClass,omitempty"` // os-pkgs or lang-pkgs
 	Target           string     `json:"target,omitempty"`
 	FixedVersion     string     `json:"fixedVersion,omitempty"`

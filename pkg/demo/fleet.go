@@ -72,7 +72,7 @@ func fleet(withPython bool) []clusterSpec {
 		{namespace: "web", kind: "Deployment", name: "storefront-arm", replicas: 2, node: "eu-arm-1",
 			main: []container{{name: "app", image: "node-app", tag: "1.0.0", form: containerd}}},
 		{namespace: "payments", kind: "StatefulSet", name: "ledger", replicas: 2, node: "eu-1",
-			main: []container{{name: "db", image: "debian-12", tag: "12.1", form: dockerPullable}},
+			main:      []container{{name: "db", image: "debian-12", tag: "12.1", form: dockerPullable}},
 			ephemeral: []container{{name: "debugger", image: "alpine-curl", tag: "8.3.0", form: containerd}}},
 		{namespace: "monitoring", kind: "DaemonSet", name: "node-agent", replicas: 2, node: "eu-1",
 			main: []container{{name: "agent", image: "go-agent", tag: "", form: containerd}}},

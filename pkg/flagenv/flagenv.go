@@ -78,3 +78,19 @@ func Apply(fs *pflag.FlagSet, aliases map[string]string) error {
 	}
 	return firstErr
 }
+
+// Parse is how every fleetscan command reads its flags: it annotates the
+// usage with the variable names, parses args (which must hold flags only),
+// then applies the environment (with aliases) to the flags not given.
+// pflag.ErrHelp is returned as is for --help; any other error is a usage
+// error naming the flag, argument or variable at fault.
+func Parse(fs *pflag.FlagSet, args []string, aliases map[string]string) error {
+	Annotate(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return Apply(fs, aliases)
+}

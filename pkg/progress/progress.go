@@ -20,11 +20,11 @@ type State struct {
 
 // Printer writes progress to w.
 type Printer struct {
-	mu       sync.Mutex
-	w        io.Writer
-	tty      bool
-	start    time.Time
-	interval time.Duration
+	mu        sync.Mutex
+	w         io.Writer
+	tty       bool
+	start     time.Time
+	interval  time.Duration
 	last      time.Time
 	lastState State
 	printed   bool

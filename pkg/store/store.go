@@ -103,7 +103,7 @@ func (s *Store) EachResult(ctx context.Context, fn func(contract.ScanResult) err
 		return nil
 	}
 	cons, err := s.res.Results.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 		FilterSubjects: []string{topology.ResultsSubjectPrefix + ".>"},
 	})
 	if err != nil {

@@ -500,6 +500,16 @@ func TestNATSRolePermissions(t *testing.T) {
 		if _, err := c.st.Result(ctx(), key); err != nil {
 			t.Errorf("read result: %v", err)
 		}
+		// The fleet-wide layer cache: entries, large entries, leases.
+		if _, err := c.res.LayerCache.Put(ctx(), "blob.sha256-00", []byte("{}")); err != nil {
+			t.Errorf("write a layer-cache entry: %v", err)
+		}
+		if _, err := c.res.LayerObjects.PutBytes(ctx(), "blob.sha256-00", []byte("{}")); err != nil {
+			t.Errorf("write a large layer-cache entry: %v", err)
+		}
+		if _, err := c.res.LayerLeases.Create(ctx(), "sha256-00", []byte("worker"), jetstream.KeyTTL(time.Minute)); err != nil {
+			t.Errorf("take a layer lease: %v", err)
+		}
 		noViolations(t, c)
 		denied(t, c, "publishing a job", "fleetscan.jobs.", func(ctx context.Context) error {
 			_, err := queue.NewPublisher(c.js).Publish(ctx, []contract.ScanJob{job})
@@ -538,9 +548,6 @@ func TestNATSRolePermissions(t *testing.T) {
 		}
 		if _, err := c.res.FirstSeen.Put(ctx(), "k", []byte("2026-01-02")); err != nil {
 			t.Errorf("write SLA first-seen date: %v", err)
-		}
-		if _, err := c.res.Reports.PutBytes(ctx(), "latest", []byte("{}")); err != nil {
-			t.Errorf("write report state: %v", err)
 		}
 		noViolations(t, c)
 		denied(t, c, "writing a result", "fleetscan.results.", func(ctx context.Context) error { return c.st.PutResult(ctx, result) })

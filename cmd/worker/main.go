@@ -120,14 +120,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // parse parses and validates a subcommand's flags.
 func parse(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, help string, validate func() error) error {
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	flagenv.Annotate(fs)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead+help)
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, usageTail)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := flagenv.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
@@ -136,12 +135,6 @@ func parse(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, help stri
 	if *showVersion {
 		fmt.Fprintln(stdout, "worker", version.Version)
 		return pflag.ErrHelp
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
-	if err := flagenv.Apply(fs, nil); err != nil {
-		return usageError{err}
 	}
 	if err := validate(); err != nil {
 		return usageError{err}
@@ -185,16 +178,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("--scratch-dir: %w", err)
 	}
 
-	engine, err := worker.OpenEngine(ctx, cfg, log)
-	if err != nil {
-		return err
+	// A missing or stale DB is reported before NATS is reached: it is the
+	// more useful message (the engine opens after the topology, which the
+	// shared layer cache needs).
+	if _, err := trivydb.Check(cfg.DB, time.Now()); err != nil {
+		return fmt.Errorf("vulnerability DB: %w", err)
 	}
-	defer func() {
-		if err := engine.Close(); err != nil {
-			log.Warn("close scanner", zap.Error(err))
-		}
-	}()
-
 	nc, err := natsconn.Connect(ctx, natsCfg, log)
 	if err != nil {
 		return err
@@ -208,6 +197,16 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("ensure JetStream topology: %w", err)
 	}
+
+	engine, err := worker.OpenEngine(ctx, cfg, log, worker.WithResources(res))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := engine.Close(); err != nil {
+			log.Warn("close scanner", zap.Error(err))
+		}
+	}()
 	st := store.New(js, res)
 	st.Worker = cfg.WorkerName
 	w, err := worker.New(cfg, worker.Deps{Conn: nc, Resources: res, Store: st, Scanner: engine, Log: log})

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -112,6 +113,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		c.Worker.DB.Registry.RegisterFlags(s)
 		s.DurationVar(&c.Worker.ScanTimeout, "scan-timeout", c.Worker.ScanTimeout, "give up on one image's scan after this long")
 		s.StringVar(&c.Worker.ScratchDir, "scratch-dir", c.Worker.ScratchDir, "writable directory for the layer-analysis cache and temporary files")
+		c.Worker.RegisterIncrementalFlags(s)
+		s.DurationVar(&c.Topology.LayerCacheTTL, "layer-cache-ttl", c.Topology.LayerCacheTTL, "drop a shared layer-analysis cache entry not used for this long (each use refreshes it)")
 	})
 	sub(c.Dispatch.Sources.RegisterFlags)
 	sub(func(s *pflag.FlagSet) {
@@ -217,7 +220,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporting.Outcome, error) {
 
 	// Trivy's own warnings (end-of-life distributions, ...) are in the
 	// results; on a laptop only its errors belong on the terminal.
-	engine, err := worker.OpenEngine(ctx, cfg.Worker, log.Named("worker").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)))
+	engine, err := worker.OpenEngine(ctx, cfg.Worker, log.Named("worker").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)), worker.WithResources(res))
 	if err != nil {
 		return reporting.Outcome{}, dbError(cfg, err)
 	}
@@ -230,15 +233,19 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporting.Outcome, error) {
 	if err != nil {
 		return reporting.Outcome{}, err
 	}
-	workerCtx, stopWorkers := context.WithCancel(ctx)
+	workerCtx, cancelWorkers := context.WithCancel(ctx)
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(workerCtx) }()
-	defer func() {
-		stopWorkers()
-		if err := <-workerDone; err != nil {
-			log.Warn("workers stopped with an error", zap.Error(err))
-		}
-	}()
+	var stopOnce sync.Once
+	stopWorkers := func() {
+		stopOnce.Do(func() {
+			cancelWorkers()
+			if err := <-workerDone; err != nil {
+				log.Warn("workers stopped with an error", zap.Error(err))
+			}
+		})
+	}
+	defer stopWorkers()
 
 	resolver, err := cfg.Dispatch.Resolver()
 	if err != nil {
@@ -272,7 +279,19 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporting.Outcome, error) {
 			rd.Out = d.Progress.BreakWriter(d.Out)
 		}
 	}
-	return reporting.Run(ctx, cfg.Report, rd)
+	out, err := reporting.Run(ctx, cfg.Report, rd)
+	stopWorkers() // their counters are final once they stopped
+	if d.Out != nil && err == nil {
+		writeIncremental(d.Out, w.Stats())
+	}
+	return out, err
+}
+
+// writeIncremental prints what incremental scanning saved in this run.
+func writeIncremental(out io.Writer, s worker.Stats) {
+	fmt.Fprintf(out, "Scans: %d reused (same DB and scanner), %d re-detected from cached analyses without the registry, %d pulled; "+
+		"layers: %d from the layer cache, %d analysed; %.1f MiB pulled from registries\n",
+		s.Reused, s.Redetected, s.Scanned-s.Redetected, s.LayersCached, s.LayersAnalyzed, float64(s.BytesPulled)/(1<<20))
 }
 
 // ensureDB downloads or refreshes the DB unless told not to, with the same

@@ -6,9 +6,11 @@
 // registry (no container runtime), for one platform, trying mirrors in
 // order; it runs the vulnerability scanner only, on OS packages and language
 // packages (lock files disabled, as `trivy image` does), reads a shared
-// read-only vulnerability database, and keeps a per-process layer-analysis
-// cache in a private scratch directory. Failures come back classified with
-// queue.Permanent / queue.Retryable so the job queue knows whether to retry.
+// read-only vulnerability database, and keeps layer analyses in a cache
+// shared by the fleet (TrivyConfig.SharedCache: images analysed before are
+// rescanned by detection alone) or in a private scratch directory. Failures
+// come back classified with queue.Permanent / queue.Retryable so the job
+// queue knows whether to retry.
 package scan
 
 import (
@@ -38,6 +40,11 @@ type Request struct {
 	// repository part is used and pinned to Digest, so a tag can never make
 	// the scanner read another image.
 	References []string
+	// Pull reads the image from its registry even when a recorded analysis
+	// in the shared layer cache would do (--rescan). Layer analyses are
+	// still taken from the cache: their keys include the layer content
+	// and every analyzer version.
+	Pull bool
 }
 
 // RequestFor builds the request of a scan job: its reference first, then
@@ -80,4 +87,8 @@ type Report struct {
 	// BytesFetched counts bytes read from the registry for the reference
 	// that worked.
 	BytesFetched int64
+	// DetectionOnly is true when the image was not pulled: its recorded
+	// analysis in the shared layer cache went through detection alone
+	// (a rescan after a DB update).
+	DetectionOnly bool
 }

@@ -41,6 +41,7 @@ import (
 	xos "github.com/aquasecurity/trivy/pkg/x/os"
 
 	"github.com/fleetscan/fleetscan/pkg/contract"
+	"github.com/fleetscan/fleetscan/pkg/layercache"
 	"github.com/fleetscan/fleetscan/pkg/queue"
 	"github.com/fleetscan/fleetscan/pkg/version"
 )
@@ -75,6 +76,24 @@ type TrivyConfig struct {
 	// Parallel is how many layers one scan analyses at once (Trivy's
 	// --parallel; default 5).
 	Parallel int
+	// SharedCache, when set, replaces the private layer cache with one
+	// shared by every worker of the fleet (*layercache.Cache): layers any
+	// worker analysed are not downloaded again, two scans never download
+	// the same layer at once, and an image analysed before is rescanned
+	// (after a DB update) by detection alone, without the registry.
+	SharedCache SharedCache
+}
+
+// SharedCache is a layer-analysis cache shared beyond this process.
+// *layercache.Cache implements it.
+type SharedCache interface {
+	tcache.Cache
+	// Scope is one scan's view, leasing the layers it reports missing.
+	Scope() *layercache.Scope
+	// Analysis and PutAnalysis keep what the last full scan of an image
+	// key analysed.
+	Analysis(ctx context.Context, key contract.ImageKey) (layercache.Analysis, bool, error)
+	PutAnalysis(ctx context.Context, key contract.ImageKey, a layercache.Analysis) error
 }
 
 // The scanner's fixed options, which a result's ScannerInfo.Options records
@@ -107,6 +126,7 @@ type Trivy struct {
 
 	layerDir string
 	cache    tcache.Cache
+	shared   SharedCache
 	secure   *http.Transport
 	insecure *http.Transport
 	disabled []analyzer.Type
@@ -143,32 +163,35 @@ func NewTrivy(cfg TrivyConfig, db Database, log *zap.Logger) (*Trivy, error) {
 	}()
 	routeTrivyLogs(log)
 
-	scratch := cfg.ScratchDir
-	if scratch == "" {
-		scratch = os.TempDir()
-	}
-	if err := os.MkdirAll(scratch, 0o700); err != nil {
-		return nil, fmt.Errorf("scratch dir %s: %w", scratch, err)
-	}
-	// A private directory: Trivy's FS cache is an exclusively locked bolt
-	// file, so two processes must never share one.
-	layerDir, err := os.MkdirTemp(scratch, "fleetscan-layers-")
-	if err != nil {
-		return nil, fmt.Errorf("scratch dir %s: %w", scratch, err)
-	}
-	fsCache, err := tcache.NewFSCache(layerDir)
-	if err != nil {
-		_ = os.RemoveAll(layerDir)
-		return nil, fmt.Errorf("layer cache in %s: %w", layerDir, err)
-	}
-
 	t := &Trivy{
-		cfg:      cfg,
-		log:      log,
-		db:       db,
-		layerDir: layerDir,
-		cache:    fsCache,
-		ua:       "fleetscan/" + version.Version,
+		cfg:    cfg,
+		log:    log,
+		db:     db,
+		shared: cfg.SharedCache,
+		ua:     "fleetscan/" + version.Version,
+	}
+	if t.shared != nil {
+		t.cache = t.shared
+	} else {
+		scratch := cfg.ScratchDir
+		if scratch == "" {
+			scratch = os.TempDir()
+		}
+		if err := os.MkdirAll(scratch, 0o700); err != nil {
+			return nil, fmt.Errorf("scratch dir %s: %w", scratch, err)
+		}
+		// A private directory: Trivy's FS cache is an exclusively locked
+		// bolt file, so two processes must never share one.
+		layerDir, err := os.MkdirTemp(scratch, "fleetscan-layers-")
+		if err != nil {
+			return nil, fmt.Errorf("scratch dir %s: %w", scratch, err)
+		}
+		fsCache, err := tcache.NewFSCache(layerDir)
+		if err != nil {
+			_ = os.RemoveAll(layerDir)
+			return nil, fmt.Errorf("layer cache in %s: %w", layerDir, err)
+		}
+		t.layerDir, t.cache = layerDir, fsCache
 	}
 	t.secure = http.DefaultTransport.(*http.Transport).Clone()
 	t.secure.MaxIdleConnsPerHost = 16
@@ -198,7 +221,11 @@ func NewTrivy(cfg TrivyConfig, db Database, log *zap.Logger) (*Trivy, error) {
 	}
 	t.info = contract.ScannerInfo{Name: scannerName, Version: trivyVersion(), Options: opts}
 	ok = true
-	log.Info("Trivy scanner ready", zap.String("trivy", t.info.Version), zap.String("layer_cache", layerDir),
+	layerCache := "shared (JetStream)"
+	if t.shared == nil {
+		layerCache = t.layerDir
+	}
+	log.Info("Trivy scanner ready", zap.String("trivy", t.info.Version), zap.String("layer_cache", layerCache),
 		zap.Int("registries_with_credentials", t.keyring().Len()), zap.Strings("insecure_registries", cfg.InsecureRegistries))
 	return t, nil
 }
@@ -271,8 +298,10 @@ func (t *Trivy) Close() error {
 	}
 	t.closed = true
 	err := t.cache.Close()
-	if rerr := os.RemoveAll(t.layerDir); rerr != nil {
-		err = errors.Join(err, rerr)
+	if t.layerDir != "" {
+		if rerr := os.RemoveAll(t.layerDir); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 	}
 	silenceTrivyLogs()
 	active.Store(false)
@@ -299,6 +328,11 @@ func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 	}()
 
 	start := time.Now()
+	if r, ok := t.redetect(ctx, req); ok {
+		r.StartedAt = start
+		r.Duration = time.Since(start)
+		return r, nil
+	}
 	var failures []refFailure
 	for _, raw := range req.References {
 		ref, reg, perr := pin(raw, req.Digest, hostSet(t.cfg.InsecureRegistries))
@@ -306,7 +340,7 @@ func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 			failures = append(failures, refFailure{ref: raw, err: queue.Permanent(contract.FailureUnsupported, perr)})
 			continue
 		}
-		r, serr := t.scanRef(ctx, ref, reg, req.Platform)
+		r, serr := t.scanRef(ctx, ref, reg, req)
 		if serr == nil {
 			r.StartedAt = start
 			r.Duration = time.Since(start)
@@ -399,7 +433,8 @@ func pin(ref, digest string, insecure hostSet) (string, string, error) {
 }
 
 // scanRef scans one pinned reference.
-func (t *Trivy) scanRef(ctx context.Context, ref, registry string, p contract.Platform) (Report, error) {
+func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) (Report, error) {
+	p := req.Platform
 	insecure := hostSet(t.cfg.InsecureRegistries).match(registry)
 	regOpts := ftypes.RegistryOptions{
 		Insecure: insecure,
@@ -428,9 +463,21 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, p contract.Pl
 	}
 	defer cleanup()
 
-	cc := &countingCache{Cache: t.cache}
+	cache := t.cache
+	if t.shared != nil {
+		scope := t.shared.Scope()
+		defer func() {
+			// A scan that failed before storing a layer it leased lets
+			// the others have it at once rather than after the lease TTL.
+			if err := scope.Release(context.WithoutCancel(ctx)); err != nil {
+				t.log.Warn("could not release layer leases; they expire by themselves", zap.Error(err))
+			}
+		}()
+		cache = scope
+	}
+	cc := &countingCache{Cache: cache}
 	t.artifactMu.Lock()
-	art, err := artimage.NewArtifact(img, cc, artifact.Option{
+	inner, err := artimage.NewArtifact(img, cc, artifact.Option{
 		// A copy: computing the cache key sorts the slice in place.
 		DisabledAnalyzers: slices.Clone(t.disabled),
 		Parallel:          t.cfg.Parallel,
@@ -447,10 +494,34 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, p contract.Pl
 	if err != nil {
 		return Report{}, fmt.Errorf("prepare analysis of %s: %w", ref, err)
 	}
+	art := &recordingArtifact{Artifact: inner}
+	rep, err := t.detect(sctx, ref, cc, art)
+	if err != nil {
+		return Report{}, err
+	}
+	rep.LayersCached = int(cc.hits.Load())
+	rep.LayersAnalyzed = int(cc.misses.Load())
+	rep.BytesFetched = stats.bytes.Load()
+	if t.shared != nil && art.ref.ID != "" {
+		a := layercache.Analysis{
+			Reference: ref, ArtifactID: art.ref.ID, BlobIDs: art.ref.BlobIDs,
+			ImageID: art.ref.ImageMetadata.ID, DiffIDs: art.ref.ImageMetadata.DiffIDs,
+			Scanner: t.info, StoredAt: time.Now().UTC(),
+		}
+		if err := t.shared.PutAnalysis(ctx, contract.ImageKey{Digest: req.Digest, Platform: req.Platform}, a); err != nil {
+			t.log.Warn("could not record the image's analysis; a rescan after a DB update will contact the registry",
+				zap.String("digest", req.Digest), zap.Error(err))
+		}
+	}
+	return rep, nil
+}
 
-	svc := tscan.NewService(local.NewService(applier.NewApplier(cc), ospkg.NewScanner(), langpkg.NewScanner(),
+// detect runs Trivy's scan service over an artifact — an image being
+// pulled, or one analysed before — and maps the findings.
+func (t *Trivy) detect(ctx context.Context, ref string, cache tcache.LocalArtifactCache, art artifact.Artifact) (Report, error) {
+	svc := tscan.NewService(local.NewService(applier.NewApplier(cache), ospkg.NewScanner(), langpkg.NewScanner(),
 		vulnerability.NewClient(trivydbcfg.Config{})), art)
-	report, err := svc.ScanArtifact(sctx, ttypes.ScanOptions{
+	report, err := svc.ScanArtifact(ctx, ttypes.ScanOptions{
 		PkgTypes:            []string{ttypes.PkgTypeOS, ttypes.PkgTypeLibrary},
 		PkgRelationships:    ftypes.Relationships,
 		Scanners:            ttypes.Scanners{ttypes.VulnerabilityScanner},
@@ -464,20 +535,76 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, p contract.Pl
 	for i := range dbtypes.SeverityNames {
 		severities = append(severities, dbtypes.Severity(i))
 	}
-	if err := result.Filter(sctx, report, result.FilterOptions{Severities: severities}); err != nil {
+	if err := result.Filter(ctx, report, result.FilterOptions{Severities: severities}); err != nil {
 		return Report{}, fmt.Errorf("filter findings of %s: %w", ref, err)
 	}
 	return Report{
-		Reference:      ref,
-		OS:             osOf(report),
-		Findings:       findingsOf(report),
-		Scanner:        t.info,
-		DB:             t.db.Info(),
-		LayersCached:   int(cc.hits.Load()),
-		LayersAnalyzed: int(cc.misses.Load()),
-		BytesFetched:   stats.bytes.Load(),
+		Reference: ref,
+		OS:        osOf(report),
+		Findings:  findingsOf(report),
+		Scanner:   t.info,
+		DB:        t.db.Info(),
 	}, nil
 }
+
+// redetect rescans an image analysed before by detection alone: the shared
+// cache holds its recorded analysis, from this scanner version and
+// options, with every layer entry still present. No registry is
+// contacted. ok is false when the image needs a full scan.
+func (t *Trivy) redetect(ctx context.Context, req Request) (Report, bool) {
+	if t.shared == nil || req.Pull {
+		return Report{}, false
+	}
+	key := contract.ImageKey{Digest: req.Digest, Platform: req.Platform}
+	log := t.log.With(zap.String("digest", req.Digest), zap.String("platform", req.Platform.String()))
+	a, ok, err := t.shared.Analysis(ctx, key)
+	if err != nil {
+		log.Warn("could not read the image's recorded analysis; scanning it in full", zap.Error(err))
+		return Report{}, false
+	}
+	if !ok || a.Scanner != t.info || a.ArtifactID == "" || len(a.BlobIDs) == 0 {
+		return Report{}, false
+	}
+	missingArtifact, missing, err := t.shared.MissingBlobs(ctx, a.ArtifactID, a.BlobIDs)
+	if err != nil || missingArtifact || len(missing) > 0 {
+		log.Debug("recorded analysis incomplete in the shared cache; scanning in full",
+			zap.Bool("missing_config", missingArtifact), zap.Int("missing_layers", len(missing)), zap.Error(err))
+		return Report{}, false
+	}
+	rep, err := t.detect(ctx, a.Reference, t.shared, storedArtifact{ref: artifact.Reference{
+		Name: a.Reference, Type: ftypes.TypeContainerImage, ID: a.ArtifactID, BlobIDs: a.BlobIDs,
+		ImageMetadata: artifact.ImageMetadata{ID: a.ImageID, DiffIDs: a.DiffIDs},
+	}})
+	if err != nil {
+		log.Warn("detection from the recorded analysis failed; scanning in full", zap.Error(err))
+		return Report{}, false
+	}
+	rep.LayersCached = len(a.BlobIDs)
+	rep.DetectionOnly = true
+	return rep, true
+}
+
+// recordingArtifact keeps what the image artifact's Inspect returned: the
+// cache keys of the image config and its layers.
+type recordingArtifact struct {
+	artifact.Artifact
+	ref artifact.Reference
+}
+
+func (a *recordingArtifact) Inspect(ctx context.Context) (artifact.Reference, error) {
+	ref, err := a.Artifact.Inspect(ctx)
+	if err == nil {
+		a.ref = ref
+	}
+	return ref, err
+}
+
+// storedArtifact is an image analysed before: its Inspect returns the
+// recorded cache keys without touching the registry.
+type storedArtifact struct{ ref artifact.Reference }
+
+func (a storedArtifact) Inspect(context.Context) (artifact.Reference, error) { return a.ref, nil }
+func (a storedArtifact) Clean(artifact.Reference) error                      { return nil }
 
 // countingCache counts layer-cache hits and misses of one scan.
 type countingCache struct {

@@ -40,10 +40,19 @@ const (
 	InventoriesBucket = "fleetscan-inventories"
 	// RunsBucket holds run manifests by run id.
 	RunsBucket = "fleetscan-runs"
-	// ReportsBucket holds the reporter's previous report state (for diffs).
-	ReportsBucket = "fleetscan-reports"
 	// FirstSeenBucket is the KV bucket of SLA first-seen dates.
 	FirstSeenBucket = "fleetscan-firstseen"
+
+	// LayerCacheBucket is the fleet-wide layer-analysis cache (KV): Trivy's
+	// artifact and blob entries, and per image key the cache keys of its
+	// last analysis. Entries expire after Config.LayerCacheTTL unless used.
+	LayerCacheBucket = "fleetscan-layer-cache"
+	// LayerObjectsBucket holds layer-cache entries too large for one KV
+	// value.
+	LayerObjectsBucket = "fleetscan-layer-objects"
+	// LayerLeasesBucket holds short leases (per-key TTL) on layers being
+	// analysed, so two workers never download the same layer at once.
+	LayerLeasesBucket = "fleetscan-layer-leases"
 )
 
 // JobSubject is the subject a job for key is published on.
@@ -77,6 +86,9 @@ type Config struct {
 	ResultMaxAge time.Duration
 	// InventoryMaxAge is how long inventories and run manifests are kept.
 	InventoryMaxAge time.Duration
+	// LayerCacheTTL is how long an unused layer-cache entry is kept (each
+	// use refreshes it).
+	LayerCacheTTL time.Duration
 }
 
 // Defaults returns production settings.
@@ -90,6 +102,7 @@ func Defaults() Config {
 		MaxAckPending:   1000,
 		ResultMaxAge:    30 * 24 * time.Hour,
 		InventoryMaxAge: 30 * 24 * time.Hour,
+		LayerCacheTTL:   14 * 24 * time.Hour,
 	}
 }
 
@@ -99,6 +112,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.DuplicateWindow, "js-duplicate-window", c.DuplicateWindow, "how long the jobs stream deduplicates a job id (>= one scan cycle)")
 	fs.DurationVar(&c.AckWait, "js-ack-wait", c.AckWait, "redeliver a job not acknowledged (or heartbeated) within this time")
 	fs.IntVar(&c.MaxDeliver, "js-max-deliver", c.MaxDeliver, "delivery budget of a job before it is recorded as failed")
+	fs.DurationVar(&c.LayerCacheTTL, "layer-cache-ttl", c.LayerCacheTTL, "drop a shared layer-analysis cache entry not used for this long (each use refreshes it)")
 }
 
 // Validate checks the settings.
@@ -116,6 +130,9 @@ func (c Config) Validate() error {
 	if c.MaxDeliver < 1 {
 		errs = append(errs, fmt.Errorf("--js-max-deliver %d: want at least 1", c.MaxDeliver))
 	}
+	if c.LayerCacheTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("--layer-cache-ttl %s: want at least 1m", c.LayerCacheTTL))
+	}
 	if c.JobMaxAge > 0 && c.JobMaxAge < c.DuplicateWindow {
 		errs = append(errs, fmt.Errorf("job max age %s must be at least the duplicate window %s", c.JobMaxAge, c.DuplicateWindow))
 	}
@@ -130,8 +147,12 @@ type Resources struct {
 	ResultBlobs jetstream.ObjectStore
 	Inventories jetstream.ObjectStore
 	Runs        jetstream.ObjectStore
-	Reports     jetstream.ObjectStore
 	FirstSeen   jetstream.KeyValue
+	// LayerCache, LayerObjects and LayerLeases back the fleet-wide
+	// layer-analysis cache (pkg/layercache).
+	LayerCache   jetstream.KeyValue
+	LayerObjects jetstream.ObjectStore
+	LayerLeases  jetstream.KeyValue
 }
 
 func (c Config) storage() jetstream.StorageType {
@@ -197,6 +218,37 @@ func (c Config) objectStore(name, desc string, ttl time.Duration) jetstream.Obje
 	}
 }
 
+// layerObjectMargin is how much longer a large layer-cache object lives
+// than the KV pointer to it.
+const layerObjectMargin = time.Hour
+
+// LayerCacheConfig is the layer-analysis cache bucket: one revision per key,
+// compressed, expiring after LayerCacheTTL (refreshed on use).
+func (c Config) LayerCacheConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      LayerCacheBucket,
+		Description: "fleetscan fleet-wide layer-analysis cache (Trivy artifact and blob entries, image analyses)",
+		History:     1,
+		TTL:         c.LayerCacheTTL,
+		Storage:     c.storage(),
+		Replicas:    c.Replicas,
+		Compression: true,
+	}
+}
+
+// LayerLeasesConfig is the bucket of layer leases: keys carry their own TTL
+// (KV create with a per-key TTL), which needs limit markers.
+func (c Config) LayerLeasesConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         LayerLeasesBucket,
+		Description:    "fleetscan leases on layers being analysed (per-key TTL)",
+		History:        1,
+		Storage:        c.storage(),
+		Replicas:       c.Replicas,
+		LimitMarkerTTL: time.Minute,
+	}
+}
+
 // Ensure creates or updates every resource. It is idempotent and safe to
 // call concurrently from several processes.
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, error) {
@@ -225,7 +277,6 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 		{&r.ResultBlobs, ResultBlobsBucket, "fleetscan results too large for one message", c.ResultMaxAge},
 		{&r.Inventories, InventoriesBucket, "fleetscan latest inventory per cluster", c.InventoryMaxAge},
 		{&r.Runs, RunsBucket, "fleetscan run manifests", c.InventoryMaxAge},
-		{&r.Reports, ReportsBucket, "fleetscan reporter state (previous report for diffs)", 0},
 	}
 	for _, s := range stores {
 		if *s.dst, err = js.CreateOrUpdateObjectStore(ctx, c.objectStore(s.name, s.desc, s.ttl)); err != nil {
@@ -240,6 +291,18 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 		Replicas:    c.Replicas,
 	}); err != nil {
 		return nil, fmt.Errorf("topology: KV %s: %w", FirstSeenBucket, err)
+	}
+	if r.LayerCache, err = js.CreateOrUpdateKeyValue(ctx, c.LayerCacheConfig()); err != nil {
+		return nil, fmt.Errorf("topology: KV %s: %w", LayerCacheBucket, err)
+	}
+	// Objects outlive their KV pointer by a margin: the pointer is written
+	// after the object and refreshed with it.
+	objs := c.objectStore(LayerObjectsBucket, "fleetscan layer-analysis cache entries too large for one KV value", c.LayerCacheTTL+layerObjectMargin)
+	if r.LayerObjects, err = js.CreateOrUpdateObjectStore(ctx, objs); err != nil {
+		return nil, fmt.Errorf("topology: object store %s: %w", LayerObjectsBucket, err)
+	}
+	if r.LayerLeases, err = js.CreateOrUpdateKeyValue(ctx, c.LayerLeasesConfig()); err != nil {
+		return nil, fmt.Errorf("topology: KV %s: %w", LayerLeasesBucket, err)
 	}
 	return &r, nil
 }

@@ -46,9 +46,27 @@ func TestEnsureIsIdempotentAndAppliesChanges(t *testing.T) {
 	if results.Config.MaxMsgsPerSubject != 1 {
 		t.Fatalf("results stream keeps %d per subject", results.Config.MaxMsgsPerSubject)
 	}
-	for _, b := range []string{topology.ResultBlobsBucket, topology.InventoriesBucket, topology.RunsBucket, topology.ReportsBucket} {
+	for _, b := range []string{topology.ResultBlobsBucket, topology.InventoriesBucket, topology.RunsBucket, topology.LayerObjectsBucket} {
 		if _, err := env.JS.ObjectStore(ctx, b); err != nil {
 			t.Errorf("object store %s: %v", b, err)
+		}
+	}
+	for _, b := range []string{topology.LayerCacheBucket, topology.LayerLeasesBucket} {
+		kv, err := env.JS.KeyValue(ctx, b)
+		if err != nil {
+			t.Errorf("KV %s: %v", b, err)
+			continue
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Errorf("KV %s status: %v", b, err)
+			continue
+		}
+		if b == topology.LayerCacheBucket && st.TTL() != env.Topo.LayerCacheTTL {
+			t.Errorf("KV %s TTL %s, want %s", b, st.TTL(), env.Topo.LayerCacheTTL)
+		}
+		if b == topology.LayerLeasesBucket && st.LimitMarkerTTL() == 0 {
+			t.Errorf("KV %s has no LimitMarkerTTL: per-key lease TTLs need it", b)
 		}
 	}
 	if _, err := env.JS.KeyValue(ctx, topology.FirstSeenBucket); err != nil {
@@ -68,6 +86,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny ack wait", func(c *topology.Config) { c.AckWait = time.Millisecond }, false},
 		{"no deliveries", func(c *topology.Config) { c.MaxDeliver = 0 }, false},
 		{"window longer than max age", func(c *topology.Config) { c.DuplicateWindow = 30 * 24 * time.Hour }, false},
+		{"layer cache TTL under a minute", func(c *topology.Config) { c.LayerCacheTTL = time.Second }, false},
 	}
 	for _, tt := range tests {
 		c := topology.Defaults()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/fleetscan/fleetscan/pkg/layercache"
 	"github.com/fleetscan/fleetscan/pkg/trivydb"
 )
 
@@ -46,7 +47,23 @@ type Config struct {
 	Listen string
 	// WorkerName is stamped on results and log lines.
 	WorkerName string
+	// LayerCache is where layer analyses are kept: LayerCacheJetStream
+	// (shared by every worker of the fleet, the default) or
+	// LayerCacheLocal (private to the process, under ScratchDir).
+	LayerCache string
+	// LayerLeaseTTL is how long a worker may hold a layer it analyses
+	// before another takes it over (shared cache only).
+	LayerLeaseTTL time.Duration
+	// Rescan scans every job in full, ignoring stored results and
+	// recorded analyses.
+	Rescan bool
 }
+
+// Layer cache kinds (--layer-cache).
+const (
+	LayerCacheJetStream = "jetstream"
+	LayerCacheLocal     = "local"
+)
 
 // DefaultConfig returns production defaults.
 func DefaultConfig() Config {
@@ -62,6 +79,8 @@ func DefaultConfig() Config {
 		ScratchDir:      os.TempDir(),
 		Listen:          ":8080",
 		WorkerName:      host,
+		LayerCache:      LayerCacheJetStream,
+		LayerLeaseTTL:   layercache.DefaultLeaseTTL,
 	}
 }
 
@@ -78,6 +97,15 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ScratchDir, "scratch-dir", c.ScratchDir, "writable directory for the private layer-analysis cache and temporary files")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address for /metrics, /healthz and /readyz (empty disables)")
 	fs.StringVar(&c.WorkerName, "worker-name", c.WorkerName, "name stamped on results and logs (default: host name)")
+	c.RegisterIncrementalFlags(fs)
+}
+
+// RegisterIncrementalFlags binds the flags of incremental scanning: the
+// layer cache, its leases and --rescan.
+func (c *Config) RegisterIncrementalFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.LayerCache, "layer-cache", c.LayerCache, "where layer analyses are kept: jetstream (shared by every worker; layers are downloaded once fleet-wide, DB updates rescan without the registry) or local (private to this process)")
+	fs.DurationVar(&c.LayerLeaseTTL, "layer-lease-ttl", c.LayerLeaseTTL, "how long a worker may hold a layer it analyses before another takes it over (shared layer cache)")
+	fs.BoolVar(&c.Rescan, "rescan", c.Rescan, "scan every image again: do not reuse results from the same DB and scanner, and read every image from its registry (layer analyses still come from the layer cache)")
 }
 
 // Validate checks the configuration; errors name the flag at fault.
@@ -110,6 +138,14 @@ func (c Config) Validate() error {
 		if h == "" || strings.ContainsAny(h, "/ ") {
 			errs = append(errs, fmt.Errorf("--insecure-registry %q: want host or host:port", h))
 		}
+	}
+	switch c.LayerCache {
+	case LayerCacheJetStream, LayerCacheLocal:
+	default:
+		errs = append(errs, fmt.Errorf("--layer-cache %q: want jetstream or local", c.LayerCache))
+	}
+	if c.LayerLeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--layer-lease-ttl %s: want at least 1s", c.LayerLeaseTTL))
 	}
 	if c.WorkerName == "" {
 		errs = append(errs, errors.New("--worker-name is required (no host name to default to)"))

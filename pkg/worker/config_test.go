@@ -27,6 +27,9 @@ func TestConfigValidate(t *testing.T) {
 		{"missing registry config", func(c *Config) { c.DB.Registry.DockerConfig = "/nonexistent/config.json" }, "--registry-config"},
 		{"no worker name", func(c *Config) { c.WorkerName = "" }, "--worker-name"},
 		{"bad max DB age", func(c *Config) { c.DB.MaxDBAge = 0 }, "--max-db-age"},
+		{"unknown layer cache", func(c *Config) { c.LayerCache = "redis" }, "--layer-cache \"redis\""},
+		{"local layer cache", func(c *Config) { c.LayerCache = LayerCacheLocal }, ""},
+		{"sub-second lease", func(c *Config) { c.LayerLeaseTTL = 500 * time.Millisecond }, "--layer-lease-ttl"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,7 +58,7 @@ func newEnv(t testing.TB, topo func(*topology.Config)) *env {
 	for _, p := range pushed {
 		e.pushed[p.Spec.Name] = p
 	}
-	eng, err := OpenEngine(ctx, e.config(t), zaptest.NewLogger(t))
+	eng, err := OpenEngine(ctx, e.config(t), zaptest.NewLogger(t), WithResources(e.nats.Res))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +84,7 @@ func (e *env) config(t testing.TB) Config {
 	cfg.RetryDelay = 100 * time.Millisecond
 	cfg.RetryMaxDelay = 500 * time.Millisecond
 	cfg.DBCheckInterval = time.Hour
+	cfg.LayerLeaseTTL = 2 * time.Second
 	return cfg
 }
 

@@ -20,6 +20,9 @@ const (
 	OutcomeFailed = "failed"
 	// OutcomeInterrupted: shutdown cut the scan short; the job was handed back.
 	OutcomeInterrupted = "interrupted"
+	// OutcomeReused: a stored result from the same DB, scanner and options
+	// was published for the job's run; nothing was scanned.
+	OutcomeReused = "reused"
 )
 
 // metrics are one worker's Prometheus collectors. Every series carries a
@@ -33,6 +36,8 @@ type metrics struct {
 	layerMisses prometheus.Counter
 	dbReloads   prometheus.Counter
 	registryB   prometheus.Counter
+	reused      prometheus.Counter
+	redetected  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, worker string, dbAge func() float64) (*metrics, error) {
@@ -40,7 +45,7 @@ func newMetrics(reg prometheus.Registerer, worker string, dbAge func() float64) 
 	m := &metrics{
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetscan_worker_scans_total", ConstLabels: cl,
-			Help: "Scan attempts by outcome (scanned, retried, failed, interrupted) and failure class.",
+			Help: "Scan attempts by outcome (scanned, reused, retried, failed, interrupted) and failure class.",
 		}, []string{"outcome", "class"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "fleetscan_worker_scan_duration_seconds", ConstLabels: cl,
@@ -71,13 +76,21 @@ func newMetrics(reg prometheus.Registerer, worker string, dbAge func() float64) 
 			Name: "fleetscan_worker_registry_bytes_total", ConstLabels: cl,
 			Help: "Bytes read from registries.",
 		}),
+		reused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fleetscan_worker_results_reused_total", ConstLabels: cl,
+			Help: "Jobs answered by a stored result from the same DB, scanner and options (not scanned again).",
+		}),
+		redetected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fleetscan_worker_detection_only_scans_total", ConstLabels: cl,
+			Help: "Scans run from a recorded analysis in the shared layer cache, without the registry (after a DB update).",
+		}),
 	}
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fleetscan_worker_db_age_seconds", ConstLabels: cl,
 		Help: "Age of the open vulnerability DB (since its UpdatedAt).",
 	}, dbAge)
 	var errs []error
-	for _, c := range []prometheus.Collector{m.scans, m.duration, m.findings, m.inFlight, m.layerHits, m.layerMisses, m.dbReloads, m.registryB, age} {
+	for _, c := range []prometheus.Collector{m.scans, m.duration, m.findings, m.inFlight, m.layerHits, m.layerMisses, m.dbReloads, m.registryB, m.reused, m.redetected, age} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -88,6 +101,7 @@ func newMetrics(reg prometheus.Registerer, worker string, dbAge func() float64) 
 	// Expose every class at zero so dashboards and alerts see the series
 	// before the first failure.
 	m.scans.WithLabelValues(OutcomeScanned, "")
+	m.scans.WithLabelValues(OutcomeReused, "")
 	for _, c := range contract.FailureClasses {
 		m.scans.WithLabelValues(OutcomeFailed, string(c))
 	}

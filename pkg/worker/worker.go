@@ -80,6 +80,34 @@ type Worker struct {
 	dbErr   atomic.Pointer[error]
 	running atomic.Bool
 	refresh sync.Mutex
+
+	scanned, reused, redetected           atomic.Int64
+	layersCached, layersAnalyzed, pulledB atomic.Int64
+}
+
+// Stats sums what a worker did since it was built: the run summary of
+// incremental scanning.
+type Stats struct {
+	// Scanned counts published scans, Redetected those of them that ran
+	// from a recorded analysis without the registry (after a DB update).
+	Scanned    int64
+	Redetected int64
+	// Reused counts jobs answered by a stored result (nothing scanned).
+	Reused int64
+	// LayersCached counts layers whose analysis came from the layer
+	// cache; LayersAnalyzed those downloaded and analysed.
+	LayersCached   int64
+	LayersAnalyzed int64
+	// BytesPulled counts bytes read from registries.
+	BytesPulled int64
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() Stats {
+	return Stats{
+		Scanned: w.scanned.Load(), Redetected: w.redetected.Load(), Reused: w.reused.Load(),
+		LayersCached: w.layersCached.Load(), LayersAnalyzed: w.layersAnalyzed.Load(), BytesPulled: w.pulledB.Load(),
+	}
 }
 
 // New builds a worker. It does not touch the queue until Run.
@@ -240,8 +268,24 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	w.metrics.inFlight.Inc()
 	defer w.metrics.inFlight.Dec()
 	start := time.Now()
+	if !w.cfg.Rescan {
+		if prev, ok := w.reusable(ctx, job, log); ok {
+			if err := w.publishReused(ctx, job, prev, start); err != nil {
+				return err
+			}
+			dur := time.Since(start)
+			w.metrics.observe(OutcomeReused, "", dur)
+			w.metrics.reused.Inc()
+			w.reused.Add(1)
+			log.Info("result reused", zap.String("outcome", OutcomeReused), zap.Duration("duration", dur),
+				zap.String("scanned_in_run", prev.RunID), zap.Int("findings", len(prev.Findings)))
+			return nil
+		}
+	}
+	req := scan.RequestFor(job)
+	req.Pull = w.cfg.Rescan
 	sctx, cancel := context.WithTimeout(ctx, w.cfg.ScanTimeout)
-	rep, err := w.scanner.Scan(sctx, scan.RequestFor(job))
+	rep, err := w.scanner.Scan(sctx, req)
 	timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
 	if err == nil {
@@ -254,9 +298,18 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 		w.metrics.layerHits.Add(float64(rep.LayersCached))
 		w.metrics.layerMisses.Add(float64(rep.LayersAnalyzed))
 		w.metrics.registryB.Add(float64(rep.BytesFetched))
+		if rep.DetectionOnly {
+			w.metrics.redetected.Inc()
+			w.redetected.Add(1)
+		}
+		w.scanned.Add(1)
+		w.layersCached.Add(int64(rep.LayersCached))
+		w.layersAnalyzed.Add(int64(rep.LayersAnalyzed))
+		w.pulledB.Add(rep.BytesFetched)
 		log.Info("scanned", zap.String("outcome", OutcomeScanned), zap.Duration("duration", dur),
 			zap.String("reference", rep.Reference), zap.Int("findings", len(rep.Findings)),
-			zap.Int("layers_cached", rep.LayersCached), zap.Int("layers_analyzed", rep.LayersAnalyzed))
+			zap.Int("layers_cached", rep.LayersCached), zap.Int("layers_analyzed", rep.LayersAnalyzed),
+			zap.Int64("bytes_pulled", rep.BytesFetched), zap.Bool("detection_only", rep.DetectionOnly))
 		return nil
 	}
 	if timedOut {
@@ -279,6 +332,38 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	log.Warn("scan failed", zap.String("outcome", outcome), zap.String("class", string(class)),
 		zap.Duration("duration", dur), zap.Error(err))
 	return err
+}
+
+// reusable returns the stored result of the job's key when it answers the
+// job as a new scan would: scanned (not failed) by the same scanner version
+// with the same options, against the DB now open.
+func (w *Worker) reusable(ctx context.Context, job contract.ScanJob, log *zap.Logger) (contract.ScanResult, bool) {
+	prev, err := w.store.Result(ctx, job.ImageKey)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			log.Warn("could not read the stored result; scanning", zap.Error(err))
+		}
+		return contract.ScanResult{}, false
+	}
+	db := w.scanner.DBInfo()
+	ok := prev.Status == contract.StatusScanned &&
+		prev.Scanner == w.scanner.Info() &&
+		prev.DB.Version == db.Version && prev.DB.UpdatedAt.Equal(db.UpdatedAt)
+	return prev, ok
+}
+
+// publishReused publishes a stored result again for the job's run.
+func (w *Worker) publishReused(ctx context.Context, job contract.ScanJob, prev contract.ScanResult, start time.Time) error {
+	r := prev
+	r.SchemaVersion = contract.ResultSchemaVersion
+	r.RunID, r.Cycle = job.RunID, job.Cycle
+	r.StartedAt, r.CompletedAt = start.UTC(), time.Now().UTC()
+	r.Worker = w.cfg.WorkerName
+	r.Reused = true
+	if err := w.store.PutResult(ctx, r); err != nil {
+		return queue.Retryable(contract.FailureInternal, fmt.Errorf("publish reused result: %w", err))
+	}
+	return nil
 }
 
 // publish stores the findings of a successful scan.

@@ -88,20 +88,24 @@ func TestWorkerScansJobs(t *testing.T) {
 	if m := slow.max.Load(); m < 2 {
 		t.Errorf("at most %d scans ran at once with --concurrency 4", m)
 	}
-	// A rescan (next cycle) finds every layer's analysis in the cache.
+	// The next cycle, same DB and scanner: the stored result is reused,
+	// nothing is pulled (incremental_test.go covers rescans).
 	hitsBefore := testutil.ToFloat64(r.w.metrics.layerHits)
 	rescan := e.job(t, "alpine-curl", "c2")
 	e.publish(t, rescan)
-	e.waitResult(t, rescan.ImageKey, time.Minute, func(r contract.ScanResult) bool { return r.Cycle == "c2" })
+	again := e.waitResult(t, rescan.ImageKey, time.Minute, func(r contract.ScanResult) bool { return r.Cycle == "c2" })
+	if !again.Reused || again.RunID != rescan.RunID {
+		t.Errorf("next cycle: reused=%v run %q, want a reused result for run %q", again.Reused, again.RunID, rescan.RunID)
+	}
 	// Metrics are counted just after the result is stored.
 	waitFor(t, func() bool {
-		return testutil.ToFloat64(r.w.metrics.scans.WithLabelValues(OutcomeScanned, "")) >= float64(len(jobs)+1)
+		return testutil.ToFloat64(r.w.metrics.scans.WithLabelValues(OutcomeReused, "")) >= 1
 	})
-	if got := testutil.ToFloat64(r.w.metrics.layerHits) - hitsBefore; got != 2 {
-		t.Errorf("rescan: %v layer cache hits, want 2", got)
+	if got := testutil.ToFloat64(r.w.metrics.layerHits) - hitsBefore; got != 0 {
+		t.Errorf("reused result: %v layer cache hits, want 0 (nothing scanned)", got)
 	}
-	if got := testutil.ToFloat64(r.w.metrics.scans.WithLabelValues(OutcomeScanned, "")); int(got) != len(jobs)+1 {
-		t.Errorf("scans_total{outcome=scanned} = %v, want %d", got, len(jobs)+1)
+	if got := testutil.ToFloat64(r.w.metrics.scans.WithLabelValues(OutcomeScanned, "")); int(got) != len(jobs) {
+		t.Errorf("scans_total{outcome=scanned} = %v, want %d", got, len(jobs))
 	}
 	code, body := scrape(t, r.w, "/metrics")
 	for _, m := range []string{"fleetscan_worker_scans_total", "fleetscan_worker_scan_duration_seconds_bucket", "fleetscan_worker_findings_total",

@@ -68,8 +68,12 @@ type Config struct {
 	Owner string
 }
 
-// DefaultLeaseTTL is the default lease on a layer being analysed.
-const DefaultLeaseTTL = 5 * time.Minute
+// DefaultLeaseTTL is the default lease on a layer being analysed. It bounds
+// how long a crashed holder keeps others waiting (the job it held is
+// redelivered after AckWait and must not then wait minutes more). Leases are
+// not renewed: an analysis that outlives its lease may be repeated by a
+// second worker — wasted work on very large layers, never a wrong result.
+const DefaultLeaseTTL = 30 * time.Second
 
 const defaultInlineLimit = 256 << 10
 

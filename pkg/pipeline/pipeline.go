@@ -142,11 +142,15 @@ func (c *Config) Complete(now time.Time) {
 	if !c.Dispatch.ResolveTags {
 		c.Dispatch.InsecureRegistries, c.Dispatch.RegistryConfig = nil, ""
 	}
-	c.Dispatch.Complete(now)
-	if c.Dispatch.Cycle == now.UTC().Format(dispatch.CycleLayout) {
-		// Each all-in-one run scans what runs now: its own cycle.
+	if c.Dispatch.RunID == "" {
+		c.Dispatch.RunID = dispatch.NewRunID(now)
+	}
+	if c.Dispatch.Cycle == "" {
+		// Each all-in-one run is its own cycle: it scans what runs now
+		// (stored results still answer unchanged images, see the worker).
 		c.Dispatch.Cycle = c.Dispatch.RunID
 	}
+	c.Dispatch.Complete(now)
 	c.Worker.Concurrency = c.Workers
 	c.Worker.Listen = ""
 	// The report covers this run, not older runs kept in the state dir.

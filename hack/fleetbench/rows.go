@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,11 +11,11 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/rss"
 	"github.com/fleetscan/fleetscan/pkg/fixture"
 	"github.com/fleetscan/fleetscan/pkg/logging"
 	"github.com/fleetscan/fleetscan/pkg/pipeline"
@@ -233,18 +231,8 @@ func fleetscanRow(ctx context.Context, p plan, r rowSpec) (rowResult, error) {
 
 // vmHWM returns this process's peak resident set size in KiB.
 func vmHWM() (int64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-		}
-	}
-	return 0, errors.New("no VmHWM in /proc/self/status")
+	b, err := rss.Peak()
+	return b >> 10, err
 }
 
 func readJSON(path string, v any) error {

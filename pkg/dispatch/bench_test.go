@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/rss"
 	"github.com/fleetscan/fleetscan/pkg/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/pkg/queue"
 	"github.com/fleetscan/fleetscan/pkg/store"
@@ -156,25 +157,7 @@ func BenchmarkDispatch100kPods(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(benchClusters*benchPodsPerCluster)*float64(b.N)/b.Elapsed().Seconds(), "pods/s")
-	if hwm, ok := peakRSS(); ok {
+	if hwm, err := rss.Peak(); err == nil {
 		b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
 	}
-}
-
-// peakRSS reads the process's peak resident set size (Linux VmHWM).
-func peakRSS() (int64, bool) {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
-			kb, err := strconv.ParseInt(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(v), []byte("kB")))), 10, 64)
-			if err != nil {
-				return 0, false
-			}
-			return kb << 10, true
-		}
-	}
-	return 0, false
 }

@@ -1,13 +1,10 @@
 package report
 
 import (
-	"bufio"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/rss"
 	"github.com/fleetscan/fleetscan/pkg/report/reporttest"
 	"github.com/fleetscan/fleetscan/pkg/sla"
 )
@@ -75,25 +72,7 @@ func BenchmarkReport200k(b *testing.B) {
 		b.ReportMetric(float64(f.Size)/(1<<20), f.Name+"-MiB")
 	}
 	b.ReportMetric(float64(total)/(1<<20), "output-MiB")
-	if hwm := peakRSS(); hwm > 0 {
+	if hwm, err := rss.Peak(); err == nil {
 		b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
 	}
-}
-
-// peakRSS returns the process's peak resident set size (VmHWM) in bytes,
-// or 0 where /proc is unavailable.
-func peakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

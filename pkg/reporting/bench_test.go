@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/rss"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 	"github.com/fleetscan/fleetscan/pkg/natsembed"
 	"github.com/fleetscan/fleetscan/pkg/report/reporttest"
@@ -131,23 +131,7 @@ func BenchmarkRun200k(b *testing.B) {
 	if o.Report.Summary.Findings != reporttest.Images*reporttest.PerImage {
 		b.Fatalf("%d findings", o.Report.Summary.Findings)
 	}
-	if hwm := peakRSS(); hwm > 0 {
+	if hwm, err := rss.Peak(); err == nil {
 		b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
 	}
-}
-
-func peakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

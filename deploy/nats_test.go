@@ -410,6 +410,8 @@ func TestNATSRolePermissions(t *testing.T) {
 	}}}
 	manifest := contract.RunManifest{RunID: "run-1", Cycle: "2026-01-02", CreatedAt: now, Clusters: []contract.ClusterStatus{{Name: "main", OK: true, Pods: 1, Containers: 1}}, Expected: []contract.ImageKey{key}}
 	result := contract.ScanResult{RunID: "run-1", Cycle: "2026-01-02", ImageKey: key, Status: contract.StatusScanned, CompletedAt: now, Findings: []contract.Finding{}}
+	identity := contract.ScannerIdentity{Scanner: contract.ScannerInfo{Name: "trivy", Version: "0.74.0"},
+		DB: contract.DBInfo{Version: 2, UpdatedAt: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)}, Worker: "w-1", PublishedAt: now}
 
 	ctx := func() context.Context {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -510,6 +512,9 @@ func TestNATSRolePermissions(t *testing.T) {
 		if _, err := c.res.LayerLeases.Create(ctx(), "sha256-00", []byte("worker"), jetstream.KeyTTL(time.Minute)); err != nil {
 			t.Errorf("take a layer lease: %v", err)
 		}
+		if err := c.st.PutScannerIdentity(ctx(), identity); err != nil {
+			t.Errorf("publish the scanner identity: %v", err)
+		}
 		noViolations(t, c)
 		denied(t, c, "publishing a job", "fleetscan.jobs.", func(ctx context.Context) error {
 			_, err := queue.NewPublisher(c.js).Publish(ctx, []contract.ScanJob{job})
@@ -521,6 +526,18 @@ func TestNATSRolePermissions(t *testing.T) {
 			return err
 		})
 		denied(t, c, "deleting the results stream", "$JS.API.STREAM.DELETE.", func(ctx context.Context) error { return c.js.DeleteStream(ctx, topology.ResultsStream) })
+	})
+
+	// After the workers: the dispatcher reads their identity and the stored
+	// results' fingerprints (headers only) to skip current images.
+	t.Run("dispatcher reuse", func(t *testing.T) {
+		c := connectAs(t, s, p, "dispatcher")
+		r, err := c.st.Reusable(ctx(), []contract.ImageKey{key}, now)
+		if err != nil || r.Skipped != "" || r.Identity.Worker != "w-1" {
+			t.Errorf("reusable: %+v %v", r, err)
+		}
+		noViolations(t, c)
+		denied(t, c, "publishing a scanner identity", "$KV.fleetscan-scanner.", func(ctx context.Context) error { return c.st.PutScannerIdentity(ctx, identity) })
 	})
 
 	t.Run("reporter", func(t *testing.T) {

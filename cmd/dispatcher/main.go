@@ -149,11 +149,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("ensure JetStream topology: %w", err)
 	}
-	deps.Publisher, deps.Store = queue.NewPublisher(js), store.New(js, res)
+	st := store.New(js, res)
+	deps.Publisher, deps.Store, deps.Reuse = queue.NewPublisher(js), st, st
 	m, err := dispatch.Run(ctx, cfg, deps)
 	if err != nil {
 		return err
 	}
-	log.Info("run manifest stored", zap.String("runId", m.RunID), zap.Int("expected", len(m.Expected)))
+	log.Info("run manifest stored", zap.String("runId", m.RunID), zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused))
 	return nil
 }

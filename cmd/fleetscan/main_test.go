@@ -91,9 +91,12 @@ func TestScanInventoryFile(t *testing.T) {
 	}
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"scan", "--skip-db-update", "--cache-dir", cache, "--state-dir", t.TempDir(),
+	args := []string{"scan", "--skip-db-update", "--cache-dir", cache, "--state-dir", t.TempDir(),
 		"--inventory-file", "laptop=" + inv, "--insecure-registry", reg.Host, "--workers", "2",
-		"--out-dir", out, "--scratch-dir", t.TempDir()}, &stdout, &stderr)
+		"--out-dir", out, "--scratch-dir", t.TempDir(),
+		// One SLA clock for both runs below, so days remaining compare.
+		"--now", time.Now().UTC().Format(time.RFC3339)}
+	code := run(ctx, args, &stdout, &stderr)
 	// Findings were first seen just now: nothing can be past its SLA yet.
 	if code != reporting.ExitOK {
 		t.Fatalf("exit %d, want 0\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
@@ -112,5 +115,26 @@ func TestScanInventoryFile(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "Vulnerability Summary") {
 		t.Fatalf("no console summary:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "Scans: 0 reused") {
+		t.Fatalf("first run: no incremental-scanning line, or something reused:\n%s", stdout.String())
+	}
+
+	// The same fleet again with the same state and DB: the stored result is
+	// current, so the image is not even queued, and the report is the same.
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(ctx, args, &stdout, &stderr); code != reporting.ExitOK {
+		t.Fatalf("second run: exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	if want := "Scans: 1 reused (same DB and scanner; 1 not even queued), 0 re-detected from cached analyses without the registry, 0 pulled"; !strings.Contains(stdout.String(), want) {
+		t.Fatalf("second run: want %q in\n%s", want, stdout.String())
+	}
+	again, err := os.ReadFile(filepath.Join(out, "report.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(csv) {
+		t.Errorf("second run's report.csv differs from the first's:\n%s\n---\n%s", again, csv)
 	}
 }

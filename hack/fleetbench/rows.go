@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/rss"
+	"github.com/fleetscan/fleetscan/pkg/contract"
 	"github.com/fleetscan/fleetscan/pkg/fixture"
 	"github.com/fleetscan/fleetscan/pkg/logging"
 	"github.com/fleetscan/fleetscan/pkg/pipeline"
@@ -54,6 +55,9 @@ type rowResult struct {
 	Wall time.Duration `json:"wall"`
 	// Scans performed: CLI invocations, or images the pipeline scanned.
 	Scans int `json:"scans"`
+	// Queued counts the jobs the dispatcher published (fleetscan): the
+	// other images were answered by their stored result without a job.
+	Queued int `json:"queued"`
 	// PeakRSSKiB is VmHWM of the row's process (fleetscan: the whole
 	// in-process pipeline), or the largest of the Trivy CLI processes.
 	PeakRSSKiB int64 `json:"peakRssKiB"`
@@ -204,7 +208,7 @@ func fleetscanRow(ctx context.Context, p plan, r rowSpec) (rowResult, error) {
 	c.Complete(now)
 
 	start := time.Now()
-	o, err := pipeline.Run(ctx, c, pipeline.Deps{Log: log})
+	o, err := pipeline.Run(ctx, c, pipeline.Deps{Log: log, OnManifest: func(m contract.RunManifest) { res.Queued = m.Published }})
 	res.Wall = time.Since(start)
 	if err != nil {
 		return res, fmt.Errorf("row %s: %w", r.Name, err)

@@ -1,6 +1,7 @@
 // Package contract defines the versioned JSON messages that cross the wire
 // between fleetscan's dispatcher, workers and reporter: scan jobs, scan
-// results, cluster inventories and run manifests.
+// results, cluster inventories, run manifests and the workers' scanner
+// identity.
 //
 // Every message carries a schemaVersion field of the form "MAJOR.MINOR".
 // Decoders accept any minor version of a major they know (new optional fields
@@ -24,7 +25,8 @@ const (
 	JobSchemaVersion       = "1.0"
 	ResultSchemaVersion    = "1.0"
 	InventorySchemaVersion = "1.0"
-	ManifestSchemaVersion  = "1.0"
+	ManifestSchemaVersion  = "1.1" // 1.1: reusedKeys
+	IdentitySchemaVersion  = "1.0"
 
 	// SupportedMajor is the only major version this build decodes.
 	SupportedMajor = 1

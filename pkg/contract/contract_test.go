@@ -198,3 +198,71 @@ func TestFailureClassRetryable(t *testing.T) {
 		}
 	}
 }
+
+func TestFingerprintAndIdentity(t *testing.T) {
+	s := ScannerInfo{Name: "trivy", Version: "0.74.0", Options: "a"}
+	db := DBInfo{Version: 2, UpdatedAt: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), NextUpdate: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)}
+	base := Fingerprint(s, db)
+	// Download and next-update times do not change findings.
+	same := db
+	same.DownloadedAt, same.NextUpdate = time.Now(), time.Time{}
+	if Fingerprint(s, same) != base {
+		t.Error("fingerprint depends on when the DB was downloaded")
+	}
+	inZone := db
+	inZone.UpdatedAt = db.UpdatedAt.In(time.FixedZone("x", 3600))
+	if Fingerprint(s, inZone) != base {
+		t.Error("fingerprint depends on the time zone of UpdatedAt")
+	}
+	for name, mut := range map[string]func(*ScannerInfo, *DBInfo){
+		"scanner version": func(s *ScannerInfo, _ *DBInfo) { s.Version = "0.75.0" },
+		"options":         func(s *ScannerInfo, _ *DBInfo) { s.Options = "b" },
+		"DB build":        func(_ *ScannerInfo, d *DBInfo) { d.UpdatedAt = d.UpdatedAt.Add(time.Second) },
+		"DB schema":       func(_ *ScannerInfo, d *DBInfo) { d.Version = 3 },
+	} {
+		s2, db2 := s, db
+		mut(&s2, &db2)
+		if Fingerprint(s2, db2) == base {
+			t.Errorf("a different %s gives the same fingerprint", name)
+		}
+	}
+
+	id := ScannerIdentity{Scanner: s, DB: db, Worker: "w-1", PublishedAt: db.UpdatedAt}
+	data, err := id.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeScannerIdentity(data)
+	if err != nil || got.Fingerprint() != base || got.SchemaVersion != IdentitySchemaVersion {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	var de *DecodeError
+	if _, err := DecodeScannerIdentity([]byte(`{"schemaVersion":"1.0","scanner":{"name":"trivy"},"db":{"version":2},"publishedAt":"2026-11-27T00:00:00Z"}`)); !errors.As(err, &de) || de.Field != "scanner.version" {
+		t.Fatalf("identity without a scanner version: %v", err)
+	}
+}
+
+func TestManifestReusedKeysAndRescanJobID(t *testing.T) {
+	k := ImageKey{Digest: "sha256:" + strings.Repeat("ab", 32), Platform: DefaultPlatform}
+	m := RunManifest{RunID: "r", Cycle: "c", CreatedAt: time.Now(), Expected: []ImageKey{k}, Reused: 2, ReusedKeys: []ImageKey{k}}
+	data, _ := m.Encode()
+	var de *DecodeError
+	if _, err := DecodeRunManifest(data); !errors.As(err, &de) || de.Field != "reused" {
+		t.Fatalf("reused count disagreeing with reusedKeys: %v", err)
+	}
+	m.Reused = 1
+	data, _ = m.Encode()
+	if got, err := DecodeRunManifest(data); err != nil || got.Reused != 1 || len(got.ReusedKeys) != 1 {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+
+	j := NewScanJob("run-1", "c", k, "x@"+k.Digest, nil, time.Now())
+	if j.ID() != k.MsgID("c") {
+		t.Error("a job's id is its key's id in its cycle")
+	}
+	r1, r2 := j, j
+	r1.Rescan, r2.Rescan, r2.RunID = true, true, "run-2"
+	if r1.ID() == j.ID() || r1.ID() == r2.ID() {
+		t.Error("a rescan job must not deduplicate against the cycle's job or another run's rescan")
+	}
+}

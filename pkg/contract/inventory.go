@@ -147,8 +147,12 @@ type RunManifest struct {
 	// stream already held for this cycle (published by another dispatcher).
 	Published  int `json:"published"`
 	Duplicates int `json:"duplicates"`
-	// Reused counts keys answered by an earlier result (no scan needed).
-	Reused int `json:"reused"`
+	// Reused counts expected keys the dispatcher found already answered by
+	// a stored result the workers would produce again (same scanner,
+	// options and DB): no job was published for them. ReusedKeys lists
+	// them; the reporter accepts their stored result whatever run made it.
+	Reused     int        `json:"reused"`
+	ReusedKeys []ImageKey `json:"reusedKeys,omitempty"`
 }
 
 func (m *RunManifest) schemaVersion() string { return m.SchemaVersion }
@@ -174,6 +178,14 @@ func (m *RunManifest) validate() error {
 		if err := e.Validate(); err != nil {
 			return &DecodeError{Kind: k, Field: fmt.Sprintf("expected[%d]", i), Err: err}
 		}
+	}
+	for i, e := range m.ReusedKeys {
+		if err := e.Validate(); err != nil {
+			return &DecodeError{Kind: k, Field: fmt.Sprintf("reusedKeys[%d]", i), Err: err}
+		}
+	}
+	if m.Reused != len(m.ReusedKeys) && len(m.ReusedKeys) > 0 {
+		return &DecodeError{Kind: k, Field: "reused", Err: fmt.Errorf("%d, but reusedKeys lists %d", m.Reused, len(m.ReusedKeys))}
 	}
 	return nil
 }

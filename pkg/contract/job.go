@@ -20,7 +20,8 @@ type ScanJob struct {
 	// AltReferences carry the same digest in other repositories (mirrors,
 	// retags); a worker tries them in order when Reference fails.
 	AltReferences []string `json:"altReferences,omitempty"`
-	// Rescan asks the worker to scan even if a reusable result exists.
+	// Rescan asks the worker to scan in full (from the registry) even if
+	// a reusable result exists (dispatcher --rescan).
 	Rescan     bool      `json:"rescan,omitempty"`
 	EnqueuedAt time.Time `json:"enqueuedAt"`
 }
@@ -59,6 +60,16 @@ func (j *ScanJob) validate() error {
 		return &DecodeError{Kind: k, Field: "platform.architecture", Err: errors.New("required")}
 	}
 	return required(k, "reference", j.Reference)
+}
+
+// ID is the job's Nats-Msg-Id: the key's id in its cycle, so the jobs of
+// one cycle deduplicate; a rescan job is its run's own, so that asking for
+// a rescan is never dropped as a duplicate of the cycle's earlier job.
+func (j ScanJob) ID() string {
+	if j.Rescan {
+		return j.MsgID(j.Cycle + "|rescan|" + j.RunID)
+	}
+	return j.MsgID(j.Cycle)
 }
 
 // Encode renders the job as JSON.

@@ -37,6 +37,9 @@ type Config struct {
 	RegistryTimeout time.Duration
 	// ClusterConcurrency bounds clusters enumerated at once.
 	ClusterConcurrency int
+	// Rescan publishes a job for every key, asking workers to scan each in
+	// full, instead of reusing stored results.
+	Rescan bool
 }
 
 // Defaults returns the default configuration.
@@ -60,6 +63,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&c.InsecureRegistries, "insecure-registry", c.InsecureRegistries, "registry host[:port] reached over plain HTTP (repeatable)")
 	fs.DurationVar(&c.RegistryTimeout, "registry-timeout", c.RegistryTimeout, "timeout of one registry lookup")
 	fs.IntVar(&c.ClusterConcurrency, "cluster-concurrency", c.ClusterConcurrency, "clusters enumerated at the same time (each holds its inventory in memory until stored)")
+	fs.BoolVar(&c.Rescan, "rescan", c.Rescan, "scan every image again in full, from its registry: do not skip images whose stored result has the workers' scanner and DB")
 }
 
 // Validate checks the configuration.

@@ -10,6 +10,12 @@
 // in the manifest and the others continue. Run fails only when no cluster
 // could be enumerated or when publishing or storing failed.
 //
+// Before publishing, Run asks Deps.Reuse which keys already have the result
+// a worker would produce now (scanned with the workers' scanner, options and
+// DB): no job is published for them and the manifest lists them as reused,
+// so a daily run over an unchanged fleet queues nothing and wakes no worker.
+// --rescan publishes every key with the job's Rescan flag instead.
+//
 // A dry run publishes and stores nothing: it writes the plan as JSON and a
 // summary line per cluster.
 package dispatch
@@ -27,6 +33,7 @@ import (
 	"github.com/fleetscan/fleetscan/pkg/contract"
 	"github.com/fleetscan/fleetscan/pkg/inventory"
 	"github.com/fleetscan/fleetscan/pkg/queue"
+	"github.com/fleetscan/fleetscan/pkg/store"
 )
 
 // ErrNoCluster is returned when not a single cluster could be enumerated.
@@ -43,6 +50,12 @@ type Store interface {
 	PutManifest(ctx context.Context, m contract.RunManifest) error
 }
 
+// Reuser finds which expected keys already have the result a scan would
+// produce now (store.Store).
+type Reuser interface {
+	Reusable(ctx context.Context, keys []contract.ImageKey, now time.Time) (store.Reuse, error)
+}
+
 // Deps are what a run works with.
 type Deps struct {
 	// Sources are the clusters to enumerate.
@@ -56,7 +69,10 @@ type Deps struct {
 	// Publisher and Store are unused by a dry run.
 	Publisher Publisher
 	Store     Store
-	Log       *zap.Logger
+	// Reuse, when set, lets the run skip keys whose stored result is
+	// current (nil: publish every key; workers still reuse on their side).
+	Reuse Reuser
+	Log   *zap.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -182,7 +198,17 @@ func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, erro
 	if collectErr != nil {
 		errs = append(errs, collectErr)
 	}
-	if jobs := plan.Jobs(cfg.RunID, deps.now()); len(jobs) > 0 {
+	jobs := plan.Jobs(cfg.RunID, deps.now())
+	switch {
+	case cfg.Rescan:
+		for i := range jobs {
+			jobs[i].Rescan = true
+		}
+		log.Info("--rescan: every image is scanned again in full", zap.Int("jobs", len(jobs)))
+	case deps.Reuse != nil && len(jobs) > 0:
+		jobs = skipReusable(ctx, deps, &m, jobs, log)
+	}
+	if len(jobs) > 0 {
 		pubStart := time.Now()
 		st, err := deps.Publisher.Publish(ctx, jobs)
 		m.Published, m.Duplicates = st.Stored, st.Duplicates
@@ -197,9 +223,40 @@ func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, erro
 		errs = append(errs, fmt.Errorf("store run manifest %s: %w", cfg.RunID, err))
 	}
 	log.Info("dispatch finished", zap.Int("clustersOK", plan.OKClusters()), zap.Int("clusters", len(m.Clusters)),
-		zap.Int("expected", len(m.Expected)), zap.Int("published", m.Published), zap.Int("duplicates", m.Duplicates),
+		zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused), zap.Int("published", m.Published), zap.Int("duplicates", m.Duplicates),
 		zap.Int("unresolved", len(plan.Unresolved())), zap.Duration("took", deps.now().Sub(started)))
 	return m, errors.Join(errs...)
+}
+
+// skipReusable drops the jobs whose key already has a current result and
+// records those keys in the manifest as reused. Reuse is an optimisation:
+// when it cannot be decided, every job is published.
+func skipReusable(ctx context.Context, deps Deps, m *contract.RunManifest, jobs []contract.ScanJob, log *zap.Logger) []contract.ScanJob {
+	start := time.Now()
+	r, err := deps.Reuse.Reusable(ctx, m.Expected, deps.now())
+	switch {
+	case err != nil:
+		log.Warn("could not check stored results for reuse; publishing every job", zap.Error(err))
+		return jobs
+	case r.Skipped != "":
+		log.Info("stored results not reused: "+r.Skipped, zap.Int("jobs", len(jobs)))
+		return jobs
+	}
+	reused := make(map[contract.ImageKey]bool, len(r.Keys))
+	for _, k := range r.Keys {
+		reused[k] = true
+	}
+	kept := jobs[:0]
+	for _, j := range jobs {
+		if !reused[j.ImageKey] {
+			kept = append(kept, j)
+		}
+	}
+	m.ReusedKeys, m.Reused = r.Keys, len(r.Keys)
+	log.Info("stored results reused: same scanner, options and DB as the workers'", zap.Int("reused", m.Reused),
+		zap.Int("toScan", len(kept)), zap.String("scanner", r.Identity.Scanner.Version),
+		zap.Time("dbUpdatedAt", r.Identity.DB.UpdatedAt), zap.Duration("took", time.Since(start)))
+	return kept
 }
 
 // DryRun enumerates without publishing or storing anything, writes the plan

@@ -17,8 +17,10 @@
 // a per-key TTL) on every layer it reports missing, so two scans needing the
 // same unanalysed layer at once do not both download it: the second waits
 // until the layer is stored or the lease ends (released, or expired when its
-// holder crashed), then uses the entry or takes the lease itself. Leases are
-// taken in key order, so waiting scans cannot deadlock.
+// holder crashed), then uses the entry or takes the lease itself. A live
+// holder renews its leases every third of their TTL, so a long download
+// is not repeated; a crashed one stops renewing. Leases are taken in key
+// order, so waiting scans cannot deadlock.
 //
 // The cache also remembers, per image key, what the last full analysis of
 // the image was (Analysis): the detection-only rescan after a DB update runs
@@ -40,6 +42,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -70,9 +73,9 @@ type Config struct {
 
 // DefaultLeaseTTL is the default lease on a layer being analysed. It bounds
 // how long a crashed holder keeps others waiting (the job it held is
-// redelivered after AckWait and must not then wait minutes more). Leases are
-// not renewed: an analysis that outlives its lease may be repeated by a
-// second worker — wasted work on very large layers, never a wrong result.
+// redelivered after AckWait and must not then wait minutes more). A live
+// holder renews its leases every third of it, so a layer that takes longer
+// to download and analyse is still analysed once.
 const DefaultLeaseTTL = 30 * time.Second
 
 const defaultInlineLimit = 256 << 10
@@ -89,6 +92,7 @@ var ErrNotFound = errors.New("not in the layer cache")
 
 // Cache is the JetStream-backed Trivy cache. It is safe for concurrent use.
 type Cache struct {
+	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	objs   jetstream.ObjectStore
 	leases jetstream.KeyValue
@@ -97,15 +101,15 @@ type Cache struct {
 	// Now is the clock (tests).
 	Now func() time.Time
 
-	refreshed, waited atomic.Int64
-	scopes            atomic.Int64
+	refreshed, waited, renewed atomic.Int64
+	scopes                     atomic.Int64
 }
 
 var _ tcache.Cache = (*Cache)(nil)
 
 // New returns the cache over the ensured resources.
 func New(res *topology.Resources, cfg Config, log *zap.Logger) (*Cache, error) {
-	if res == nil || res.LayerCache == nil || res.LayerObjects == nil || res.LayerLeases == nil {
+	if res == nil || res.JS == nil || res.LayerCache == nil || res.LayerObjects == nil || res.LayerLeases == nil {
 		return nil, errors.New("layer cache: the layer-cache JetStream resources are required (topology.Ensure)")
 	}
 	if cfg.TTL <= 0 {
@@ -126,7 +130,7 @@ func New(res *topology.Resources, cfg Config, log *zap.Logger) (*Cache, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Cache{kv: res.LayerCache, objs: res.LayerObjects, leases: res.LayerLeases, cfg: cfg, log: log, Now: time.Now}, nil
+	return &Cache{js: res.JS, kv: res.LayerCache, objs: res.LayerObjects, leases: res.LayerLeases, cfg: cfg, log: log, Now: time.Now}, nil
 }
 
 // Stats counts cache maintenance since New.
@@ -136,11 +140,14 @@ type Stats struct {
 	Refreshed int64
 	// Waited counts layers a scan waited for because another held them.
 	Waited int64
+	// Renewed counts lease renewals (analyses outliving a third of the
+	// lease TTL).
+	Renewed int64
 }
 
 // Stats returns the counters.
 func (c *Cache) Stats() Stats {
-	return Stats{Refreshed: c.refreshed.Load(), Waited: c.waited.Load()}
+	return Stats{Refreshed: c.refreshed.Load(), Waited: c.waited.Load(), Renewed: c.renewed.Load()}
 }
 
 // Keys. KV keys allow [-/_=.a-zA-Z0-9]: Trivy's "sha256:<hex>" becomes
@@ -414,6 +421,12 @@ type Scope struct {
 	raw  map[string][]byte // blob ID → entry read by MissingBlobs
 	// waited counts layers this scan waited for.
 	waited int
+	// renewing is true while a goroutine renews the held leases.
+	renewing bool
+
+	// leaseMu orders renewals and releases of one lease: a release must
+	// purge the revision the last renewal wrote.
+	leaseMu sync.Mutex
 }
 
 var _ tcache.Cache = (*Scope)(nil)
@@ -470,7 +483,12 @@ func (s *Scope) acquire(ctx context.Context, id string) (bool, error) {
 		if err == nil {
 			s.mu.Lock()
 			s.held[id] = rev
+			startRenewal := !s.renewing
+			s.renewing = true
 			s.mu.Unlock()
+			if startRenewal {
+				go s.renew(context.WithoutCancel(ctx), ctx.Done())
+			}
 			// The previous holder stores the layer before it releases the
 			// lease: it may have done both since the look above.
 			data, ok, err := s.c.get(ctx, blobKey(id))
@@ -508,8 +526,72 @@ func (s *Scope) acquire(ctx context.Context, id string) (bool, error) {
 	}
 }
 
+// renew keeps this scan's leases alive, every third of the lease TTL,
+// until it holds none or the scan's context ends (done). A lease that
+// could not be renewed (the connection is gone, or it already expired and
+// another scan took it) is dropped: the analysis goes on, and may be
+// repeated by the other scan — wasted work, never a wrong result.
+func (s *Scope) renew(ctx context.Context, done <-chan struct{}) {
+	t := time.NewTicker(s.c.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			s.mu.Lock()
+			s.renewing = false
+			s.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		ids := make([]string, 0, len(s.held))
+		for id := range s.held {
+			ids = append(ids, id)
+		}
+		if len(ids) == 0 {
+			s.renewing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		for _, id := range ids {
+			s.renewOne(ctx, id)
+		}
+	}
+}
+
+// renewOne extends one held lease by the lease TTL.
+func (s *Scope) renewOne(ctx context.Context, id string) {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	s.mu.Lock()
+	rev, ok := s.held[id]
+	s.mu.Unlock()
+	if !ok {
+		return // released meanwhile
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.c.cfg.LeaseTTL/3)
+	defer cancel()
+	msg := &nats.Msg{Subject: "$KV." + topology.LayerLeasesBucket + "." + leaseKey(id), Data: []byte(s.owner)}
+	ack, err := s.c.js.PublishMsg(rctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(s.c.cfg.LeaseTTL))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, still := s.held[id]; !still {
+		return
+	}
+	if err != nil {
+		delete(s.held, id)
+		s.c.log.Warn("could not renew a layer lease; another scan may analyse the layer too", zap.String("blob", id), zap.Error(err))
+		return
+	}
+	s.held[id] = ack.Sequence
+	s.c.renewed.Add(1)
+}
+
 // release ends this scan's lease on a layer, unless it already ended.
 func (s *Scope) release(ctx context.Context, id string) error {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
 	s.mu.Lock()
 	rev, ok := s.held[id]
 	delete(s.held, id)

@@ -312,3 +312,46 @@ func TestNewRequiresResources(t *testing.T) {
 		t.Fatal("New without the layer-cache resources succeeded")
 	}
 }
+
+// TestLiveHolderRenewsItsLease: an analysis outliving its lease TTL keeps
+// the layer — the second scan waits past several TTLs instead of taking it
+// over — and gets it as soon as the holder stores it.
+func TestLiveHolderRenewsItsLease(t *testing.T) {
+	env := natstest.Start(t)
+	_, res2 := second(t, env)
+	const leaseTTL = time.Second
+	holder := newCache(t, env, func(c *layercache.Config) { c.LeaseTTL = leaseTTL })
+	other, err := layercache.New(res2, layercache.Config{TTL: env.Topo.LayerCacheTTL, LeaseTTL: leaseTTL, PollInterval: 20 * time.Millisecond, Owner: "other"}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	sh := holder.Scope()
+	if _, missing, err := sh.MissingBlobs(ctx, artID, []string{blobA}); err != nil || len(missing) != 1 {
+		t.Fatalf("holder: missing %v, %v", missing, err)
+	}
+	type out struct {
+		missing []string
+		err     error
+	}
+	done := make(chan out, 1)
+	go func() {
+		_, m, err := other.Scope().MissingBlobs(ctx, artID, []string{blobA})
+		done <- out{m, err}
+	}()
+	select {
+	case o := <-done:
+		t.Fatalf("the other scan took the layer while its holder was alive: %v %v", o.missing, o.err)
+	case <-time.After(4 * leaseTTL):
+	}
+	if holder.Stats().Renewed < 3 {
+		t.Errorf("renewed %d times in 4 lease TTLs, want at least 3", holder.Stats().Renewed)
+	}
+	if err := sh.PutBlob(ctx, blobA, blob("musl")); err != nil {
+		t.Fatal(err)
+	}
+	o := <-done
+	if o.err != nil || len(o.missing) != 0 {
+		t.Fatalf("after the holder stored the layer: missing %v, %v; want it present", o.missing, o.err)
+	}
+}

@@ -75,7 +75,7 @@ func Defaults() Config {
 	c.Worker.DB.CacheDir = filepath.Join(xdgDir("XDG_CACHE_HOME", ".cache"), "fleetscan", "trivy")
 	c.Worker.Listen = ""
 	c.Worker.WorkerName = "fleetscan"
-	// One process: poll the results often, the wait is what the user watches.
+	// One process: report progress often, the wait is what the user watches.
 	c.Report.PollInterval = 500 * time.Millisecond
 	return c
 }
@@ -153,6 +153,9 @@ func (c *Config) Complete(now time.Time) {
 	c.Dispatch.Complete(now)
 	c.Worker.Concurrency = c.Workers
 	c.Worker.Listen = ""
+	// One --rescan: the dispatcher queues every image, the workers scan each
+	// in full.
+	c.Dispatch.Rescan = c.Worker.Rescan
 	// The report covers this run, not older runs kept in the state dir.
 	c.Report.RunID = c.Dispatch.RunID
 	c.Report.Wait = c.ScanWait
@@ -237,6 +240,11 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporting.Outcome, error) {
 	if err != nil {
 		return reporting.Outcome{}, err
 	}
+	// The dispatcher compares stored results with the identity the workers
+	// publish; publish it before dispatching rather than racing Run.
+	if err := w.Announce(ctx); err != nil {
+		log.Warn("could not publish the scanner identity; every image will be queued", zap.Error(err))
+	}
 	workerCtx, cancelWorkers := context.WithCancel(ctx)
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(workerCtx) }()
@@ -261,7 +269,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporting.Outcome, error) {
 	}
 	manifest, err := dispatch.Run(ctx, cfg.Dispatch, dispatch.Deps{
 		Sources: sources, Failed: failed, Resolver: resolver,
-		Publisher: queue.NewPublisher(js), Store: st, Log: log.Named("dispatcher"),
+		Publisher: queue.NewPublisher(js), Store: st, Reuse: st, Log: log.Named("dispatcher"),
 	})
 	if err != nil {
 		return reporting.Outcome{}, fmt.Errorf("dispatch: %w", err)
@@ -286,16 +294,18 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporting.Outcome, error) {
 	out, err := reporting.Run(ctx, cfg.Report, rd)
 	stopWorkers() // their counters are final once they stopped
 	if d.Out != nil && err == nil {
-		writeIncremental(d.Out, w.Stats())
+		writeIncremental(d.Out, manifest.Reused, w.Stats())
 	}
 	return out, err
 }
 
-// writeIncremental prints what incremental scanning saved in this run.
-func writeIncremental(out io.Writer, s worker.Stats) {
-	fmt.Fprintf(out, "Scans: %d reused (same DB and scanner), %d re-detected from cached analyses without the registry, %d pulled; "+
+// writeIncremental prints what incremental scanning saved in this run:
+// images the dispatcher did not queue (reused) plus those a worker answered
+// from a stored result.
+func writeIncremental(out io.Writer, reused int, s worker.Stats) {
+	fmt.Fprintf(out, "Scans: %d reused (same DB and scanner; %d not even queued), %d re-detected from cached analyses without the registry, %d pulled; "+
 		"layers: %d from the layer cache, %d analysed; %.1f MiB pulled from registries\n",
-		s.Reused, s.Redetected, s.Scanned-s.Redetected, s.LayersCached, s.LayersAnalyzed, float64(s.BytesPulled)/(1<<20))
+		int64(reused)+s.Reused, reused, s.Redetected, s.Scanned-s.Redetected, s.LayersCached, s.LayersAnalyzed, float64(s.BytesPulled)/(1<<20))
 }
 
 // ensureDB downloads or refreshes the DB unless told not to, with the same

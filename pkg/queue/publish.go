@@ -55,7 +55,7 @@ func (p *Publisher) Publish(ctx context.Context, jobs []contract.ScanJob) (Publi
 				return st, fmt.Errorf("encode job %s: %w", j.ImageKey, err)
 			}
 			f, err := p.js.PublishAsync(topology.JobSubject(j.ImageKey), data,
-				jetstream.WithMsgID(j.MsgID(j.Cycle)), jetstream.WithExpectStream(topology.JobsStream))
+				jetstream.WithMsgID(j.ID()), jetstream.WithExpectStream(topology.JobsStream))
 			if err != nil {
 				return st, fmt.Errorf("publish job %s: %w", j.ImageKey, err)
 			}

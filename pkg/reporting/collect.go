@@ -33,8 +33,10 @@ type pendingKey struct {
 	stale *contract.ScanResult // the latest result, when it is not current
 }
 
-// collect reads the result of every expected key, polling every interval
-// until all are done (scanned or failed) or wait has passed. Each result
+// collect reads the result of every expected key, then watches the results
+// stored afterwards (polling every interval if the watch fails) until all
+// are done (scanned or failed) or wait has passed; progress is logged every
+// interval. Each result
 // is compacted as soon as it is current, so findings are decoded once.
 func collect(ctx context.Context, st Store, sc *scope, wait, interval time.Duration, now func() time.Time, log *zap.Logger, onProgress func(progress.State)) (*collected, error) {
 	keys := make([]contract.ImageKey, 0, len(sc.req))
@@ -73,8 +75,50 @@ func collect(ctx context.Context, st Store, sc *scope, wait, interval time.Durat
 		}
 	}
 
+	// Results stored from now on are watched, so the wait below reacts to
+	// each as it is stored instead of polling every pending key.
+	var watch *store.ResultWatch
+	if len(keys) > 0 && wait > 0 {
+		w, err := st.WatchResults(ctx)
+		if err != nil {
+			log.Warn("cannot watch the results; polling them instead", zap.Error(err))
+		} else {
+			watch = w
+		}
+	}
+	// failUnreadable fails the image of a corrupt result, not the report.
+	failUnreadable := func(k contract.ImageKey, err error) {
+		delete(pending, k)
+		failed++
+		out.failures = append(out.failures, report.Failure{Digest: k.Digest, Platform: k.Platform.String(),
+			Image: sc.fleet.Reference(k), Class: contract.FailureInternal, Reason: "stored result unreadable: " + err.Error(),
+			Workloads: sc.fleet.Workloads(k)})
+	}
+	// readPending reads the pending keys one by one.
+	readPending := func() error {
+		for _, k := range keys {
+			if _, ok := pending[k]; !ok {
+				continue
+			}
+			res, err := st.Result(ctx, k)
+			var bad *contract.DecodeError
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				continue
+			case errors.As(err, &bad):
+				failUnreadable(k, err)
+				continue
+			case err != nil:
+				return fmt.Errorf("read result of %s: %w", k, err)
+			}
+			take(k, res)
+		}
+		return nil
+	}
+
 	// First pass: stream every stored result once (far cheaper than one
-	// request per key); keys it misses are read one by one below.
+	// request per key); when that fails, keys are read one by one.
+	streamed := true
 	if len(keys) > 0 {
 		err := st.EachResult(ctx, func(res contract.ScanResult) error {
 			if _, ok := pending[res.ImageKey]; ok {
@@ -86,31 +130,20 @@ func collect(ctx context.Context, st Store, sc *scope, wait, interval time.Durat
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("read scan results: %w", err)
 			}
+			streamed = false
 			log.Warn("streaming the results failed; reading them one by one", zap.Error(err))
 		}
 	}
+	tokens := make(map[string]contract.ImageKey, len(pending))
+	for k := range pending {
+		tokens[k.Token()] = k
+	}
+	poll := !streamed
 	for {
-		for _, k := range keys {
-			if _, ok := pending[k]; !ok {
-				continue
+		if poll {
+			if err := readPending(); err != nil {
+				return nil, err
 			}
-			res, err := st.Result(ctx, k)
-			var bad *contract.DecodeError
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				continue
-			case errors.As(err, &bad):
-				// A corrupt result fails its image, not the report.
-				delete(pending, k)
-				failed++
-				out.failures = append(out.failures, report.Failure{Digest: k.Digest, Platform: k.Platform.String(),
-					Image: sc.fleet.Reference(k), Class: contract.FailureInternal, Reason: "stored result unreadable: " + err.Error(),
-					Workloads: sc.fleet.Workloads(k)})
-				continue
-			case err != nil:
-				return nil, fmt.Errorf("read result of %s: %w", k, err)
-			}
-			take(k, res)
 		}
 		done := total - len(pending)
 		if onProgress != nil {
@@ -134,7 +167,36 @@ func collect(ctx context.Context, st Store, sc *scope, wait, interval time.Durat
 		log.Info(fmt.Sprintf("waiting: %d/%d done, %d failed, ETA %s (giving up in %s)", done, total, failed, eta,
 			deadline.Sub(t).Round(time.Second)),
 			zap.Int("done", done), zap.Int("total", total), zap.Int("failed", failed), zap.String("eta", eta))
-		timer := time.NewTimer(min(interval, deadline.Sub(t)))
+		step := min(interval, deadline.Sub(t))
+		if watch != nil {
+			// Wake at each stored result; log progress every interval.
+			err := watch.Next(ctx, step, func(token string, res contract.ScanResult, err error) bool {
+				k, ok := tokens[token]
+				if _, still := pending[k]; !ok || !still {
+					return true
+				}
+				var bad *contract.DecodeError
+				switch {
+				case errors.As(err, &bad):
+					failUnreadable(k, err)
+				case err != nil:
+					log.Warn("a watched result could not be read; it is read again at the next poll", zap.Error(err))
+				default:
+					take(k, res)
+				}
+				return len(pending) > 0
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("waiting for scan results: %w", ctx.Err())
+				}
+				log.Warn("watching the results failed; polling them instead", zap.Error(err))
+				watch, poll = nil, true
+			}
+			continue
+		}
+		poll = true
+		timer := time.NewTimer(step)
 		select {
 		case <-ctx.Done():
 			timer.Stop()

@@ -17,9 +17,11 @@ import (
 // Config holds the reporter's settings. NATS, topology and logging have
 // their own configs; the caller connects and passes the handles in Deps.
 type Config struct {
-	// Wait polls for missing results up to this long (0: report at once).
+	// Wait waits for missing results up to this long (0: report at once).
 	Wait time.Duration
-	// PollInterval is the delay between polls while waiting.
+	// PollInterval is how often progress is logged while waiting (results
+	// are watched as they are stored), and the delay between polls if the
+	// watch fails.
 	PollInterval time.Duration
 	// MaxAge bounds the age of a cluster's inventory in the fleet view.
 	MaxAge time.Duration

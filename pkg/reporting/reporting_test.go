@@ -517,3 +517,39 @@ func TestUnreadableInventoryIsUnreachableNotFatal(t *testing.T) {
 		t.Fatalf("error %q", o.Report.Clusters[0].Error)
 	}
 }
+
+// TestReusedKeysAcceptStoredResult: a key the dispatcher found already
+// answered (manifest reusedKeys) is satisfied by its stored result from an
+// older cycle, in the fleet view and in the run view; without that mark the
+// same result is stale.
+func TestReusedKeysAcceptStoredResult(t *testing.T) {
+	f := newFleet(t)
+	wall := time.Now().UTC()
+	f.scanned(key('a'), "c0", wall.Add(-48*time.Hour), vuln{"CVE-2025-0001", "HIGH", "openssl", "1", "2"})
+	m := f.dispatch("run-1", "c1", wall.Add(-time.Minute), map[string][]container{
+		"prod": {
+			{ns: "web", kind: "Deployment", name: "frontend", image: "docker.io/library/nginx:1.25", key: key('a')},
+			{ns: "cache", kind: "StatefulSet", name: "redis", image: "docker.io/library/redis:7", key: key('b')},
+		},
+	}, nil)
+	f.scanned(key('b'), "c1", wall)
+
+	o := f.run(f.config(""))
+	if o.Report.Summary.ImagesNotScanned != 1 || o.ExitCode() != ExitIncomplete {
+		t.Fatalf("without reusedKeys the old result must be stale: %+v exit %d", o.Report.Summary, o.ExitCode())
+	}
+
+	m.ReusedKeys, m.Reused = []contract.ImageKey{key('a')}, 1
+	if err := f.st.PutManifest(f.ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, runID := range []string{"", "run-1"} {
+		cfg := f.config("")
+		cfg.RunID = runID
+		o := f.run(cfg)
+		s := o.Report.Summary
+		if s.ImagesScanned != 2 || s.ImagesNotScanned != 0 || o.ExitCode() != ExitOK || len(o.Report.Findings) != 1 {
+			t.Fatalf("run %q: reused key not accepted: %+v exit %d", runID, s, o.ExitCode())
+		}
+	}
+}

@@ -27,19 +27,36 @@ type Store interface {
 	// EachResult streams the latest result of every key; the first pass
 	// uses it instead of one request per key.
 	EachResult(ctx context.Context, fn func(contract.ScanResult) error) error
+	// WatchResults delivers results stored after it is opened: the wait
+	// reacts to each instead of polling.
+	WatchResults(ctx context.Context) (*store.ResultWatch, error)
 }
 
 // requirement is what makes a key's result current: the run that expects
 // it. A result counts when it belongs to the run's cycle or completed after
-// the run started.
+// the run started — or, for a key the run's dispatcher found already
+// answered (the manifest's reusedKeys), whatever stored result it has.
 type requirement struct {
 	runID     string
 	cycle     string
 	createdAt time.Time
+	reused    bool
 }
 
 func (q requirement) satisfiedBy(r contract.ScanResult) bool {
-	return r.Cycle == q.cycle || !r.CompletedAt.Before(q.createdAt)
+	return q.reused || r.Cycle == q.cycle || !r.CompletedAt.Before(q.createdAt)
+}
+
+// reusedKeys is the set of a manifest's reused keys (nil when none).
+func reusedKeys(m contract.RunManifest) map[contract.ImageKey]bool {
+	if len(m.ReusedKeys) == 0 {
+		return nil
+	}
+	out := make(map[contract.ImageKey]bool, len(m.ReusedKeys))
+	for _, k := range m.ReusedKeys {
+		out[k] = true
+	}
+	return out
 }
 
 // scope is what a report covers and what it waits for.
@@ -76,8 +93,8 @@ func newScopeBuilder(mode report.Scope) *scopeBuilder {
 }
 
 // addInventory takes a cluster's inventory into the report; q is the run
-// its keys must be current for.
-func (b *scopeBuilder) addInventory(inv contract.Inventory, q requirement) {
+// its keys must be current for, reused the keys that run reused.
+func (b *scopeBuilder) addInventory(inv contract.Inventory, q requirement, reused map[contract.ImageKey]bool) {
 	containers := 0
 	for _, e := range inv.Entries {
 		containers++
@@ -101,7 +118,9 @@ func (b *scopeBuilder) addInventory(inv contract.Inventory, q requirement) {
 		}
 		b.sc.fleet.Add(inv.Cluster, e)
 		if prev, ok := b.sc.req[key]; !ok || q.createdAt.After(prev.createdAt) {
-			b.sc.req[key] = q
+			kq := q
+			kq.reused = reused[key]
+			b.sc.req[key] = kq
 		}
 	}
 	b.sc.clusters = append(b.sc.clusters, report.Cluster{
@@ -221,13 +240,15 @@ func fleetScope(ctx context.Context, st Store, maxAge time.Duration, wall time.T
 	for _, name := range sortedNames(fresh) {
 		inv := fresh[name]
 		q := requirement{runID: inv.RunID, cycle: inv.Cycle, createdAt: inv.CollectedAt}
+		var reused map[contract.ImageKey]bool
 		if m, ok := manifests[inv.RunID]; ok {
 			q = requirement{runID: m.RunID, cycle: m.Cycle, createdAt: m.CreatedAt}
+			reused = reusedKeys(m)
 		} else {
 			log.Warn("no run manifest for an inventory; results must be newer than the inventory",
 				zap.String("cluster", name), zap.String("runId", inv.RunID))
 		}
-		b.addInventory(inv, q)
+		b.addInventory(inv, q, reused)
 	}
 
 	// The latest recent mention of every cluster without a fresh inventory.
@@ -281,6 +302,7 @@ func runScope(ctx context.Context, st Store, runID string, log *zap.Logger) (*sc
 	}
 	b := newScopeBuilder(report.Scope{Mode: "run", RunID: runID})
 	q := requirement{runID: m.RunID, cycle: m.Cycle, createdAt: m.CreatedAt}
+	reused := reusedKeys(m)
 	b.addRun(q, "")
 	for _, cs := range m.Clusters {
 		if !cs.OK {
@@ -295,7 +317,7 @@ func runScope(ctx context.Context, st Store, runID string, log *zap.Logger) (*sc
 		inv, err := st.Inventory(ctx, cs.Name)
 		switch {
 		case err == nil && inv.RunID == runID:
-			b.addInventory(inv, q)
+			b.addInventory(inv, q, reused)
 			continue
 		case err == nil:
 			log.Warn("the cluster's inventory now belongs to a later run; its workloads are unknown for this run",
@@ -311,7 +333,9 @@ func runScope(ctx context.Context, st Store, runID string, log *zap.Logger) (*sc
 		b.addRun(q, cs.Name)
 	}
 	for _, k := range m.Expected {
-		b.sc.req[k] = q
+		kq := q
+		kq.reused = reused[k]
+		b.sc.req[k] = kq
 	}
 	return b.finish(), nil
 }

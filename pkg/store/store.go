@@ -1,7 +1,8 @@
 // Package store keeps fleetscan's shared state on JetStream: the latest scan
 // result per image key (large ones in the object store, claim-check style),
-// the latest inventory per cluster, and run manifests. It is the only code
-// that knows how these are laid out on the wire.
+// the latest inventory per cluster, run manifests, and the workers' scanner
+// identity with which stored results are found reusable. It is the only
+// code that knows how these are laid out on the wire.
 package store
 
 import (
@@ -53,6 +54,9 @@ func (s *Store) PutResult(ctx context.Context, r contract.ScanResult) error {
 	}
 	subj := topology.ResultSubject(r.ImageKey)
 	msg := &nats.Msg{Subject: subj, Header: nats.Header{}}
+	if fp := r.Fingerprint(); fp != "" {
+		msg.Header.Set(FingerprintHeader, fp)
+	}
 	if len(data) > s.InlineLimit {
 		name := r.ImageKey.Token()
 		if _, err := s.res.ResultBlobs.PutBytes(ctx, name, data); err != nil {
@@ -95,6 +99,18 @@ func (s *Store) decodeResult(ctx context.Context, h nats.Header, data []byte) (c
 // Undecodable results are reported through fn's error path: EachResult stops
 // at the first error.
 func (s *Store) EachResult(ctx context.Context, fn func(contract.ScanResult) error) error {
+	return s.eachLatest(ctx, false, func(m jetstream.Msg) error {
+		r, err := s.decodeResult(ctx, m.Headers(), m.Data())
+		if err != nil {
+			return fmt.Errorf("result on %s: %w", m.Subject(), err)
+		}
+		return fn(r)
+	})
+}
+
+// eachLatest calls fn with the latest message of every result key, in
+// stream order (only its headers when headersOnly), until fn fails.
+func (s *Store) eachLatest(ctx context.Context, headersOnly bool, fn func(jetstream.Msg) error) error {
 	info, err := s.res.Results.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("results stream info: %w", err)
@@ -105,6 +121,7 @@ func (s *Store) EachResult(ctx context.Context, fn func(contract.ScanResult) err
 	cons, err := s.res.Results.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 		FilterSubjects: []string{topology.ResultsSubjectPrefix + ".>"},
+		HeadersOnly:    headersOnly,
 	})
 	if err != nil {
 		return fmt.Errorf("results consumer: %w", err)
@@ -113,24 +130,23 @@ func (s *Store) EachResult(ctx context.Context, fn func(contract.ScanResult) err
 	if err != nil {
 		return fmt.Errorf("results consumer info: %w", err)
 	}
+	batchSize := 512
+	if headersOnly {
+		batchSize = 4096
+	}
 	remaining := ci.NumPending
 	for remaining > 0 {
-		batch, err := cons.Fetch(int(min(remaining, 512)), jetstream.FetchMaxWait(5*time.Second))
+		batch, err := cons.Fetch(int(min(remaining, uint64(batchSize))), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return fmt.Errorf("read results: %w", err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
-			r, err := s.decodeResult(ctx, m.Headers(), m.Data())
-			if err != nil {
-				return fmt.Errorf("result on %s: %w", m.Subject(), err)
-			}
-			if err := fn(r); err != nil {
+			if err := fn(m); err != nil {
 				return err
 			}
-			meta, err := m.Metadata()
-			if err == nil {
+			if meta, err := m.Metadata(); err == nil {
 				remaining = meta.NumPending
 			} else {
 				remaining--

@@ -53,6 +53,12 @@ const (
 	// LayerLeasesBucket holds short leases (per-key TTL) on layers being
 	// analysed, so two workers never download the same layer at once.
 	LayerLeasesBucket = "fleetscan-layer-leases"
+
+	// ScannerBucket is the KV bucket holding the workers' scanner identity
+	// (ScannerIdentityKey): the scanner, options and DB they scan with.
+	ScannerBucket = "fleetscan-scanner"
+	// ScannerIdentityKey is the key of the latest published identity.
+	ScannerIdentityKey = "identity"
 )
 
 // JobSubject is the subject a job for key is published on.
@@ -141,6 +147,8 @@ func (c Config) Validate() error {
 
 // Resources are handles to the ensured resources.
 type Resources struct {
+	// JS is the JetStream context they were ensured with.
+	JS          jetstream.JetStream
 	Jobs        jetstream.Stream
 	Workers     jetstream.Consumer
 	Results     jetstream.Stream
@@ -153,6 +161,8 @@ type Resources struct {
 	LayerCache   jetstream.KeyValue
 	LayerObjects jetstream.ObjectStore
 	LayerLeases  jetstream.KeyValue
+	// Scanner holds the workers' scanner identity.
+	Scanner jetstream.KeyValue
 }
 
 func (c Config) storage() jetstream.StorageType {
@@ -256,7 +266,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 		return nil, fmt.Errorf("topology: %w", err)
 	}
 	var (
-		r   Resources
+		r   = Resources{JS: js}
 		err error
 	)
 	if r.Jobs, err = js.CreateOrUpdateStream(ctx, c.JobsStreamConfig()); err != nil {
@@ -303,6 +313,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 	}
 	if r.LayerLeases, err = js.CreateOrUpdateKeyValue(ctx, c.LayerLeasesConfig()); err != nil {
 		return nil, fmt.Errorf("topology: KV %s: %w", LayerLeasesBucket, err)
+	}
+	if r.Scanner, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      ScannerBucket,
+		Description: "fleetscan workers' scanner identity (scanner, options, DB) for result reuse",
+		History:     1,
+		Storage:     c.storage(),
+		Replicas:    c.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("topology: KV %s: %w", ScannerBucket, err)
 	}
 	return &r, nil
 }

@@ -51,7 +51,7 @@ func TestEnsureIsIdempotentAndAppliesChanges(t *testing.T) {
 			t.Errorf("object store %s: %v", b, err)
 		}
 	}
-	for _, b := range []string{topology.LayerCacheBucket, topology.LayerLeasesBucket} {
+	for _, b := range []string{topology.LayerCacheBucket, topology.LayerLeasesBucket, topology.ScannerBucket} {
 		kv, err := env.JS.KeyValue(ctx, b)
 		if err != nil {
 			t.Errorf("KV %s: %v", b, err)

@@ -104,7 +104,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 // layer cache, its leases and --rescan.
 func (c *Config) RegisterIncrementalFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.LayerCache, "layer-cache", c.LayerCache, "where layer analyses are kept: jetstream (shared by every worker; layers are downloaded once fleet-wide, DB updates rescan without the registry) or local (private to this process)")
-	fs.DurationVar(&c.LayerLeaseTTL, "layer-lease-ttl", c.LayerLeaseTTL, "how long a worker may hold a layer it analyses before another takes it over (shared layer cache)")
+	fs.DurationVar(&c.LayerLeaseTTL, "layer-lease-ttl", c.LayerLeaseTTL, "lease on a layer being analysed (shared layer cache): renewed every third of it while the analysis runs; a crashed worker's layer is taken over after it")
 	fs.BoolVar(&c.Rescan, "rescan", c.Rescan, "scan every image again: do not reuse results from the same DB and scanner, and read every image from its registry (layer analyses still come from the layer cache)")
 }
 

@@ -238,6 +238,34 @@ func TestSecondRunSameDBPullsNothing(t *testing.T) {
 		t.Errorf("stats after two runs = %+v, want %d reused and %d scanned", s, len(second), len(first))
 	}
 
+	// The identity the dispatcher compares stored results with: this
+	// worker's scanner and DB, published when it started.
+	id, err := e.store.ScannerIdentity(context.Background())
+	if err != nil {
+		t.Fatalf("scanner identity: %v", err)
+	}
+	if id.Fingerprint() != first[f.jobs("c1")[0].ImageKey].Fingerprint() || id.Worker != "test-worker" || id.DB.NextUpdate.IsZero() {
+		t.Errorf("published identity %+v does not match the results' scanner and DB", id)
+	}
+
+	// A job asking for a rescan (dispatcher --rescan) is scanned from the
+	// registry by a worker without --rescan.
+	f.log.reset()
+	rescanJobs := f.jobs("c2r")
+	for i := range rescanJobs {
+		rescanJobs[i].Rescan = true
+	}
+	e.publish(t, rescanJobs...)
+	for _, j := range rescanJobs {
+		res := e.waitResult(t, j.ImageKey, time.Minute, func(r contract.ScanResult) bool { return r.Cycle == "c2r" })
+		if res.Reused || res.Status != contract.StatusScanned || !reflect.DeepEqual(res.Findings, first[j.ImageKey].Findings) {
+			t.Errorf("%s: rescan job gave reused=%v %s; want a new scan with the first run's findings", j.ImageKey, res.Reused, res.Status)
+		}
+	}
+	if n, _ := f.log.snapshot(); n == 0 {
+		t.Error("rescan jobs made no registry request: the images were not read again")
+	}
+
 	// --rescan: everything is scanned again; layers still come from the
 	// shared cache (their keys include content and analyzer versions), so
 	// only manifests and configs are read.

@@ -188,6 +188,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 	}
 
+	if err := w.Announce(ctx); err != nil {
+		w.log.Warn("could not publish the scanner identity; the dispatcher will queue every image", zap.Error(err))
+	}
 	watcher, err := queue.WatchExhausted(w.conn, w.res.Jobs, w.store, w.log)
 	if err != nil {
 		return fmt.Errorf("watch exhausted jobs: %w", err)
@@ -234,10 +237,12 @@ func (w *Worker) refreshLoop(ctx context.Context) {
 
 // refreshDB swaps in a newer DB if there is one. It runs between jobs: the
 // scanner waits for running scans before reopening.
+//
+// It waits for a check already running in another goroutine rather than
+// skipping it: a job must not be judged (reused or not) against the DB that
+// is being replaced.
 func (w *Worker) refreshDB(ctx context.Context) {
-	if !w.refresh.TryLock() {
-		return // another goroutine of this worker is on it
-	}
+	w.refresh.Lock()
 	defer w.refresh.Unlock()
 	reopened, err := w.scanner.RefreshDB(ctx)
 	if err != nil {
@@ -251,6 +256,9 @@ func (w *Worker) refreshDB(ctx context.Context) {
 	if prev := w.dbInfo.Load(); *prev != info {
 		w.dbInfo.Store(&info)
 		w.log.Info("newer vulnerability DB in use", zap.Int("db_version", info.Version), zap.Time("db_updated_at", info.UpdatedAt))
+		if err := w.Announce(ctx); err != nil {
+			w.log.Warn("could not publish the scanner identity; the dispatcher will not skip images for this DB", zap.Error(err))
+		}
 	}
 	if reopened {
 		w.metrics.dbReloads.Inc()
@@ -262,13 +270,14 @@ func (w *Worker) refreshDB(ctx context.Context) {
 func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	w.refreshDB(ctx)
 	job := d.Job
-	log := w.log.With(zap.String("job_id", job.MsgID(job.Cycle)), zap.String("digest", job.Digest),
+	log := w.log.With(zap.String("job_id", job.ID()), zap.String("digest", job.Digest),
 		zap.String("platform", job.Platform.String()), zap.Int("attempt", d.Attempt))
 
 	w.metrics.inFlight.Inc()
 	defer w.metrics.inFlight.Dec()
 	start := time.Now()
-	if !w.cfg.Rescan {
+	rescan := w.cfg.Rescan || job.Rescan
+	if !rescan {
 		if prev, ok := w.reusable(ctx, job, log); ok {
 			if err := w.publishReused(ctx, job, prev, start); err != nil {
 				return err
@@ -283,7 +292,7 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 		}
 	}
 	req := scan.RequestFor(job)
-	req.Pull = w.cfg.Rescan
+	req.Pull = rescan
 	sctx, cancel := context.WithTimeout(ctx, w.cfg.ScanTimeout)
 	rep, err := w.scanner.Scan(sctx, req)
 	timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
@@ -336,20 +345,39 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 
 // reusable returns the stored result of the job's key when it answers the
 // job as a new scan would: scanned (not failed) by the same scanner version
-// with the same options, against the DB now open.
+// with the same options, against the DB now open. Only the result's
+// fingerprint header is compared; a result of another DB is not decoded.
 func (w *Worker) reusable(ctx context.Context, job contract.ScanJob, log *zap.Logger) (contract.ScanResult, bool) {
-	prev, err := w.store.Result(ctx, job.ImageKey)
+	prev, ok, err := w.store.ReusableResult(ctx, job.ImageKey, w.identity().Fingerprint())
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			log.Warn("could not read the stored result; scanning", zap.Error(err))
-		}
+		log.Warn("could not read the stored result; scanning", zap.Error(err))
 		return contract.ScanResult{}, false
 	}
-	db := w.scanner.DBInfo()
-	ok := prev.Status == contract.StatusScanned &&
-		prev.Scanner == w.scanner.Info() &&
-		prev.DB.Version == db.Version && prev.DB.UpdatedAt.Equal(db.UpdatedAt)
 	return prev, ok
+}
+
+// identity is what this worker scans with now.
+func (w *Worker) identity() contract.ScannerIdentity {
+	return contract.ScannerIdentity{
+		SchemaVersion: contract.IdentitySchemaVersion,
+		Scanner:       w.scanner.Info(),
+		DB:            w.scanner.DBInfo(),
+		Worker:        w.cfg.WorkerName,
+		PublishedAt:   time.Now().UTC(),
+	}
+}
+
+// Announce publishes the worker's scanner identity (scanner, options and
+// open DB), with which the dispatcher decides which stored results need no
+// new scan. Run calls it at start and after every DB switch.
+func (w *Worker) Announce(ctx context.Context) error {
+	id := w.identity()
+	if err := w.store.PutScannerIdentity(ctx, id); err != nil {
+		return err
+	}
+	w.log.Info("scanner identity published", zap.String("scanner", id.Scanner.Version),
+		zap.Int("db_version", id.DB.Version), zap.Time("db_updated_at", id.DB.UpdatedAt), zap.Time("db_next_update", id.DB.NextUpdate))
+	return nil
 }
 
 // publishReused publishes a stored result again for the job's run.

@@ -456,13 +456,15 @@ func TestHappyPath(t *testing.T) {
 	}
 
 	// A second dispatcher of the same cycle (another cluster's CronJob, a
-	// retry) publishes nothing, although the first run's jobs are already
-	// consumed: the stream's duplicate window still knows them.
+	// retry) publishes nothing: every image already has a result from the
+	// scanner and DB the workers published as their identity, so none is
+	// even queued, and the manifest lists them all as reused.
 	if run := p.dispatch(ctx, "happy-again"); run.Code != 0 {
 		t.Fatalf("second dispatcher: %s", run)
 	}
-	if m2 := p.checkManifest(ctx, "happy-again"); m2.Published != 0 || m2.Duplicates != len(keys) {
-		t.Errorf("second dispatch of the cycle published %d, duplicates %d; want 0, %d", m2.Published, m2.Duplicates, len(keys))
+	if m2 := p.checkManifest(ctx, "happy-again"); m2.Published != 0 || m2.Reused != len(keys) || len(m2.ReusedKeys) != len(keys) {
+		t.Errorf("second dispatch of the cycle published %d, reused %d (%d keys listed); want 0, %d",
+			m2.Published, m2.Reused, len(m2.ReusedKeys), len(keys))
 	}
 	info, err := p.res.Jobs.Info(ctx)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/fleetscan/fleetscan/pkg/fixture"
 	"github.com/fleetscan/fleetscan/pkg/logging"
 	"github.com/fleetscan/fleetscan/pkg/pipeline"
+	"github.com/fleetscan/fleetscan/pkg/progress"
 )
 
 // plan is what the parent hands every row (written as JSON).
@@ -58,6 +59,10 @@ type rowResult struct {
 	// Queued counts the jobs the dispatcher published (fleetscan): the
 	// other images were answered by their stored result without a job.
 	Queued int `json:"queued"`
+	// ScanPhase is the time from the stored run manifest to the last
+	// result (fleetscan): what scanning itself took, without the fixed
+	// cost of starting, dispatching and writing the report.
+	ScanPhase time.Duration `json:"scanPhase"`
 	// PeakRSSKiB is VmHWM of the row's process (fleetscan: the whole
 	// in-process pipeline), or the largest of the Trivy CLI processes.
 	PeakRSSKiB int64 `json:"peakRssKiB"`
@@ -208,7 +213,15 @@ func fleetscanRow(ctx context.Context, p plan, r rowSpec) (rowResult, error) {
 	c.Complete(now)
 
 	start := time.Now()
-	o, err := pipeline.Run(ctx, c, pipeline.Deps{Log: log, OnManifest: func(m contract.RunManifest) { res.Queued = m.Published }})
+	var dispatched, scanned time.Time
+	o, err := pipeline.Run(ctx, c, pipeline.Deps{Log: log,
+		OnManifest: func(m contract.RunManifest) { res.Queued, dispatched = m.Published, time.Now() },
+		OnProgress: func(s progress.State) {
+			if s.Done >= s.Total && scanned.IsZero() {
+				scanned = time.Now()
+			}
+		},
+	})
 	res.Wall = time.Since(start)
 	if err != nil {
 		return res, fmt.Errorf("row %s: %w", r.Name, err)
@@ -220,6 +233,9 @@ func fleetscanRow(ctx context.Context, p plan, r rowSpec) (rowResult, error) {
 		return res, fmt.Errorf("row %s: incomplete scan: %v", r.Name, inc)
 	}
 	res.Scans = o.Report.Summary.ImagesScanned
+	if !dispatched.IsZero() && !scanned.IsZero() {
+		res.ScanPhase = scanned.Sub(dispatched)
+	}
 	for _, img := range o.Report.Images {
 		fs := make([]fixture.Finding, 0, len(img.Vulns))
 		for _, v := range img.Vulns {

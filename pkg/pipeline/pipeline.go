@@ -190,6 +190,10 @@ type Deps struct {
 	Progress *progress.Printer
 	// OnManifest is called with the dispatcher's manifest (tests, demo).
 	OnManifest func(contract.RunManifest)
+	// OnProgress is called with the reporter's progress while it collects
+	// results, last with Done == Total when every image is done
+	// (benchmarks time the scan phase with it).
+	OnProgress func(progress.State)
 }
 
 // ErrNoDB is returned when no usable vulnerability DB is available offline.
@@ -279,17 +283,22 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporting.Outcome, error) {
 	}
 
 	rd := reporting.NewDeps(st, res, log.Named("reporter"), d.Out)
-	if d.Progress != nil {
+	if d.Progress != nil || d.OnProgress != nil {
 		rd.Progress = func(s progress.State) {
-			if s.Done >= s.Total {
+			if d.OnProgress != nil {
+				d.OnProgress(s)
+			}
+			switch {
+			case d.Progress == nil:
+			case s.Done >= s.Total:
 				d.Progress.Finish(s)
-			} else {
+			default:
 				d.Progress.Update(s)
 			}
 		}
-		if d.Out != nil {
-			rd.Out = d.Progress.BreakWriter(d.Out)
-		}
+	}
+	if d.Progress != nil && d.Out != nil {
+		rd.Out = d.Progress.BreakWriter(d.Out)
 	}
 	out, err := reporting.Run(ctx, cfg.Report, rd)
 	stopWorkers() // their counters are final once they stopped

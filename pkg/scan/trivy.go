@@ -127,6 +127,9 @@ type Trivy struct {
 	layerDir string
 	cache    tcache.Cache
 	shared   SharedCache
+	// osMemo shares OS-package detection between images with the same
+	// OS packages (same base).
+	osMemo   *osMemo
 	secure   *http.Transport
 	insecure *http.Transport
 	disabled []analyzer.Type
@@ -220,6 +223,8 @@ func NewTrivy(cfg TrivyConfig, db Database, log *zap.Logger) (*Trivy, error) {
 		opts += ";java-db=on"
 	}
 	t.info = contract.ScannerInfo{Name: scannerName, Version: trivyVersion(), Options: opts}
+	// Scans hold the gate shared, so the DB cannot change under t.db.Info.
+	t.osMemo = newOSMemo(ospkg.NewScanner(), func() string { return contract.Fingerprint(t.info, t.db.Info()) })
 	ok = true
 	layerCache := "shared (JetStream)"
 	if t.shared == nil {
@@ -519,7 +524,7 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) 
 // detect runs Trivy's scan service over an artifact — an image being
 // pulled, or one analysed before — and maps the findings.
 func (t *Trivy) detect(ctx context.Context, ref string, cache tcache.LocalArtifactCache, art artifact.Artifact) (Report, error) {
-	svc := tscan.NewService(local.NewService(applier.NewApplier(cache), ospkg.NewScanner(), langpkg.NewScanner(),
+	svc := tscan.NewService(local.NewService(applier.NewApplier(cache), t.osMemo, langpkg.NewScanner(),
 		vulnerability.NewClient(trivydbcfg.Config{})), art)
 	report, err := svc.ScanArtifact(ctx, ttypes.ScanOptions{
 		PkgTypes:            []string{ttypes.PkgTypeOS, ttypes.PkgTypeLibrary},

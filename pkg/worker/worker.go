@@ -348,7 +348,7 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 // with the same options, against the DB now open. Only the result's
 // fingerprint header is compared; a result of another DB is not decoded.
 func (w *Worker) reusable(ctx context.Context, job contract.ScanJob, log *zap.Logger) (contract.ScanResult, bool) {
-	prev, ok, err := w.store.ReusableResult(ctx, job.ImageKey, w.identity().Fingerprint())
+	prev, ok, err := w.store.ReusableResult(ctx, job.ImageKey, contract.Fingerprint(w.scanner.Info(), w.scanner.DBInfo()))
 	if err != nil {
 		log.Warn("could not read the stored result; scanning", zap.Error(err))
 		return contract.ScanResult{}, false

@@ -13,7 +13,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 TOOLS     := $(CURDIR)/.tools/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/fleetscan/fleetscan/pkg/version.Version=$(VERSION)
+LDFLAGS   := -s -w -X github.com/fleetscan/fleetscan/internal/version.Version=$(VERSION)
 CMDS      := $(notdir $(wildcard cmd/*))
 # Trivy's version as go.mod pins it (stamped into the CLI built by `make tools`).
 TRIVY_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/aquasecurity/trivy 2>/dev/null | sed 's/^v//')
@@ -39,7 +39,7 @@ tools: ## Build the helper binaries tests need into .tools/bin (once; reused whe
 	@# The Trivy CLI from the same module version fleetscan links, for the
 	@# fidelity tests (library findings == CLI findings). ~5 min cold; no
 	@# -trimpath so it reuses the packages `go test` already compiled.
-	@test -x $(TOOLS)/trivy || { $(GO) build -ldflags '-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver=$(TRIVY_VERSION)' -o $(TOOLS)/trivy.tmp github.com/aquasecurity/trivy/cmd/trivy && mv $(TOOLS)/trivy.tmp $(TOOLS)/trivy; }
+	@test -x $(TOOLS)/trivy || { $(GO) build -ldflags '-s -w -X github.com/aquasecurity/trivy/internal/version/app.ver=$(TRIVY_VERSION)' -o $(TOOLS)/trivy.tmp github.com/aquasecurity/trivy/cmd/trivy && mv $(TOOLS)/trivy.tmp $(TOOLS)/trivy; }
 
 # kube-apiserver and etcd for tests that need a real Kubernetes API server
 # (envtest). Built from the Go module proxy through the hack/kube-tools wrapper
@@ -89,7 +89,7 @@ docs: build ## Regenerate docs/configuration.md from the binaries' --help
 # BENCH_PKGS=./... runs every package's micro-benchmarks.
 BENCH_IMAGES ?= 200
 BENCH_MD     ?= $(if $(filter 200,$(BENCH_IMAGES)),BENCHMARKS.md,)
-BENCH_PKGS   ?= ./pkg/imageref/ ./pkg/dispatch/ ./pkg/queue/ ./pkg/report/ ./pkg/reporting/ ./pkg/sla/ ./pkg/fixture/
+BENCH_PKGS   ?= ./internal/imageref/ ./internal/dispatcher/ ./internal/queue/ ./internal/report/ ./internal/reporter/ ./internal/sla/ ./internal/fixture/
 BENCH_FLAGS  ?=
 
 .PHONY: bench

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
-	"github.com/fleetscan/fleetscan/pkg/kubeapitest"
+	"github.com/fleetscan/fleetscan/internal/kubeapitest"
 )
 
 // warnings collects the API server's Warning headers (PodSecurity

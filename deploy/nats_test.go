@@ -29,11 +29,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/fleetscan/fleetscan/internal/natsconn"
+	"github.com/fleetscan/fleetscan/internal/queue"
+	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
-	"github.com/fleetscan/fleetscan/pkg/natsconn"
-	"github.com/fleetscan/fleetscan/pkg/queue"
-	"github.com/fleetscan/fleetscan/pkg/store"
-	"github.com/fleetscan/fleetscan/pkg/topology"
 )
 
 // natsPod is the rendered NATS server laid out on the local disk the way
@@ -310,7 +310,7 @@ func runNATS(t *testing.T, p *natsPod) *server.Server {
 }
 
 // client is one component's connection, made the way the binaries make it
-// (pkg/natsconn with an nkey seed file and, with TLS, the CA bundle), with
+// (internal/natsconn with an nkey seed file and, with TLS, the CA bundle), with
 // the server's asynchronous permission errors collected.
 type client struct {
 	nc   *nats.Conn
@@ -395,8 +395,8 @@ func connectAs(t *testing.T, s *server.Server, p *natsPod, key string) *client {
 }
 
 // TestNATSRolePermissions runs the rendered NATS configuration and has each
-// component do its job with fleetscan's own packages (pkg/queue, pkg/store,
-// pkg/topology) under its own nkey — and fail, with a permission violation,
+// component do its job with fleetscan's own packages (internal/queue, internal/store,
+// internal/topology) under its own nkey — and fail, with a permission violation,
 // at what its role may not do.
 func TestNATSRolePermissions(t *testing.T) {
 	p, _ := layOutNATS(t, baseDir)

@@ -24,14 +24,14 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/fleetscan/fleetscan/pkg/dispatch"
-	"github.com/fleetscan/fleetscan/pkg/flagenv"
-	"github.com/fleetscan/fleetscan/pkg/logging"
-	"github.com/fleetscan/fleetscan/pkg/natsconn"
-	"github.com/fleetscan/fleetscan/pkg/reporting"
-	"github.com/fleetscan/fleetscan/pkg/topology"
-	"github.com/fleetscan/fleetscan/pkg/trivydb"
-	"github.com/fleetscan/fleetscan/pkg/worker"
+	"github.com/fleetscan/fleetscan/internal/dispatcher"
+	"github.com/fleetscan/fleetscan/internal/flagenv"
+	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/natsconn"
+	"github.com/fleetscan/fleetscan/internal/reporter"
+	"github.com/fleetscan/fleetscan/internal/topology"
+	"github.com/fleetscan/fleetscan/internal/trivydb"
+	"github.com/fleetscan/fleetscan/internal/worker"
 )
 
 // forEachBuild runs fn as a subtest for every rendered kustomization.
@@ -506,7 +506,7 @@ func TestPolicyDBUpdater(t *testing.T) {
 }
 
 // TestPolicyKEDA: the ScaledObject scales the worker Deployment on the
-// workers' consumer of the jobs stream (the names pkg/topology creates),
+// workers' consumer of the jobs stream (the names internal/topology creates),
 // from zero, through an endpoint that exists, and an init Job creates the
 // consumer before KEDA looks.
 func TestPolicyKEDA(t *testing.T) {
@@ -905,7 +905,7 @@ func commandFlags(cmd command) *pflag.FlagSet {
 	}
 	switch cmd {
 	case command{"dispatcher", ""}:
-		c := dispatch.Defaults()
+		c := dispatcher.Defaults()
 		c.RegisterFlags(fs)
 		withNATS()
 	case command{"worker", "run"}:
@@ -923,7 +923,7 @@ func commandFlags(cmd command) *pflag.FlagSet {
 		c.RegisterUpdateFlags(fs)
 		c.Registry.RegisterFlags(fs)
 	case command{"reporter", ""}:
-		c := reporting.Defaults()
+		c := reporter.Defaults()
 		c.RegisterFlags(fs)
 		withNATS()
 	default:

@@ -17,14 +17,14 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	"github.com/fleetscan/fleetscan/pkg/dispatch"
-	"github.com/fleetscan/fleetscan/pkg/flagenv"
-	"github.com/fleetscan/fleetscan/pkg/logging"
-	"github.com/fleetscan/fleetscan/pkg/natsconn"
-	"github.com/fleetscan/fleetscan/pkg/queue"
-	"github.com/fleetscan/fleetscan/pkg/store"
-	"github.com/fleetscan/fleetscan/pkg/topology"
-	"github.com/fleetscan/fleetscan/pkg/version"
+	"github.com/fleetscan/fleetscan/internal/dispatcher"
+	"github.com/fleetscan/fleetscan/internal/flagenv"
+	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/natsconn"
+	"github.com/fleetscan/fleetscan/internal/queue"
+	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/topology"
+	"github.com/fleetscan/fleetscan/internal/version"
 )
 
 // Exit status.
@@ -89,7 +89,7 @@ func exitCode(err error, stderr io.Writer) int {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("dispatcher", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := dispatch.Defaults()
+	cfg := dispatcher.Defaults()
 	natsCfg := natsconn.Defaults("fleetscan-dispatcher")
 	topoCfg := topology.Defaults()
 	logCfg := logging.Defaults()
@@ -130,9 +130,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("open clusters: %w", err)
 	}
-	deps := dispatch.Deps{Sources: sources, Failed: failed, Resolver: resolver, Log: log}
+	deps := dispatcher.Deps{Sources: sources, Failed: failed, Resolver: resolver, Log: log}
 	if cfg.DryRun {
-		_, err := dispatch.DryRun(ctx, cfg, deps, stdout, stderr)
+		_, err := dispatcher.DryRun(ctx, cfg, deps, stdout, stderr)
 		return err
 	}
 
@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	st := store.New(js, res)
 	deps.Publisher, deps.Store, deps.Reuse = queue.NewPublisher(js), st, st
-	m, err := dispatch.Run(ctx, cfg, deps)
+	m, err := dispatcher.Run(ctx, cfg, deps)
 	if err != nil {
 		return err
 	}

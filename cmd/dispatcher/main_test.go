@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/fleetscan/fleetscan/pkg/natsembed/natstest"
-	"github.com/fleetscan/fleetscan/pkg/store"
+	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
+	"github.com/fleetscan/fleetscan/internal/store"
 )
 
 // TestMain lets a test start this package's test binary as a dispatcher

@@ -19,14 +19,14 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	"github.com/fleetscan/fleetscan/pkg/demo"
-	"github.com/fleetscan/fleetscan/pkg/flagenv"
-	"github.com/fleetscan/fleetscan/pkg/logging"
-	"github.com/fleetscan/fleetscan/pkg/pipeline"
-	"github.com/fleetscan/fleetscan/pkg/progress"
-	"github.com/fleetscan/fleetscan/pkg/reporting"
-	"github.com/fleetscan/fleetscan/pkg/s3upload"
-	"github.com/fleetscan/fleetscan/pkg/version"
+	"github.com/fleetscan/fleetscan/internal/demo"
+	"github.com/fleetscan/fleetscan/internal/flagenv"
+	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/pipeline"
+	"github.com/fleetscan/fleetscan/internal/progress"
+	"github.com/fleetscan/fleetscan/internal/reporter"
+	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/version"
 )
 
 const usage = `Usage: fleetscan <command> [flags]
@@ -73,7 +73,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return reporting.ExitNoReport
+		return reporter.ExitNoReport
 	}
 	switch args[0] {
 	case "scan":
@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	default:
 		fmt.Fprintf(stderr, "fleetscan: unknown command %q\n\n%s", args[0], usage)
-		return reporting.ExitNoReport
+		return reporter.ExitNoReport
 	}
 }
 
@@ -100,19 +100,19 @@ func parse(fs *pflag.FlagSet, head string, args []string, logCfg *logging.Config
 	fs.Usage = func() {
 		fmt.Fprint(stderr, head)
 		fs.PrintDefaults()
-		fmt.Fprint(stderr, "\n"+reporting.ExitStatusHelp)
+		fmt.Fprint(stderr, "\n"+reporter.ExitStatusHelp)
 	}
 	if err := flagenv.Parse(fs, args, map[string]string{s3upload.EnvAlias: "s3-url"}); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, 0, true
 		}
 		fmt.Fprintf(stderr, "fleetscan: %v\n", err)
-		return nil, reporting.ExitNoReport, true
+		return nil, reporter.ExitNoReport, true
 	}
 	log, err := logging.New(*logCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "fleetscan: %v\n", err)
-		return nil, reporting.ExitNoReport, true
+		return nil, reporter.ExitNoReport, true
 	}
 	log.Debug("fleetscan starting", zap.String("version", version.Version))
 	return log, 0, false
@@ -137,13 +137,13 @@ func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Complete(time.Now())
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "fleetscan scan: %v\n", err)
-		return reporting.ExitNoReport
+		return reporter.ExitNoReport
 	}
 	out, err := pipeline.Run(ctx, cfg, pipeline.Deps{Log: log, Out: stdout, Progress: progressPrinter(stderr)})
 	if err != nil {
 		fmt.Fprintf(stderr, "fleetscan scan: %v\n", err)
 	}
-	return reporting.ExitCode(out, err)
+	return reporter.ExitCode(out, err)
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -164,5 +164,5 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "fleetscan demo: %v\n", err)
 	}
-	return reporting.ExitCode(out, err)
+	return reporter.ExitCode(out, err)
 }

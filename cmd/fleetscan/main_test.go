@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetscan/fleetscan/pkg/fixture"
-	"github.com/fleetscan/fleetscan/pkg/reporting"
+	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/reporter"
 )
 
 func TestUsage(t *testing.T) {
@@ -21,15 +21,15 @@ func TestUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no command", nil, reporting.ExitNoReport, "Commands:"},
-		{"unknown command", []string{"frobnicate"}, reporting.ExitNoReport, `unknown command "frobnicate"`},
+		{"no command", nil, reporter.ExitNoReport, "Commands:"},
+		{"unknown command", []string{"frobnicate"}, reporter.ExitNoReport, `unknown command "frobnicate"`},
 		{"help", []string{"--help"}, 0, "Commands:"},
 		{"scan help", []string{"scan", "--help"}, 0, "--skip-db-update"},
 		{"scan help documents exit status", []string{"scan", "--help"}, 0, "Exit status (a bit mask)"},
 		{"demo help", []string{"demo", "--help"}, 0, "--history-days"},
-		{"bad flag", []string{"scan", "--no-such-flag"}, reporting.ExitNoReport, "unknown flag"},
-		{"bad value", []string{"scan", "--workers", "0", "--skip-db-update"}, reporting.ExitNoReport, "--workers 0"},
-		{"stray argument", []string{"demo", "extra"}, reporting.ExitNoReport, "unexpected arguments"},
+		{"bad flag", []string{"scan", "--no-such-flag"}, reporter.ExitNoReport, "unknown flag"},
+		{"bad value", []string{"scan", "--workers", "0", "--skip-db-update"}, reporter.ExitNoReport, "--workers 0"},
+		{"stray argument", []string{"demo", "extra"}, reporter.ExitNoReport, "unexpected arguments"},
 		{"version", []string{"version"}, 0, "fleetscan"},
 	}
 	for _, tt := range tests {
@@ -50,7 +50,7 @@ func TestScanOfflineWithoutDBNamesTheFix(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"scan", "--skip-db-update", "--cache-dir", t.TempDir(),
 		"--state-dir", t.TempDir(), "--inventory-file", "x=" + filepath.Join(t.TempDir(), "none.json")}, &stdout, &stderr)
-	if code != reporting.ExitNoReport {
+	if code != reporter.ExitNoReport {
 		t.Fatalf("exit %d, want 4; stderr: %s", code, stderr.String())
 	}
 	if msg := stderr.String(); !strings.Contains(msg, "--skip-db-update") || !strings.Contains(msg, "--cache-dir") {
@@ -98,7 +98,7 @@ func TestScanInventoryFile(t *testing.T) {
 		"--now", time.Now().UTC().Format(time.RFC3339)}
 	code := run(ctx, args, &stdout, &stderr)
 	// Findings were first seen just now: nothing can be past its SLA yet.
-	if code != reporting.ExitOK {
+	if code != reporter.ExitOK {
 		t.Fatalf("exit %d, want 0\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
 	csv, err := os.ReadFile(filepath.Join(out, "report.csv"))
@@ -124,7 +124,7 @@ func TestScanInventoryFile(t *testing.T) {
 	// current, so the image is not even queued, and the report is the same.
 	stdout.Reset()
 	stderr.Reset()
-	if code := run(ctx, args, &stdout, &stderr); code != reporting.ExitOK {
+	if code := run(ctx, args, &stdout, &stderr); code != reporter.ExitOK {
 		t.Fatalf("second run: exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
 	if want := "Scans: 1 reused (same DB and scanner; 1 not even queued), 0 re-detected from cached analyses without the registry, 0 pulled"; !strings.Contains(stdout.String(), want) {

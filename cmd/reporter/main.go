@@ -18,14 +18,14 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	"github.com/fleetscan/fleetscan/pkg/flagenv"
-	"github.com/fleetscan/fleetscan/pkg/logging"
-	"github.com/fleetscan/fleetscan/pkg/natsconn"
-	"github.com/fleetscan/fleetscan/pkg/reporting"
-	"github.com/fleetscan/fleetscan/pkg/s3upload"
-	"github.com/fleetscan/fleetscan/pkg/store"
-	"github.com/fleetscan/fleetscan/pkg/topology"
-	"github.com/fleetscan/fleetscan/pkg/version"
+	"github.com/fleetscan/fleetscan/internal/flagenv"
+	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/natsconn"
+	"github.com/fleetscan/fleetscan/internal/reporter"
+	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/topology"
+	"github.com/fleetscan/fleetscan/internal/version"
 )
 
 const usageHead = `Usage: reporter [flags]
@@ -44,7 +44,7 @@ Outputs in --out-dir: report.csv (the first eight columns are the original
 tutorial's), report.json, report.html (self-contained), report.md,
 tickets.csv and tickets.json.
 
-` + reporting.ExitStatusHelp
+` + reporter.ExitStatusHelp
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -58,7 +58,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("reporter", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := reporting.Defaults()
+	cfg := reporter.Defaults()
 	natsCfg := natsconn.Defaults("fleetscan-reporter")
 	topoCfg := topology.Defaults()
 	logCfg := logging.Defaults()
@@ -74,17 +74,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "reporter: %v\n", err)
-		return reporting.ExitNoReport
+		return reporter.ExitNoReport
 	}
 	if err := flagenv.Parse(fs, args, map[string]string{s3upload.EnvAlias: "s3-url"}); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return reporting.ExitOK
+			return reporter.ExitOK
 		}
 		return fail(err)
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "reporter", version.Version)
-		return reporting.ExitOK
+		return reporter.ExitOK
 	}
 	if err := errors.Join(cfg.Validate(), natsCfg.Validate(), topoCfg.Validate(), logCfg.Validate()); err != nil {
 		return fail(err)
@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log = log.With(zap.String("component", "reporter"), zap.String("version", version.Version))
 
 	out, err := report(ctx, cfg, natsCfg, topoCfg, log, stdout)
-	code := reporting.ExitCode(out, err)
+	code := reporter.ExitCode(out, err)
 	if err != nil {
 		log.Error("no report produced", zap.Error(err), zap.Int("exitStatus", code))
 		fmt.Fprintf(stderr, "reporter: %v\n", err)
@@ -105,19 +105,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-func report(ctx context.Context, cfg reporting.Config, natsCfg natsconn.Config, topoCfg topology.Config, log *zap.Logger, stdout io.Writer) (reporting.Outcome, error) {
+func report(ctx context.Context, cfg reporter.Config, natsCfg natsconn.Config, topoCfg topology.Config, log *zap.Logger, stdout io.Writer) (reporter.Outcome, error) {
 	nc, err := natsconn.Connect(ctx, natsCfg, log)
 	if err != nil {
-		return reporting.Outcome{}, err
+		return reporter.Outcome{}, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return reporting.Outcome{}, fmt.Errorf("jetstream: %w", err)
+		return reporter.Outcome{}, fmt.Errorf("jetstream: %w", err)
 	}
 	res, err := topology.Ensure(ctx, js, topoCfg)
 	if err != nil {
-		return reporting.Outcome{}, fmt.Errorf("ensure JetStream topology: %w", err)
+		return reporter.Outcome{}, fmt.Errorf("ensure JetStream topology: %w", err)
 	}
-	return reporting.Run(ctx, cfg, reporting.NewDeps(store.New(js, res), res, log, stdout))
+	return reporter.Run(ctx, cfg, reporter.NewDeps(store.New(js, res), res, log, stdout))
 }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetscan/fleetscan/pkg/natsembed/natstest"
-	"github.com/fleetscan/fleetscan/pkg/reporting"
+	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
+	"github.com/fleetscan/fleetscan/internal/reporter"
 )
 
 func runCmd(t *testing.T, args ...string) (int, string, string) {
@@ -49,14 +49,14 @@ func TestExitStatus(t *testing.T) {
 		stderr string
 	}{
 		{name: "help", args: []string{"--help"}, code: 0, stderr: "4  no report could be produced"},
-		{name: "unknown flag is a usage error, not 2", args: []string{"--no-such-flag"}, code: reporting.ExitNoReport, stderr: "unknown flag"},
-		{name: "bad flag value", args: []string{"--wait", "soon"}, code: reporting.ExitNoReport, stderr: "--wait"},
-		{name: "stray argument", args: []string{"extra"}, code: reporting.ExitNoReport, stderr: "unexpected arguments"},
-		{name: "invalid --sla", args: []string{"--sla", "CRITICAL=x"}, code: reporting.ExitNoReport, stderr: "--sla"},
-		{name: "REPORT_BUCKET feeds --s3-url", env: map[string]string{"REPORT_BUCKET": "not-an-s3-url"}, code: reporting.ExitNoReport,
+		{name: "unknown flag is a usage error, not 2", args: []string{"--no-such-flag"}, code: reporter.ExitNoReport, stderr: "unknown flag"},
+		{name: "bad flag value", args: []string{"--wait", "soon"}, code: reporter.ExitNoReport, stderr: "--wait"},
+		{name: "stray argument", args: []string{"extra"}, code: reporter.ExitNoReport, stderr: "unexpected arguments"},
+		{name: "invalid --sla", args: []string{"--sla", "CRITICAL=x"}, code: reporter.ExitNoReport, stderr: "--sla"},
+		{name: "REPORT_BUCKET feeds --s3-url", env: map[string]string{"REPORT_BUCKET": "not-an-s3-url"}, code: reporter.ExitNoReport,
 			stderr: `--s3-url "not-an-s3-url"`},
 		{name: "NATS unreachable", args: []string{"--nats-url", closedURL(t), "--nats-timeout", "1s", "--out-dir", out},
-			code: reporting.ExitNoReport, stderr: "connect to NATS"},
+			code: reporter.ExitNoReport, stderr: "connect to NATS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,7 +83,7 @@ func TestReportAgainstNATS(t *testing.T) {
 	env := natstest.Start(t)
 	out := filepath.Join(t.TempDir(), "report")
 	code, stdout, stderr := runCmd(t, "--nats-url", env.Server.URL(), "--out-dir", out, "--format", "csv,md", "--log-level", "error")
-	if code != reporting.ExitOK {
+	if code != reporter.ExitOK {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	if !strings.Contains(stdout, "Vulnerability Summary (0 total)") || !strings.Contains(stdout, "Exit status 0") {

@@ -18,15 +18,15 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	"github.com/fleetscan/fleetscan/pkg/flagenv"
-	"github.com/fleetscan/fleetscan/pkg/logging"
-	"github.com/fleetscan/fleetscan/pkg/natsconn"
-	"github.com/fleetscan/fleetscan/pkg/scan"
-	"github.com/fleetscan/fleetscan/pkg/store"
-	"github.com/fleetscan/fleetscan/pkg/topology"
-	"github.com/fleetscan/fleetscan/pkg/trivydb"
-	"github.com/fleetscan/fleetscan/pkg/version"
-	"github.com/fleetscan/fleetscan/pkg/worker"
+	"github.com/fleetscan/fleetscan/internal/flagenv"
+	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/natsconn"
+	"github.com/fleetscan/fleetscan/internal/scan"
+	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/topology"
+	"github.com/fleetscan/fleetscan/internal/trivydb"
+	"github.com/fleetscan/fleetscan/internal/version"
+	"github.com/fleetscan/fleetscan/internal/worker"
 )
 
 // Exit status.

@@ -14,13 +14,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/natsembed"
+	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
+	"github.com/fleetscan/fleetscan/internal/queue"
+	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
-	"github.com/fleetscan/fleetscan/pkg/fixture"
-	"github.com/fleetscan/fleetscan/pkg/natsembed"
-	"github.com/fleetscan/fleetscan/pkg/natsembed/natstest"
-	"github.com/fleetscan/fleetscan/pkg/queue"
-	"github.com/fleetscan/fleetscan/pkg/store"
-	"github.com/fleetscan/fleetscan/pkg/topology"
 )
 
 func runMain(ctx context.Context, args ...string) (code int, stdout, stderr string) {

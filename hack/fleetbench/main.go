@@ -27,7 +27,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/fleetscan/fleetscan/pkg/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture"
 )
 
 type options struct {

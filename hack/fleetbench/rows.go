@@ -15,12 +15,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/pipeline"
+	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/rss"
 	"github.com/fleetscan/fleetscan/pkg/contract"
-	"github.com/fleetscan/fleetscan/pkg/fixture"
-	"github.com/fleetscan/fleetscan/pkg/logging"
-	"github.com/fleetscan/fleetscan/pkg/pipeline"
-	"github.com/fleetscan/fleetscan/pkg/progress"
 )
 
 // plan is what the parent hands every row (written as JSON).

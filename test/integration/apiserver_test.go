@@ -20,9 +20,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/kubeapitest"
 	"github.com/fleetscan/fleetscan/pkg/contract"
-	"github.com/fleetscan/fleetscan/pkg/fixture"
-	"github.com/fleetscan/fleetscan/pkg/kubeapitest"
 	"github.com/fleetscan/fleetscan/test/integration/harness"
 )
 

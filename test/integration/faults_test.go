@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
-	"github.com/fleetscan/fleetscan/pkg/topology"
 	"github.com/fleetscan/fleetscan/test/integration/faultproxy"
 	"github.com/fleetscan/fleetscan/test/integration/harness"
 )

@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/fleetscan/fleetscan/pkg/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/test/integration/faultproxy"
 	"github.com/fleetscan/fleetscan/test/integration/harness"
 )

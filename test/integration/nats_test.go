@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fleetscan/fleetscan/internal/queue"
+	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
-	"github.com/fleetscan/fleetscan/pkg/queue"
-	"github.com/fleetscan/fleetscan/pkg/topology"
 	"github.com/fleetscan/fleetscan/test/integration/harness"
 )
 

@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go/wait"
 
+	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
-	"github.com/fleetscan/fleetscan/pkg/fixture"
-	"github.com/fleetscan/fleetscan/pkg/store"
-	"github.com/fleetscan/fleetscan/pkg/topology"
 	"github.com/fleetscan/fleetscan/test/integration/harness"
 )
 

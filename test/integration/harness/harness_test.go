@@ -9,9 +9,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/inventory"
 	"github.com/fleetscan/fleetscan/pkg/contract"
-	"github.com/fleetscan/fleetscan/pkg/fixture"
-	"github.com/fleetscan/fleetscan/pkg/inventory"
 )
 
 func pushed(name string, n int, platforms ...contract.Platform) fixture.Pushed {

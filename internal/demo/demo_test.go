@@ -1,0 +1,76 @@
+package demo
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fleetscan/fleetscan/internal/reporter"
+	"github.com/fleetscan/fleetscan/internal/sla"
+)
+
+// TestDemoShowsHonestBreaches runs the whole demo (two real pipeline passes
+// on an embedded NATS) and checks what it claims: every image scanned, some
+// findings breached because pass 1 saw them weeks ago, the newly deployed
+// workload's findings new and not breached, exit status 1.
+func TestDemoShowsHonestBreaches(t *testing.T) {
+	today := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	out := t.TempDir()
+	var narration strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o, err := Run(ctx, Config{OutDir: out, WorkDir: t.TempDir(), Workers: 2, HistoryDays: 40},
+		Deps{Log: zaptest.NewLogger(t), Out: &narration, Clock: func() time.Time { return today }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := o.ExitCode(); code != reporter.ExitBreached {
+		t.Fatalf("exit status %d (incomplete: %v), want %d", code, o.Incomplete(), reporter.ExitBreached)
+	}
+	s := o.Report.Summary
+	if s.Images != 8 || s.ImagesScanned != 8 || s.Clusters != 3 {
+		t.Fatalf("summary = %+v, want 8 images over 3 clusters, all scanned", s)
+	}
+	if s.BreachedUnaccepted == 0 || s.BreachedUnaccepted == s.Findings {
+		t.Fatalf("breached %d of %d findings: want some, not all", s.BreachedUnaccepted, s.Findings)
+	}
+	past := today.AddDate(0, 0, -40)
+	var newRiskAPI, breachedOld int
+	for _, f := range o.Report.Findings {
+		riskAPI := false
+		for _, w := range f.Workloads() {
+			riskAPI = riskAPI || strings.Contains(w, "risk-api")
+		}
+		switch {
+		case riskAPI && strings.Contains(f.Image(), "python-app"):
+			// Only in the new workload's image: first seen today.
+			if f.Change == sla.ChangeNew {
+				newRiskAPI++
+				if f.Breached || !f.FirstSeen.Equal(today) {
+					t.Errorf("new finding %s: breached=%v first seen %s", f.Vuln.ID, f.Breached, f.FirstSeen)
+				}
+			}
+		case f.Breached:
+			breachedOld++
+			if !f.FirstSeen.Equal(past) {
+				t.Errorf("breached %s first seen %s, want %s (pass 1)", f.Vuln.ID, f.FirstSeen, past)
+			}
+		}
+	}
+	if newRiskAPI == 0 || breachedOld == 0 {
+		t.Fatalf("new risk-api findings %d, breached old findings %d: want both", newRiskAPI, breachedOld)
+	}
+	for _, name := range []string{"report.csv", "report.json", "report.html", "tickets.csv"} {
+		if st, err := os.Stat(filepath.Join(out, name)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if !strings.Contains(narration.String(), "exit status is 1") {
+		t.Fatalf("narration does not explain the exit status:\n%s", narration.String())
+	}
+}

@@ -1,0 +1,381 @@
+package report
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/pkg/contract"
+)
+
+// Filter selects findings with Trivy's meaning of --severity and
+// --ignore-unfixed.
+type Filter struct {
+	// Severities to report and gate; empty means all.
+	Severities []string
+	// IgnoreUnfixed keeps only findings whose status is "fixed" (as Trivy
+	// does); a finding without a status is kept when it has a fixed version.
+	IgnoreUnfixed bool
+}
+
+// Keep reports whether v passes the filter.
+func (f Filter) Keep(v *Vuln) bool {
+	if len(f.Severities) > 0 && !slices.Contains(f.Severities, v.Severity) {
+		return false
+	}
+	if f.IgnoreUnfixed {
+		switch v.FixStatus {
+		case "fixed":
+		case "":
+			return v.FixedVersion != ""
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Ledger answers the first-seen clock of an identity (sla.Ledger).
+type Ledger interface {
+	Lookup(id sla.Identity) (firstSeen time.Time, change sla.Change, ok bool)
+}
+
+// Input is everything Build needs.
+type Input struct {
+	GeneratedAt time.Time
+	AsOf        time.Time
+	Scope       Scope
+	Runs        []Run
+	Clusters    []Cluster
+	// Images are the keys with a scanned result.
+	Images     []*Image
+	Failures   []Failure
+	NotScanned []NotScanned
+	Policy     sla.Policy
+	// Acceptances may be nil.
+	Acceptances *sla.Acceptances
+	Filter      Filter
+	// Ledger may be nil: every finding is then first seen at AsOf.
+	Ledger Ledger
+	// Fixed are the records the clock resolved in this report.
+	Fixed   []sla.Record
+	DB      *contract.DBInfo
+	Scanner *contract.ScannerInfo
+}
+
+// Sightings lists every (repository, vulnerability, package, path) of the
+// images with the clusters running it, before filters, for the clock.
+func Sightings(images []*Image) []sla.Sighting {
+	n := 0
+	for _, img := range images {
+		n += len(img.Vulns) * max(1, len(img.Repositories))
+	}
+	out := make([]sla.Sighting, 0, n)
+	for _, img := range images {
+		for i := range img.Vulns {
+			v := &img.Vulns[i]
+			for _, repo := range img.Repositories {
+				out = append(out, sla.Sighting{
+					Identity: identity(repo, v),
+					Severity: v.Severity,
+					Clusters: img.Clusters,
+				})
+			}
+		}
+	}
+	return out
+}
+
+func identity(repo string, v *Vuln) sla.Identity {
+	return sla.Identity{Repository: repo, VulnerabilityID: v.ID, PkgName: v.PkgName, PkgPath: v.PkgPath}
+}
+
+// Build assembles the report: rows with their SLA clock, deadline and
+// acceptance, sorted breached first, then by severity and deadline; tickets;
+// the diff; and the summary.
+func Build(in Input) *Report {
+	asOf := in.AsOf.UTC()
+	severities := in.Filter.Severities
+	if len(severities) == 0 {
+		severities = sla.Severities
+	}
+	r := &Report{
+		SchemaVersion: SchemaVersion,
+		GeneratedAt:   in.GeneratedAt.UTC(),
+		AsOf:          asOf,
+		Scope:         in.Scope,
+		Runs:          nonNil(in.Runs),
+		Clusters:      nonNil(in.Clusters),
+		DB:            in.DB,
+		Scanner:       in.Scanner,
+		Policy: Policy{
+			Days: in.Policy.Days, Overrides: in.Policy.Overrides,
+			Severities: severities, IgnoreUnfixed: in.Filter.IgnoreUnfixed,
+		},
+		Failures:   nonNil(in.Failures),
+		NotScanned: nonNil(in.NotScanned),
+	}
+	for i := range r.Failures {
+		r.Failures[i].Workloads = nonNil(r.Failures[i].Workloads)
+	}
+	for i := range r.NotScanned {
+		r.NotScanned[i].Workloads = nonNil(r.NotScanned[i].Workloads)
+	}
+	for i := range r.Runs {
+		r.Runs[i].Clusters = nonNil(r.Runs[i].Clusters)
+	}
+	n := 0
+	for _, img := range in.Images {
+		n += len(img.Vulns)
+		img.Repositories = nonNil(img.Repositories)
+		img.Clusters = nonNil(img.Clusters)
+		img.Namespaces = nonNil(img.Namespaces)
+		img.Workloads = nonNil(img.Workloads)
+		if img.Platform == "" {
+			img.Platform = img.Key.Platform.String()
+		}
+	}
+	r.Images = nonNil(in.Images)
+	slices.SortFunc(r.Images, func(a, b *Image) int {
+		return cmp.Or(strings.Compare(a.Reference, b.Reference), strings.Compare(a.Key.Digest, b.Key.Digest),
+			strings.Compare(a.Platform, b.Platform))
+	})
+	r.Findings = make([]Finding, 0, n)
+	type diffState struct {
+		entry  DiffEntry
+		change sla.Change
+	}
+	ids := map[sla.Identity]diffState{}
+	expired := map[*sla.Acceptance]int{}
+
+	for _, img := range in.Images {
+		for i := range img.Vulns {
+			v := &img.Vulns[i]
+			if !in.Filter.Keep(v) {
+				continue
+			}
+			f := Finding{Vuln: v, Img: img}
+
+			// The row's clock is the earliest of its repositories' clocks;
+			// it is new only when every repository sees it for the first time.
+			var firstSeen time.Time
+			seenNew, seenReopened, seenOpen := false, false, false
+			for _, repo := range img.Repositories {
+				id := identity(repo, v)
+				first, ch, ok := asOf, sla.ChangeNew, false
+				if in.Ledger != nil {
+					first, ch, ok = in.Ledger.Lookup(id)
+				}
+				if !ok {
+					first, ch = asOf, sla.ChangeNew
+				}
+				if firstSeen.IsZero() || first.Before(firstSeen) {
+					firstSeen = first
+				}
+				switch ch {
+				case sla.ChangeStillOpen:
+					seenOpen = true
+				case sla.ChangeReopened:
+					seenReopened = true
+				default:
+					seenNew = true
+				}
+				if _, dup := ids[id]; !dup {
+					ids[id] = diffState{change: ch, entry: DiffEntry{
+						Identity: id, Severity: v.Severity, FirstSeen: first, Reopened: ch == sla.ChangeReopened,
+					}}
+				}
+			}
+			if firstSeen.IsZero() {
+				firstSeen = asOf
+			}
+			f.Change = sla.ChangeNew
+			switch {
+			case seenOpen:
+				f.Change = sla.ChangeStillOpen
+			case seenReopened:
+				f.Change = sla.ChangeReopened
+			case seenNew:
+				f.Change = sla.ChangeNew
+			}
+			f.FirstSeen = firstSeen
+			f.SLADays, f.SLARule = in.Policy.DaysFor(v.Severity, img.Scopes)
+			f.Deadline = firstSeen.Add(time.Duration(f.SLADays) * 24 * time.Hour)
+			f.Breached = asOf.After(f.Deadline)
+			f.DaysRemaining = int(math.Floor(f.Deadline.Sub(asOf).Hours() / 24))
+
+			d := in.Acceptances.Decide(v.ID, v.PkgName, img.Repositories, asOf)
+			f.Status, f.Acceptance = d.Status, d.Acceptance
+			if d.Status == sla.StatusAcceptanceExpired {
+				expired[d.Acceptance]++
+			}
+			r.Findings = append(r.Findings, f)
+		}
+	}
+	r.Findings = sortFindings(r.Findings)
+
+	// Summary.
+	s := &r.Summary
+	s.BySeverity = map[string]int{}
+	for _, sev := range severities {
+		s.BySeverity[sev] = 0
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		s.BySeverity[f.Severity]++
+		if f.Breached {
+			s.Breached++
+		}
+		if f.Gating() {
+			s.BreachedUnaccepted++
+		}
+		switch f.Status {
+		case sla.StatusAccepted:
+			s.Accepted++
+		case sla.StatusAcceptanceExpired:
+			s.AcceptanceExpired++
+		}
+	}
+	s.Findings = len(r.Findings)
+	s.ImagesScanned = len(in.Images)
+	s.ImagesFailed = len(r.Failures)
+	for _, ns := range r.NotScanned {
+		if ns.Digest != "" {
+			s.ImagesNotScanned++
+		} else {
+			s.UnresolvedContainers += max(1, len(ns.Workloads))
+		}
+	}
+	s.Images = s.ImagesScanned + s.ImagesFailed + s.ImagesNotScanned
+	s.Clusters = len(r.Clusters)
+	for _, c := range r.Clusters {
+		if c.Status == ClusterUnreachable {
+			s.ClustersUnreachable++
+		}
+	}
+	r.Complete = s.ImagesFailed == 0 && s.ImagesNotScanned == 0 && s.UnresolvedContainers == 0 && s.ClustersUnreachable == 0
+
+	// Expired acceptances, most findings first.
+	for a, n := range expired {
+		r.ExpiredAcceptances = append(r.ExpiredAcceptances, AcceptanceUse{Acceptance: *a, Findings: n})
+	}
+	slices.SortFunc(r.ExpiredAcceptances, func(a, b AcceptanceUse) int {
+		return cmp.Or(cmp.Compare(b.Findings, a.Findings), strings.Compare(a.Vulnerability, b.Vulnerability),
+			strings.Compare(a.Repository, b.Repository), a.Expires.Compare(b.Expires.Time))
+	})
+	r.ExpiredAcceptances = nonNil(r.ExpiredAcceptances)
+
+	// Diff.
+	r.Diff.NewFindings = []DiffEntry{}
+	for _, st := range ids {
+		switch st.change {
+		case sla.ChangeStillOpen:
+			r.Diff.StillOpen++
+		case sla.ChangeReopened:
+			r.Diff.Reopened++
+			r.Diff.NewFindings = append(r.Diff.NewFindings, st.entry)
+		default:
+			r.Diff.New++
+			r.Diff.NewFindings = append(r.Diff.NewFindings, st.entry)
+		}
+	}
+	slices.SortFunc(r.Diff.NewFindings, compareDiff)
+	r.Diff.FixedFindings = []DiffEntry{}
+	for _, rec := range in.Fixed {
+		if !slices.Contains(severities, sla.NormalizeSeverity(rec.Severity)) {
+			continue
+		}
+		r.Diff.FixedFindings = append(r.Diff.FixedFindings, DiffEntry{
+			Identity: rec.Identity, Severity: sla.NormalizeSeverity(rec.Severity),
+			FirstSeen: rec.FirstSeen, ResolvedAt: rec.ResolvedAt,
+		})
+	}
+	slices.SortFunc(r.Diff.FixedFindings, compareDiff)
+	r.Diff.Fixed = len(r.Diff.FixedFindings)
+
+	r.Tickets = BuildTickets(r.Findings)
+	s.Tickets = len(r.Tickets)
+	return r
+}
+
+// compareFindings orders rows: breached first, then severity, deadline,
+// and a stable tail (image, vulnerability, package, path, digest).
+func compareFindings(a, b *Finding) int {
+	if a.Breached != b.Breached {
+		return cmpBool(b.Breached, a.Breached)
+	}
+	if ra, rb := sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity); ra != rb {
+		return cmp.Compare(ra, rb)
+	}
+	if c := a.Deadline.Compare(b.Deadline); c != 0 {
+		return c
+	}
+	return cmp.Or(
+		strings.Compare(a.Img.Reference, b.Img.Reference),
+		strings.Compare(a.ID, b.ID),
+		strings.Compare(a.PkgName, b.PkgName),
+		strings.Compare(a.PkgPath, b.PkgPath),
+		strings.Compare(a.Img.Key.Digest, b.Img.Key.Digest),
+		strings.Compare(a.Img.Platform, b.Img.Platform),
+	)
+}
+
+// sortFindings sorts rows by compareFindings: it sorts an index, then
+// applies the permutation in place, which is much cheaper than swapping
+// the rows themselves and needs no second copy of them.
+func sortFindings(rows []Finding) []Finding {
+	idx := make([]int32, len(rows))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int { return compareFindings(&rows[a], &rows[b]) })
+	// Position i must receive rows[idx[i]]; follow each cycle once.
+	for i := range idx {
+		if idx[i] < 0 || int(idx[i]) == i {
+			continue
+		}
+		tmp := rows[i]
+		j := i
+		for {
+			k := int(idx[j])
+			idx[j] = -1
+			if k == i {
+				rows[j] = tmp
+				break
+			}
+			rows[j] = rows[k]
+			j = k
+		}
+	}
+	return rows
+}
+
+func compareDiff(a, b DiffEntry) int {
+	return cmp.Or(
+		cmp.Compare(sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity)),
+		strings.Compare(a.Repository, b.Repository),
+		strings.Compare(a.VulnerabilityID, b.VulnerabilityID),
+		strings.Compare(a.PkgName, b.PkgName),
+		strings.Compare(a.PkgPath, b.PkgPath),
+	)
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,253 @@
+// Package report turns scan results, inventories and SLA clocks into
+// fleetscan's report — one row per image digest × vulnerability × package,
+// ranked by SLA breach, severity and deadline — and renders it as CSV, JSON,
+// HTML, Markdown, tracker tickets and a console summary.
+package report
+
+import (
+	"time"
+
+	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/pkg/contract"
+)
+
+// SchemaVersion is the version of the JSON report (report.schema.json).
+const SchemaVersion = "1.0"
+
+// Report is the whole report. Build fills it; the renderers only read it.
+type Report struct {
+	SchemaVersion string    `json:"schemaVersion"`
+	GeneratedAt   time.Time `json:"generatedAt"`
+	// AsOf is the time SLAs are evaluated at (--now).
+	AsOf  time.Time `json:"asOf"`
+	Scope Scope     `json:"scope"`
+	// Runs are the dispatcher runs whose inventories the report covers.
+	Runs     []Run     `json:"runs"`
+	Clusters []Cluster `json:"clusters"`
+	// DB is the newest vulnerability database among the results.
+	DB      *contract.DBInfo      `json:"db,omitempty"`
+	Scanner *contract.ScannerInfo `json:"scanner,omitempty"`
+	Policy  Policy                `json:"policy"`
+	Summary Summary               `json:"summary"`
+	// Complete is false when an image failed or was not scanned or a
+	// cluster was unreachable.
+	Complete   bool         `json:"complete"`
+	Failures   []Failure    `json:"failures"`
+	NotScanned []NotScanned `json:"notScanned"`
+	// ExpiredAcceptances are acceptances that matched findings after they
+	// expired.
+	ExpiredAcceptances []AcceptanceUse `json:"expiredAcceptances"`
+	// Images are the scanned images the findings point at, with where they
+	// run; findings name them by digest and platform.
+	Images   []*Image  `json:"images"`
+	Findings []Finding `json:"findings"`
+	Tickets  []Ticket  `json:"tickets"`
+	Diff     Diff      `json:"diff"`
+}
+
+// Scope says what the report covers.
+type Scope struct {
+	// Mode is "fleet" (latest inventory of every cluster within MaxAge) or
+	// "run" (one run).
+	Mode   string `json:"mode"`
+	MaxAge string `json:"maxAge,omitempty"`
+	RunID  string `json:"runId,omitempty"`
+}
+
+// Run is a dispatcher run the report draws on.
+type Run struct {
+	RunID     string    `json:"runId"`
+	Cycle     string    `json:"cycle"`
+	CreatedAt time.Time `json:"createdAt"`
+	Clusters  []string  `json:"clusters"`
+}
+
+// Cluster statuses.
+const (
+	ClusterOK          = "ok"
+	ClusterUnreachable = "unreachable"
+)
+
+// Cluster is one cluster in the report's scope.
+type Cluster struct {
+	Name        string    `json:"name"`
+	Status      string    `json:"status"`
+	Error       string    `json:"error,omitempty"`
+	RunID       string    `json:"runId,omitempty"`
+	CollectedAt time.Time `json:"collectedAt,omitzero"`
+	Pods        int       `json:"pods"`
+	Containers  int       `json:"containers"`
+}
+
+// Policy records the settings the report was evaluated with.
+type Policy struct {
+	Days          sla.Days       `json:"days"`
+	Overrides     []sla.Override `json:"overrides,omitempty"`
+	Severities    []string       `json:"severities"`
+	IgnoreUnfixed bool           `json:"ignoreUnfixed"`
+}
+
+// Summary counts the report's findings and coverage.
+type Summary struct {
+	// Findings is the number of rows after filters.
+	Findings   int            `json:"findings"`
+	BySeverity map[string]int `json:"bySeverity"`
+	// Breached counts rows past their deadline; BreachedUnaccepted those not
+	// covered by an active acceptance — the gate (exit status bit 1).
+	Breached           int `json:"breached"`
+	BreachedUnaccepted int `json:"breachedUnaccepted"`
+	Accepted           int `json:"accepted"`
+	AcceptanceExpired  int `json:"acceptanceExpired"`
+	// Images counts expected image keys (digest + platform).
+	Images           int `json:"images"`
+	ImagesScanned    int `json:"imagesScanned"`
+	ImagesFailed     int `json:"imagesFailed"`
+	ImagesNotScanned int `json:"imagesNotScanned"`
+	// UnresolvedContainers ran an image whose digest was never resolved.
+	UnresolvedContainers int `json:"unresolvedContainers"`
+	Clusters             int `json:"clusters"`
+	ClustersUnreachable  int `json:"clustersUnreachable"`
+	Tickets              int `json:"tickets"`
+}
+
+// Failure is an image whose scan failed.
+type Failure struct {
+	Digest    string                `json:"digest"`
+	Platform  string                `json:"platform"`
+	Image     string                `json:"image"`
+	Class     contract.FailureClass `json:"class"`
+	Reason    string                `json:"reason"`
+	Attempts  int                   `json:"attempts,omitempty"`
+	Workloads []string              `json:"workloads"`
+}
+
+// NotScanned is an image (or a container whose image was never resolved to
+// a digest) without a result for the runs in scope.
+type NotScanned struct {
+	// Digest is empty for an unresolved container.
+	Digest    string   `json:"digest,omitempty"`
+	Platform  string   `json:"platform,omitempty"`
+	Image     string   `json:"image"`
+	Reason    string   `json:"reason"`
+	Workloads []string `json:"workloads"`
+}
+
+// AcceptanceUse is an acceptance and how many findings it decided.
+type AcceptanceUse struct {
+	sla.Acceptance
+	Findings int `json:"findings"`
+}
+
+// Finding is one report row: a vulnerability in a package of one image.
+// It points at the shared Vuln and Image instead of copying them, so a
+// report with hundreds of thousands of rows stays small.
+type Finding struct {
+	*Vuln
+	Img *Image
+
+	// FirstSeen starts the SLA clock: the earliest first-seen date among
+	// the image's repositories.
+	FirstSeen     time.Time
+	SLADays       int
+	SLARule       string
+	Deadline      time.Time
+	DaysRemaining int
+	Breached      bool
+
+	Status     sla.Status
+	Acceptance *sla.Acceptance
+	// Change is new, reopened or still-open against the previous report.
+	Change sla.Change
+}
+
+// Image is the reference shown for the row's digest.
+func (f *Finding) Image() string { return f.Img.Reference }
+
+// Digest is the image manifest digest.
+func (f *Finding) Digest() string { return f.Img.Key.Digest }
+
+// Workloads are the workloads running the image.
+func (f *Finding) Workloads() []string { return f.Img.Workloads }
+
+// Gating reports whether the row trips the gate: breached and not accepted.
+func (f *Finding) Gating() bool { return f.Breached && f.Status != sla.StatusAccepted }
+
+// Ticket is one unit of remediation work: a package of an image repository
+// and the upgrade that fixes its vulnerabilities.
+type Ticket struct {
+	ID         string `json:"id"`
+	Repository string `json:"repository"`
+	Package    string `json:"package"`
+	// Installed lists the installed versions across the repository's images.
+	Installed []string `json:"installed"`
+	// FixedVersion is the upgrade target; empty when no fix exists yet.
+	FixedVersion string `json:"fixedVersion,omitempty"`
+	// Summary reads "openssl 3.1.3-r0 → 3.1.4-r0 fixes CVE-A, CVE-B".
+	Summary string `json:"summary"`
+	// Fixes lists the vulnerabilities the upgrade fixes; Unfixed those
+	// without a fixed version.
+	Fixes     []string  `json:"fixes"`
+	Unfixed   []string  `json:"unfixed"`
+	Severity  string    `json:"severity"`
+	Deadline  time.Time `json:"deadline"`
+	Breached  bool      `json:"breached"`
+	Images    []string  `json:"images"`
+	Workloads []string  `json:"workloads"`
+}
+
+// Diff compares this report with the previous one, by SLA identity
+// (repository, vulnerability, package, path).
+type Diff struct {
+	New       int `json:"new"`
+	Reopened  int `json:"reopened"`
+	StillOpen int `json:"stillOpen"`
+	Fixed     int `json:"fixed"`
+	// NewFindings lists new and reopened identities; FixedFindings those
+	// resolved by this report (each listed once, in the report that saw it
+	// disappear).
+	NewFindings   []DiffEntry `json:"newFindings"`
+	FixedFindings []DiffEntry `json:"fixedFindings"`
+}
+
+// DiffEntry is one identity in the diff.
+type DiffEntry struct {
+	sla.Identity
+	Severity   string    `json:"severity"`
+	FirstSeen  time.Time `json:"firstSeen"`
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+	Reopened   bool      `json:"reopened,omitempty"`
+}
+
+// Vuln is the part of a contract.Finding the report keeps (descriptions
+// and reference lists are dropped to bound memory).
+type Vuln struct {
+	ID           string
+	PkgName      string
+	PkgVersion   string // installed version
+	PkgPath      string
+	PkgType      string
+	FixedVersion string
+	// FixStatus is Trivy's status (fixed, affected, will_not_fix, ...).
+	FixStatus  string
+	Severity   string
+	Title      string
+	PrimaryURL string
+	CVSS       float64
+	HasCVSS    bool
+	Published  time.Time // zero when unknown
+}
+
+// Image is one scanned image key: its findings and where it runs.
+type Image struct {
+	Key contract.ImageKey
+	// Platform is Key.Platform rendered once ("linux/amd64").
+	Platform string
+	// Reference is the most common normalised reference running the digest.
+	Reference    string
+	Repositories []string
+	Clusters     []string
+	Namespaces   []string
+	Workloads    []string
+	Scopes       []sla.Scope
+	Vulns        []Vuln
+}

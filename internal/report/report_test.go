@@ -1,0 +1,427 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/pkg/contract"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/report -run %s -update to create it)", err, t.Name())
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (run with -update if the change is intended):\n%s", name, firstDiff(string(want), string(got)))
+	}
+}
+
+func firstDiff(want, got string) string {
+	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < max(len(wl), len(gl)); i++ {
+		var w, g string
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if w != g {
+			return "line " + strconv.Itoa(i+1) + ":\n  want: " + w + "\n  got:  " + g
+		}
+	}
+	return "(no line differs)"
+}
+
+func render(t *testing.T, r *Report, write func(io.Writer, *Report) error) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := write(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestGoldenOutputs(t *testing.T) {
+	r := Build(fixture(t))
+	for _, tt := range []struct {
+		name  string
+		write func(io.Writer, *Report) error
+	}{
+		{"report.csv", WriteCSV},
+		{"report.json", WriteJSON},
+		{"report.md", WriteMarkdown},
+		{"tickets.csv", WriteTicketsCSV},
+		{"tickets.json", WriteTicketsJSON},
+		{"console.txt", WriteConsole},
+	} {
+		t.Run(tt.name, func(t *testing.T) { golden(t, tt.name, render(t, r, tt.write)) })
+	}
+}
+
+func TestJSONMatchesSchema(t *testing.T) {
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(Schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddResource("report.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	schema, err := c.Compile("report.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := fixture(t)
+	for name, r := range map[string]*Report{
+		"fixture": Build(in),
+		"empty":   Build(Input{AsOf: in.AsOf, GeneratedAt: in.GeneratedAt, Scope: Scope{Mode: "run", RunID: "r1"}, Policy: sla.DefaultPolicy()}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(render(t, r, WriteJSON)))
+			if err != nil {
+				t.Fatalf("report.json is not JSON: %v", err)
+			}
+			if err := schema.Validate(inst); err != nil {
+				t.Fatalf("report.json does not match report.schema.json: %v", err)
+			}
+		})
+	}
+	// The schema must reject drift: an unknown field in a finding.
+	bad, err := jsonschema.UnmarshalJSON(strings.NewReader(strings.Replace(string(render(t, Build(in), WriteJSON)),
+		`"vulnerabilityId":`, `"surprise":1,"vulnerabilityId":`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if schema.Validate(bad) == nil {
+		t.Fatal("schema accepted an unknown finding field")
+	}
+}
+
+// TestBuildSemantics checks the SLA arithmetic, acceptance status, change
+// classification and order row by row.
+func TestBuildSemantics(t *testing.T) {
+	r := Build(fixture(t))
+	type row struct {
+		id        string
+		firstSeen string
+		deadline  string
+		days      int
+		breached  bool
+		status    sla.Status
+		change    sla.Change
+		rule      string
+	}
+	want := []row{
+		{"CVE-2024-0004", "2025-01-01", "2025-01-08", -61, true, sla.StatusAcceptanceExpired, sla.ChangeStillOpen, "default"},
+		{"CVE-2024-0001", "2025-02-20", "2025-02-27", -11, true, sla.StatusOpen, sla.ChangeStillOpen, "default"},
+		{"CVE-2023-9999", "2024-06-01", "2024-11-28", -102, true, sla.StatusAccepted, sla.ChangeStillOpen, "default"},
+		{"CVE-2024-0005", "2025-03-10", "2025-03-13", 3, false, sla.StatusOpen, sla.ChangeNew, "payments"},
+		{"CVE-2024-0002", "2025-03-01", "2025-03-31", 21, false, sla.StatusOpen, sla.ChangeStillOpen, "default"},
+		{"GHSA-4v7x-pqxf-cx7m", "2025-03-05", "2025-04-04", 25, false, sla.StatusOpen, sla.ChangeReopened, "default"},
+		{"CVE-2024-0003", "2025-01-15", "2025-04-15", 36, false, sla.StatusOpen, sla.ChangeStillOpen, "default"},
+	}
+	if len(r.Findings) != len(want) {
+		t.Fatalf("%d findings, want %d", len(r.Findings), len(want))
+	}
+	for i, w := range want {
+		f := r.Findings[i]
+		got := row{f.ID, date(f.FirstSeen), date(f.Deadline), f.DaysRemaining, f.Breached, f.Status, f.Change, f.SLARule}
+		if got != w {
+			t.Errorf("row %d = %+v\n        want %+v", i, got, w)
+		}
+	}
+	if f := r.Findings[0]; f.Image() != "docker.io/library/nginx:1.25" || len(f.Img.Clusters) != 2 || len(f.Img.Repositories) != 2 {
+		t.Errorf("nginx row: image %q clusters %v repositories %v", f.Image(), f.Img.Clusters, f.Img.Repositories)
+	}
+	s := r.Summary
+	if s.BreachedUnaccepted != 2 || s.Breached != 3 || s.Accepted != 1 || s.AcceptanceExpired != 1 {
+		t.Errorf("summary %+v", s)
+	}
+	if s.Images != 4 || s.ImagesScanned != 2 || s.ImagesFailed != 1 || s.ImagesNotScanned != 1 || s.UnresolvedContainers != 1 || s.ClustersUnreachable != 1 {
+		t.Errorf("coverage %+v", s)
+	}
+	if r.Complete {
+		t.Error("report with failures marked complete")
+	}
+	if d := r.Diff; d.New != 1 || d.Reopened != 1 || d.StillOpen != 10 || d.Fixed != 1 {
+		t.Errorf("diff %+v", d)
+	}
+	if len(r.ExpiredAcceptances) != 1 || r.ExpiredAcceptances[0].Vulnerability != "CVE-2024-0004" {
+		t.Errorf("expired acceptances %+v", r.ExpiredAcceptances)
+	}
+}
+
+func TestFilters(t *testing.T) {
+	tests := []struct {
+		name   string
+		filter Filter
+		want   []string
+	}{
+		{"severity CRITICAL,HIGH", Filter{Severities: []string{"CRITICAL", "HIGH"}},
+			[]string{"CVE-2024-0004", "CVE-2024-0001", "CVE-2024-0005", "CVE-2024-0002", "GHSA-4v7x-pqxf-cx7m"}},
+		{"ignore unfixed drops status affected and no-status without fix", Filter{IgnoreUnfixed: true},
+			[]string{"CVE-2024-0004", "CVE-2024-0001", "CVE-2023-9999", "CVE-2024-0005", "CVE-2024-0002", "GHSA-4v7x-pqxf-cx7m"}},
+		{"LOW only", Filter{Severities: []string{"LOW"}}, []string{"CVE-2023-9999"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := fixture(t)
+			in.Filter = tt.filter
+			r := Build(in)
+			var got []string
+			for _, f := range r.Findings {
+				got = append(got, f.ID)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("got %v\nwant %v", got, tt.want)
+			}
+			// Summary and gate follow the filter.
+			if r.Summary.Findings != len(tt.want) {
+				t.Fatalf("summary findings %d", r.Summary.Findings)
+			}
+		})
+	}
+	// Without a status, ignore-unfixed keeps a finding that has a fixed version.
+	f := Filter{IgnoreUnfixed: true}
+	if !f.Keep(&Vuln{FixedVersion: "1.2"}) || f.Keep(&Vuln{}) || f.Keep(&Vuln{FixStatus: "will_not_fix", FixedVersion: "1.2"}) {
+		t.Fatal("ignore-unfixed semantics")
+	}
+}
+
+func TestNoLedgerStartsClockAtAsOf(t *testing.T) {
+	in := fixture(t)
+	in.Ledger = nil
+	r := Build(in)
+	for _, f := range r.Findings {
+		if !f.FirstSeen.Equal(in.AsOf) || f.Change != sla.ChangeNew || f.Breached {
+			t.Fatalf("%s: first seen %s change %s breached %v", f.ID, f.FirstSeen, f.Change, f.Breached)
+		}
+	}
+}
+
+func TestSightingsCoverEveryRepository(t *testing.T) {
+	in := fixture(t)
+	s := Sightings(in.Images)
+	// nginx: 5 vulns × 2 repositories; api: 2 vulns × 1.
+	if len(s) != 12 {
+		t.Fatalf("%d sightings", len(s))
+	}
+	for _, x := range s {
+		if x.Repository == "ghcr.io/acme/api" && (len(x.Clusters) != 1 || x.Clusters[0] != "prod-eu") {
+			t.Fatalf("api sighting clusters %v", x.Clusters)
+		}
+	}
+}
+
+func TestTickets(t *testing.T) {
+	r := Build(fixture(t))
+	got := map[string]Ticket{}
+	for _, tk := range r.Tickets {
+		got[tk.Repository+" "+tk.Package] = tk
+	}
+	openssl := got["docker.io/library/nginx openssl"]
+	if openssl.FixedVersion != "3.1.5-r0" || strings.Join(openssl.Fixes, ",") != "CVE-2024-0001,CVE-2024-0002" ||
+		openssl.Severity != "CRITICAL" || !openssl.Breached || date(openssl.Deadline) != "2025-02-27" {
+		t.Errorf("openssl ticket %+v", openssl)
+	}
+	if want := "openssl 3.1.3-r0 → 3.1.5-r0 fixes CVE-2024-0001, CVE-2024-0002 in docker.io/library/nginx"; openssl.Summary != want {
+		t.Errorf("summary %q\nwant    %q", openssl.Summary, want)
+	}
+	if z := got["docker.io/library/nginx zlib"]; z.FixedVersion != "" || strings.Join(z.Unfixed, ",") != "CVE-2024-0003" ||
+		!strings.Contains(z.Summary, "no fix available yet") {
+		t.Errorf("zlib ticket %+v", z)
+	}
+	if std := got["ghcr.io/acme/api stdlib"]; std.FixedVersion != "1.21.9" {
+		t.Errorf("stdlib target %q, want the same release line 1.21.9", std.FixedVersion)
+	}
+	if _, ok := got["docker.io/library/nginx busybox"]; ok {
+		t.Error("accepted finding produced a ticket")
+	}
+	if _, ok := got["docker.io/library/nginx curl"]; !ok {
+		t.Error("expired acceptance must still produce a ticket")
+	}
+	if r.Tickets[0].Package != "curl" || !r.Tickets[0].Breached {
+		t.Errorf("first ticket %+v, want the breached curl one", r.Tickets[0])
+	}
+	if len(r.Tickets[0].ID) != 13 || r.Tickets[0].ID != Build(fixture(t)).Tickets[0].ID {
+		t.Errorf("ticket id %q not stable", r.Tickets[0].ID)
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"3.1.4-r0", "3.1.3-r0", 1},
+		{"3.1.10", "3.1.9", 1},
+		{"1.0", "1.0", 0},
+		{"v1.21.9", "1.21.9", 0},
+		{"1.0~rc1", "1.0", -1},
+		{"1.0", "1.0-r1", -1},
+		{"2.36-9+deb12u4", "2.36-9+deb12u10", -1},
+		{"1:2.0", "1:1.9", 1},
+		{"1.2.3a", "1.2.3b", -1},
+		{"0010", "9", 1},
+	}
+	for _, tt := range tests {
+		if got := CompareVersions(tt.a, tt.b); got != tt.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+		if got := CompareVersions(tt.b, tt.a); got != -tt.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tt.b, tt.a, got, -tt.want)
+		}
+	}
+	if got := fixTarget("1.22.0", "1.21.9, 1.22.2"); got != "1.22.2" {
+		t.Errorf("fixTarget = %q", got)
+	}
+	if got := fixTarget("2.0", "1.5"); got != "1.5" {
+		t.Errorf("fixTarget with nothing above installed = %q", got)
+	}
+}
+
+func TestParseFormats(t *testing.T) {
+	got, err := ParseFormats([]string{"csv,JSON", "markdown", "csv"})
+	if err != nil || len(got) != 3 || got[2] != FormatMarkdown {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if _, err := ParseFormats([]string{"pdf"}); err == nil || !strings.Contains(err.Error(), `"pdf"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWriteFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	files, err := WriteFiles(dir, Build(fixture(t)), Formats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name)
+		st, err := os.Stat(f.Path)
+		if err != nil || st.Size() != f.Size || f.Size == 0 {
+			t.Errorf("%s: stat %v size %d", f.Name, err, f.Size)
+		}
+	}
+	if strings.Join(names, ",") != "report.csv,report.json,report.html,report.md,tickets.csv,tickets.json" {
+		t.Fatalf("files %v", names)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".*"))
+	if len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+	// An unwritable directory is an error naming it.
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteFiles(filepath.Join(blocker, "sub"), Build(fixture(t)), Formats); err == nil || !strings.Contains(err.Error(), blocker) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestFleetUsage(t *testing.T) {
+	f := NewFleet()
+	k := contract.ImageKey{Digest: digest('e'), Platform: amd64}
+	f.Add("c1", entry("ns", "", "", "b.example/x:1", k.Digest))
+	f.Add("c1", entry("ns", "Deployment", "d", "a.example/x:1", k.Digest))
+	unresolved := entry("ns", "Deployment", "d", "z.example/x:1", "")
+	unresolved.Resolution = contract.Unresolved
+	f.Add("c2", unresolved)
+	img := f.Image(k, "ignored")
+	// Tie on count: the lexically smallest reference wins.
+	if img.Reference != "a.example/x:1" || len(img.Repositories) != 2 || strings.Join(img.Clusters, ",") != "c1" {
+		t.Fatalf("image %+v", img)
+	}
+	if strings.Join(img.Workloads, ",") != "c1/ns/Deployment/d,c1/ns/Pod/-0" {
+		t.Fatalf("workloads %v", img.Workloads)
+	}
+	other := f.Image(contract.ImageKey{Digest: digest('f'), Platform: amd64}, "reg.example/y@"+digest('f'))
+	if other.Reference != "reg.example/y@"+digest('f') || other.Repositories[0] != "reg.example/y" {
+		t.Fatalf("fallback image %+v", other)
+	}
+}
+
+// TestAppendJSONStringMatchesEncodingJSON keeps the hand-written encoder
+// byte-compatible with encoding/json.
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `quote " backslash \ slash /`, "ctl \x00\x01\x1f\t\n\r", "<b>&amp;</b>",
+		"ünïcødé ✓ 😀", "line\u2028para\u2029", "bad \xff\xfe utf8", "</script>"} {
+		for _, html := range []bool{false, true} {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(html)
+			if err := enc.Encode(s); err != nil {
+				t.Fatal(err)
+			}
+			want := strings.TrimSuffix(buf.String(), "\n")
+			got := string(appendJSONString(nil, s, html))
+			if utf8.ValidString(s) {
+				if got != want {
+					t.Errorf("appendJSONString(%q, html=%v) = %s, want %s", s, html, got, want)
+				}
+				continue
+			}
+			// Invalid UTF-8 becomes U+FFFD; encoding/json escapes it or not
+			// depending on GOEXPERIMENT=jsonv2, so compare decoded values.
+			var g, w string
+			if err := json.Unmarshal([]byte(got), &g); err != nil {
+				t.Fatalf("%s: %v", got, err)
+			}
+			if err := json.Unmarshal([]byte(want), &w); err != nil {
+				t.Fatal(err)
+			}
+			if g != w {
+				t.Errorf("appendJSONString(%q) decodes to %q, want %q", s, g, w)
+			}
+		}
+	}
+}
+
+func TestSortFindingsPermutesInPlace(t *testing.T) {
+	// Reverse order, plus ties broken by image and ID, over several cycles.
+	img := &Image{Reference: "r", Platform: "linux/amd64"}
+	var rows []Finding
+	for i := range 50 {
+		v := &Vuln{ID: fmt.Sprintf("CVE-%03d", (i*7)%50), Severity: sla.Severities[i%5]}
+		rows = append(rows, Finding{Vuln: v, Img: img, Breached: i%3 == 0, Deadline: ts("2025-01-01").AddDate(0, 0, i%4)})
+	}
+	want := slices.Clone(rows)
+	slices.SortStableFunc(want, func(a, b Finding) int { return compareFindings(&a, &b) })
+	got := sortFindings(rows)
+	for i := range want {
+		if got[i].ID != want[i].ID {
+			t.Fatalf("row %d = %s, want %s", i, got[i].ID, want[i].ID)
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package report
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/fleetscan/fleetscan/internal/sla"
+)
+
+// maxSummaryIDs bounds the vulnerability IDs spelled out in a summary.
+const maxSummaryIDs = 6
+
+// BuildTickets groups findings that are not accepted into one ticket per
+// (image repository, package): the upgrade that fixes them, the worst
+// severity, the earliest deadline and the affected workloads. findings must
+// already be sorted; tickets come out in the same order (breached first,
+// then severity, then deadline).
+func BuildTickets(findings []Finding) []Ticket {
+	type acc struct {
+		t         *Ticket
+		installed map[string]bool
+		fixes     map[string]bool
+		unfixed   map[string]bool
+		images    map[*Image]bool
+		targets   []string
+	}
+	groups := map[[2]string]*acc{}
+	var order []*acc
+	for i := range findings {
+		f := &findings[i]
+		if f.Status == sla.StatusAccepted {
+			continue
+		}
+		repo := sla.Repository(f.Image())
+		if repo == "" {
+			repo = f.Digest()
+		}
+		k := [2]string{repo, f.PkgName}
+		a := groups[k]
+		if a == nil {
+			h := sha256.Sum256([]byte(repo + "\x00" + f.PkgName))
+			a = &acc{
+				t: &Ticket{
+					ID: "FS-" + strings.ToUpper(hex.EncodeToString(h[:5])), Repository: repo, Package: f.PkgName,
+					Severity: f.Severity, Deadline: f.Deadline,
+				},
+				installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{},
+				images: map[*Image]bool{},
+			}
+			groups[k] = a
+			order = append(order, a)
+		}
+		t := a.t
+		if sla.SeverityRank(f.Severity) < sla.SeverityRank(t.Severity) {
+			t.Severity = f.Severity
+		}
+		if f.Deadline.Before(t.Deadline) {
+			t.Deadline = f.Deadline
+		}
+		t.Breached = t.Breached || f.Breached
+		if f.PkgVersion != "" {
+			a.installed[f.PkgVersion] = true
+		}
+		if target := fixTarget(f.PkgVersion, f.FixedVersion); target != "" {
+			a.fixes[f.ID] = true
+			a.targets = append(a.targets, target)
+		} else {
+			a.unfixed[f.ID] = true
+		}
+		a.images[f.Img] = true
+	}
+	out := make([]Ticket, 0, len(order))
+	for _, a := range order {
+		t := a.t
+		t.Installed = sortedVersions(a.installed)
+		for _, v := range a.targets {
+			if t.FixedVersion == "" || CompareVersions(v, t.FixedVersion) > 0 {
+				t.FixedVersion = v
+			}
+		}
+		t.Fixes = sortedKeys(a.fixes)
+		for id := range a.fixes {
+			delete(a.unfixed, id) // fixed in one image, so the upgrade covers it
+		}
+		t.Unfixed = sortedKeys(a.unfixed)
+		digests, workloads := map[string]bool{}, map[string]bool{}
+		for img := range a.images {
+			digests[img.Key.Digest] = true
+			for _, w := range img.Workloads {
+				workloads[w] = true
+			}
+		}
+		t.Images = sortedKeys(digests)
+		t.Workloads = sortedKeys(workloads)
+		t.Summary = ticketSummary(t)
+		out = append(out, *t)
+	}
+	slices.SortStableFunc(out, func(a, b Ticket) int {
+		return cmp.Or(cmpBool(b.Breached, a.Breached),
+			cmp.Compare(sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity)),
+			a.Deadline.Compare(b.Deadline),
+			strings.Compare(a.Repository, b.Repository), strings.Compare(a.Package, b.Package))
+	})
+	return out
+}
+
+func ticketSummary(t *Ticket) string {
+	installed := strings.Join(t.Installed, ", ")
+	if installed == "" {
+		installed = "(unknown version)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", t.Package, installed)
+	if t.FixedVersion != "" {
+		fmt.Fprintf(&b, " → %s fixes %s", t.FixedVersion, idList(t.Fixes))
+		if len(t.Unfixed) > 0 {
+			fmt.Fprintf(&b, " (no fix yet: %s)", idList(t.Unfixed))
+		}
+	} else {
+		fmt.Fprintf(&b, ": no fix available yet for %s", idList(t.Unfixed))
+	}
+	fmt.Fprintf(&b, " in %s", t.Repository)
+	return b.String()
+}
+
+func idList(ids []string) string {
+	if len(ids) <= maxSummaryIDs {
+		return strings.Join(ids, ", ")
+	}
+	return strings.Join(ids[:maxSummaryIDs], ", ") + fmt.Sprintf(" and %d more", len(ids)-maxSummaryIDs)
+}
+
+// fixTarget picks the version to upgrade to from a fixed-version field,
+// which may list alternatives for several release lines ("3.0.12-r0,
+// 3.1.4-r0"): the lowest alternative above the installed version, else the
+// highest. Empty when there is no fix.
+func fixTarget(installed, fixed string) string {
+	var best, highest string
+	for _, c := range strings.Split(fixed, ",") {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		if highest == "" || CompareVersions(c, highest) > 0 {
+			highest = c
+		}
+		if installed != "" && CompareVersions(c, installed) > 0 && (best == "" || CompareVersions(c, best) < 0) {
+			best = c
+		}
+	}
+	if best != "" {
+		return best
+	}
+	return highest
+}
+
+func sortedVersions(m map[string]bool) []string {
+	out := sortedKeys(m)
+	slices.SortStableFunc(out, CompareVersions)
+	return out
+}
+
+// CompareVersions orders version strings across ecosystems well enough to
+// choose an upgrade target: digit runs compare numerically, other runs
+// lexically, '~' sorts before everything (Debian pre-releases), and a
+// leading "v" or epoch-less form is taken as is. It is not a full
+// implementation of any one ecosystem's rules.
+func CompareVersions(a, b string) int {
+	a, b = strings.TrimPrefix(a, "v"), strings.TrimPrefix(b, "v")
+	for a != "" || b != "" {
+		if a == "" || b == "" {
+			// "1.0~rc1" < "1.0"; otherwise the longer version is newer.
+			rest, sign := a, 1
+			if a == "" {
+				rest, sign = b, -1
+			}
+			if strings.HasPrefix(rest, "~") {
+				return -sign
+			}
+			return sign
+		}
+		da, db := isDigit(a[0]), isDigit(b[0])
+		switch {
+		case da && db:
+			na, ra := cutRun(a, true)
+			nb, rb := cutRun(b, true)
+			na, nb = strings.TrimLeft(na, "0"), strings.TrimLeft(nb, "0")
+			if c := cmp.Or(cmp.Compare(len(na), len(nb)), strings.Compare(na, nb)); c != 0 {
+				return c
+			}
+			a, b = ra, rb
+		case da != db:
+			// A number sorts after a separator or letter run ("1.10" > "1.a").
+			if a[0] == '~' {
+				return -1
+			}
+			if b[0] == '~' {
+				return 1
+			}
+			if da {
+				return 1
+			}
+			return -1
+		default:
+			sa, ra := cutRun(a, false)
+			sb, rb := cutRun(b, false)
+			if c := compareText(sa, sb); c != 0 {
+				return c
+			}
+			a, b = ra, rb
+		}
+	}
+	return 0
+}
+
+func compareText(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] == b[i] {
+			continue
+		}
+		if a[i] == '~' {
+			return -1
+		}
+		if b[i] == '~' {
+			return 1
+		}
+		return cmp.Compare(a[i], b[i])
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func cutRun(s string, digits bool) (string, string) {
+	i := 0
+	for i < len(s) && isDigit(s[i]) == digits {
+		i++
+	}
+	return s[:i], s[i:]
+}

@@ -1,0 +1,164 @@
+package reporter
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/fleetscan/fleetscan/internal/report"
+	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/sla"
+)
+
+// Config holds the reporter's settings. NATS, topology and logging have
+// their own configs; the caller connects and passes the handles in Deps.
+type Config struct {
+	// Wait waits for missing results up to this long (0: report at once).
+	Wait time.Duration
+	// PollInterval is how often progress is logged while waiting (results
+	// are watched as they are stored), and the delay between polls if the
+	// watch fails.
+	PollInterval time.Duration
+	// MaxAge bounds the age of a cluster's inventory in the fleet view.
+	MaxAge time.Duration
+	// RunID restricts the report to one dispatcher run.
+	RunID string
+	// Now evaluates SLAs (and records first-seen dates) as of this time:
+	// RFC 3339 or a date. Empty means the wall clock.
+	Now string
+	// SLA overrides base days: "CRITICAL=3,HIGH=14".
+	SLA string
+	// SLAConfig is a policy YAML file (base days and overrides).
+	SLAConfig string
+	// Severities reported and gated (Trivy's names).
+	Severities []string
+	// IgnoreUnfixed drops findings without a fix (Trivy's meaning).
+	IgnoreUnfixed bool
+	// AcceptFile is a risk acceptances YAML file.
+	AcceptFile string
+	// OutDir receives the report files; it is always written.
+	OutDir string
+	// Formats to write: csv, json, html, md, tickets.
+	Formats []string
+	// Record updates the first-seen clocks (false: evaluate only).
+	Record bool
+	// S3 uploads the files when S3.URL is set.
+	S3 s3upload.Config
+}
+
+// Defaults returns the documented defaults.
+func Defaults() Config {
+	formats := make([]string, len(report.Formats))
+	for i, f := range report.Formats {
+		formats[i] = string(f)
+	}
+	return Config{
+		PollInterval: 2 * time.Second,
+		MaxAge:       36 * time.Hour,
+		Severities:   append([]string{}, sla.Severities...),
+		OutDir:       "./fleetscan-report",
+		Formats:      formats,
+		Record:       true,
+		S3:           s3upload.Defaults(),
+	}
+}
+
+// RegisterFlags binds the reporter's flags.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.DurationVar(&c.Wait, "wait", c.Wait, "wait up to this long for missing scan results, printing progress (0: report what is there)")
+	fs.DurationVar(&c.MaxAge, "max-age", c.MaxAge, "fleet view: use each cluster's latest inventory if collected within this age")
+	fs.StringVar(&c.RunID, "run", c.RunID, "report on one dispatcher run instead of the fleet view")
+	fs.StringVar(&c.Now, "now", c.Now, "evaluate SLAs and record first-seen dates as of this time (RFC 3339 or YYYY-MM-DD; default: now)")
+	fs.StringVar(&c.SLA, "sla", c.SLA, "days to remediate per severity, e.g. CRITICAL=3,HIGH=14 (default CRITICAL=7,HIGH=30,MEDIUM=90,LOW=180,UNKNOWN=365)")
+	fs.StringVar(&c.SLAConfig, "sla-config", c.SLAConfig, "SLA policy YAML: base days and overrides by cluster/namespace glob (--sla wins over its base days)")
+	fs.StringSliceVar(&c.Severities, "severity", c.Severities, "severities to report and gate, as Trivy names them")
+	fs.BoolVar(&c.IgnoreUnfixed, "ignore-unfixed", c.IgnoreUnfixed, "leave out vulnerabilities without a fixed version (as Trivy does)")
+	fs.StringVar(&c.AcceptFile, "accept-file", c.AcceptFile, "risk acceptances YAML (vulnerability, repository glob, optional package, expires, reason)")
+	fs.StringVar(&c.OutDir, "out-dir", c.OutDir, "directory the report files are written to (always)")
+	fs.StringSliceVar(&c.Formats, "format", c.Formats, "report formats: csv, json, html, md, tickets")
+	fs.BoolVar(&c.Record, "record", c.Record, "record first-seen dates and resolutions in JetStream (--record=false evaluates only)")
+	c.S3.RegisterFlags(fs)
+}
+
+// Validate checks the flags and that the named files exist. The YAML files
+// are parsed by Run.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Wait < 0 {
+		errs = append(errs, fmt.Errorf("--wait %s: must not be negative", c.Wait))
+	}
+	if c.PollInterval <= 0 {
+		errs = append(errs, errors.New("poll interval must be positive"))
+	}
+	if c.MaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("--max-age %s: must be positive", c.MaxAge))
+	}
+	if strings.TrimSpace(c.RunID) != c.RunID {
+		errs = append(errs, fmt.Errorf("--run %q: surrounding spaces", c.RunID))
+	}
+	if c.Now != "" {
+		if _, err := sla.ParseTime(c.Now); err != nil {
+			errs = append(errs, fmt.Errorf("--now %w", err))
+		}
+	}
+	if c.SLA != "" {
+		if _, err := sla.ParseDays(c.SLA); err != nil {
+			errs = append(errs, fmt.Errorf("--sla %w", err))
+		}
+	}
+	if _, err := sla.ParseSeverities(c.Severities); err != nil {
+		errs = append(errs, fmt.Errorf("--severity: %w", err))
+	}
+	if _, err := report.ParseFormats(c.Formats); err != nil {
+		errs = append(errs, fmt.Errorf("--format: %w", err))
+	}
+	if strings.TrimSpace(c.OutDir) == "" {
+		errs = append(errs, errors.New("--out-dir is required"))
+	}
+	for flag, path := range map[string]string{"--sla-config": c.SLAConfig, "--accept-file": c.AcceptFile} {
+		if path == "" {
+			continue
+		}
+		if st, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", flag, path, err))
+		} else if st.IsDir() {
+			errs = append(errs, fmt.Errorf("%s %s: is a directory", flag, path))
+		}
+	}
+	if err := c.S3.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// asOf returns the evaluation time: --now or the wall clock.
+func (c Config) asOf(wall time.Time) time.Time {
+	if c.Now == "" {
+		return wall.UTC()
+	}
+	t, _ := sla.ParseTime(c.Now)
+	return t
+}
+
+// policy loads the SLA policy: defaults, then --sla-config, then --sla.
+func (c Config) policy() (sla.Policy, error) {
+	p := sla.DefaultPolicy()
+	if c.SLAConfig != "" {
+		var err error
+		if p, err = sla.LoadPolicy(c.SLAConfig); err != nil {
+			return sla.Policy{}, err
+		}
+	}
+	if c.SLA != "" {
+		d, err := sla.ParseDays(c.SLA)
+		if err != nil {
+			return sla.Policy{}, fmt.Errorf("--sla %w", err)
+		}
+		p = p.WithDays(d)
+	}
+	return p, nil
+}

@@ -1,0 +1,287 @@
+// Package reporter runs fleetscan's reporter: it works out which images
+// the fleet (or one run) expects, waits for their scan results, advances
+// the SLA first-seen clocks, builds and writes the report, uploads it to S3
+// and decides the exit status. The reporter command and the all-in-one
+// command both call Run.
+package reporter
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fleetscan/fleetscan/internal/progress"
+	"github.com/fleetscan/fleetscan/internal/report"
+	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/topology"
+)
+
+// Exit status bits. A run that produced a report exits with the OR of
+// ExitBreached and ExitIncomplete; ExitNoReport stands alone.
+const (
+	// ExitOK: nothing breached and the report is complete.
+	ExitOK = 0
+	// ExitBreached: at least one finding is past its SLA deadline and not
+	// covered by an active risk acceptance.
+	ExitBreached = 1
+	// ExitIncomplete: an image failed or was never scanned, a cluster was
+	// unreachable, or the S3 upload failed. The local report is written.
+	ExitIncomplete = 2
+	// ExitNoReport: no report could be produced (bad flags or
+	// configuration, NATS unreachable, output directory not writable).
+	ExitNoReport = 4
+)
+
+// ExitStatusHelp documents the exit status for --help and the README.
+const ExitStatusHelp = `Exit status (a bit mask):
+  0  nothing breached and the report is complete
+  1  unaccepted SLA breaches: a finding is past its deadline (first seen +
+     SLA days) and not covered by an active risk acceptance
+  2  incomplete: an image failed or was never scanned, a cluster was
+     unreachable, or the S3 upload failed (the local report is still written)
+  3  both 1 and 2
+  4  no report could be produced: bad flags or configuration, NATS
+     unreachable, or the output directory not writable
+`
+
+// Uploader delivers the report files (*s3upload.Uploader).
+type Uploader interface {
+	Upload(ctx context.Context, day time.Time, runID string, files []s3upload.File) ([]string, error)
+	Destination() string
+}
+
+// Deps are the reporter's collaborators.
+type Deps struct {
+	// Store reads runs, inventories and results.
+	Store Store
+	// FirstSeen is the first-seen KV bucket (topology.Resources.FirstSeen).
+	FirstSeen sla.KV
+	// Uploader overrides the S3 uploader built from Config.S3 (tests).
+	Uploader Uploader
+	Log      *zap.Logger
+	// Out receives the console summary (nil: none).
+	Out io.Writer
+	// Clock is the wall clock (nil: time.Now).
+	Clock func() time.Time
+	// Progress is told, at every poll while collecting results, how many
+	// expected images are done (nil: progress only in the log).
+	Progress func(progress.State)
+}
+
+// NewDeps wires the reporter to shared state on JetStream.
+func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
+	return Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out}
+}
+
+func (d Deps) now() time.Time {
+	if d.Clock != nil {
+		return d.Clock()
+	}
+	return time.Now()
+}
+
+// Outcome is what a run produced and how it ends.
+type Outcome struct {
+	Report *report.Report
+	// Files are the report files written to the output directory.
+	Files []report.File
+	// Uploaded lists the s3:// URLs stored; UploadErr is set when the
+	// upload failed (the run is then incomplete).
+	Uploaded  []string
+	UploadErr error
+	// ReportID names the report's S3 directory.
+	ReportID string
+}
+
+// Breached reports whether an unaccepted finding is past its deadline.
+func (o Outcome) Breached() bool { return o.Report != nil && o.Report.Summary.BreachedUnaccepted > 0 }
+
+// Incomplete lists why the report is incomplete (empty when complete).
+func (o Outcome) Incomplete() []string {
+	if o.Report == nil {
+		return nil
+	}
+	var why []string
+	s := o.Report.Summary
+	if s.ImagesFailed > 0 {
+		why = append(why, fmt.Sprintf("%d images failed to scan", s.ImagesFailed))
+	}
+	if s.ImagesNotScanned > 0 {
+		why = append(why, fmt.Sprintf("%d images were not scanned", s.ImagesNotScanned))
+	}
+	if s.UnresolvedContainers > 0 {
+		why = append(why, fmt.Sprintf("%d containers run an image never resolved to a digest", s.UnresolvedContainers))
+	}
+	if s.ClustersUnreachable > 0 {
+		why = append(why, fmt.Sprintf("%d clusters were unreachable", s.ClustersUnreachable))
+	}
+	if o.UploadErr != nil {
+		why = append(why, "the S3 upload failed")
+	}
+	return why
+}
+
+// ExitCode is the process exit status for this outcome.
+func (o Outcome) ExitCode() int {
+	if o.Report == nil || len(o.Files) == 0 {
+		return ExitNoReport
+	}
+	code := ExitOK
+	if o.Breached() {
+		code |= ExitBreached
+	}
+	if len(o.Incomplete()) > 0 {
+		code |= ExitIncomplete
+	}
+	return code
+}
+
+// ExitCode maps Run's results to the exit status: any error means no
+// report.
+func ExitCode(o Outcome, err error) int {
+	if err != nil {
+		return ExitNoReport
+	}
+	return o.ExitCode()
+}
+
+// Run produces one report. An error means no report could be produced
+// (exit status 4); everything else — breaches, gaps, a failed upload — is
+// in the Outcome.
+func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
+	if err := cfg.Validate(); err != nil {
+		return Outcome{}, err
+	}
+	if d.Store == nil || d.FirstSeen == nil {
+		return Outcome{}, fmt.Errorf("reporting: Deps.Store and Deps.FirstSeen are required")
+	}
+	log := d.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	started := d.now()
+	asOf := cfg.asOf(started)
+	policy, err := cfg.policy()
+	if err != nil {
+		return Outcome{}, err
+	}
+	var acc *sla.Acceptances
+	if cfg.AcceptFile != "" {
+		if acc, err = sla.LoadAcceptances(cfg.AcceptFile); err != nil {
+			return Outcome{}, err
+		}
+	}
+	severities, _ := sla.ParseSeverities(cfg.Severities)
+	formats, _ := report.ParseFormats(cfg.Formats)
+	up := d.Uploader
+	if up == nil && cfg.S3.Enabled() {
+		u, err := s3upload.New(ctx, cfg.S3, log)
+		if err != nil {
+			return Outcome{}, err
+		}
+		up = u
+	}
+
+	var sc *scope
+	if cfg.RunID != "" {
+		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
+	} else {
+		sc, err = fleetScope(ctx, d.Store, cfg.MaxAge, started, log)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	log.Info("report scope", zap.String("mode", sc.mode.Mode), zap.Int("clusters", len(sc.clusters)),
+		zap.Int("runs", len(sc.runs)), zap.Int("images", len(sc.req)), zap.Int("unresolved", len(sc.unresolved)))
+	col, err := collect(ctx, d.Store, sc, cfg.Wait, cfg.PollInterval, d.now, log, d.Progress)
+	if err != nil {
+		return Outcome{}, err
+	}
+
+	led, err := sla.NewClock(d.FirstSeen, log).Observe(ctx, sla.Observation{
+		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,
+		Uncertain: col.uncertain, CoversFleet: sc.coversFleet,
+	}, cfg.Record)
+	if err != nil {
+		return Outcome{}, err
+	}
+
+	r := report.Build(report.Input{
+		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
+		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
+		Policy: policy, Acceptances: acc, Filter: report.Filter{Severities: severities, IgnoreUnfixed: cfg.IgnoreUnfixed},
+		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner,
+	})
+	out := Outcome{Report: r, ReportID: reportID(sc, asOf)}
+	if out.Files, err = report.WriteFiles(cfg.OutDir, r, formats); err != nil {
+		return out, err
+	}
+	if up != nil {
+		files := make([]s3upload.File, len(out.Files))
+		for i, f := range out.Files {
+			files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
+		}
+		out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
+		if out.UploadErr != nil {
+			log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))
+		}
+	}
+	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
+		zap.Int("breachedUnaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
+		zap.Int("firstSeenWrites", led.Writes), zap.Int("exitStatus", out.ExitCode()),
+		zap.Duration("took", d.now().Sub(started).Round(time.Millisecond)))
+	if d.Out != nil {
+		if err := writeConsole(d.Out, cfg, out, up); err != nil {
+			log.Warn("console summary", zap.Error(err))
+		}
+	}
+	return out, nil
+}
+
+func writeConsole(w io.Writer, cfg Config, o Outcome, up Uploader) error {
+	if err := report.WriteConsole(w, o.Report); err != nil {
+		return err
+	}
+	names := make([]string, len(o.Files))
+	for i, f := range o.Files {
+		names[i] = f.Name
+	}
+	fmt.Fprintf(w, "\nReport written to %s (%s)\n", cfg.OutDir, strings.Join(names, ", "))
+	switch {
+	case up == nil:
+	case o.UploadErr != nil:
+		fmt.Fprintf(w, "S3 upload FAILED: %v\n", o.UploadErr)
+	default:
+		fmt.Fprintf(w, "Uploaded to %s/%s/%s/ and %s/%s/\n", up.Destination(), o.Report.AsOf.Format(time.DateOnly),
+			o.ReportID, up.Destination(), s3upload.LatestDir)
+	}
+	code := o.ExitCode()
+	why := []string{}
+	if o.Breached() {
+		why = append(why, fmt.Sprintf("%d unaccepted SLA breaches", o.Report.Summary.BreachedUnaccepted))
+	}
+	why = append(why, o.Incomplete()...)
+	if len(why) == 0 {
+		why = append(why, "nothing breached, report complete")
+	}
+	_, err := fmt.Fprintf(w, "Exit status %d: %s\n", code, strings.Join(why, "; "))
+	return err
+}
+
+// reportID names the report's S3 directory: the run in run mode, else the
+// newest run the fleet view covers.
+func reportID(sc *scope, asOf time.Time) string {
+	if sc.mode.RunID != "" {
+		return sc.mode.RunID
+	}
+	if sc.newestRun != "" {
+		return sc.newestRun
+	}
+	return "fleet-" + asOf.UTC().Format("20060102T150405Z")
+}

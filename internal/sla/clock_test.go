@@ -1,0 +1,207 @@
+package sla
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
+)
+
+var (
+	idA = Identity{Repository: "docker.io/library/nginx", VulnerabilityID: "CVE-2024-0001", PkgName: "openssl"}
+	idB = Identity{Repository: "docker.io/library/nginx", VulnerabilityID: "CVE-2024-0002", PkgName: "zlib"}
+	idC = Identity{Repository: "docker.io/library/redis", VulnerabilityID: "CVE-2024-0003", PkgName: "musl"}
+	idD = Identity{Repository: "ghcr.io/acme/api", VulnerabilityID: "GHSA-xxxx", PkgName: "golang.org/x/net", PkgPath: "app/bin/api"}
+)
+
+func sight(id Identity, sev string, clusters ...string) Sighting {
+	return Sighting{Identity: id, Severity: sev, Clusters: clusters}
+}
+
+func day(n int) time.Time { return time.Date(2025, 1, 1, 6, 0, 0, 0, time.UTC).AddDate(0, 0, n) }
+
+func mustObserve(t *testing.T, c *Clock, obs Observation) *Ledger {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	led, err := c.Observe(ctx, obs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return led
+}
+
+func stored1(t *testing.T, kv jetstream.KeyValue, id Identity) Record {
+	t.Helper()
+	e, err := kv.Get(context.Background(), id.Key())
+	if err != nil {
+		t.Fatalf("get %s: %v", id, err)
+	}
+	var r Record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func wantChange(t *testing.T, led *Ledger, id Identity, change Change, firstSeen time.Time) {
+	t.Helper()
+	first, ch, ok := led.Lookup(id)
+	if !ok {
+		t.Fatalf("%s not in ledger", id)
+	}
+	if ch != change || !first.Equal(firstSeen) {
+		t.Fatalf("%s: change %s first seen %s; want %s %s", id, ch, first, change, firstSeen)
+	}
+}
+
+// TestClockAcrossRuns drives one bucket through three observations: new
+// findings, kept clocks, resolution (guarded by uncertain repositories and
+// unobserved clusters), and a reopened finding that keeps its clock.
+func TestClockAcrossRuns(t *testing.T) {
+	env := natstest.Start(t)
+	c := NewClock(env.Res.FirstSeen, zaptest.NewLogger(t))
+
+	// Run 1: everything is new.
+	led := mustObserve(t, c, Observation{
+		AsOf: day(0), Observed: []string{"c1", "c2"}, CoversFleet: true,
+		Sightings: []Sighting{
+			sight(idA, "HIGH", "c1"), sight(idA, "critical", "c2"), // merged: worst severity, both clusters
+			sight(idB, "MEDIUM", "c1"), sight(idC, "LOW", "c1"),
+		},
+	})
+	for _, id := range []Identity{idA, idB, idC} {
+		wantChange(t, led, id, ChangeNew, day(0))
+	}
+	if led.Writes != 3 || len(led.Fixed) != 0 {
+		t.Fatalf("writes %d fixed %d", led.Writes, len(led.Fixed))
+	}
+	if r := stored1(t, env.Res.FirstSeen, idA); r.Severity != "CRITICAL" || len(r.Clusters) != 2 || r.State != StateOpen {
+		t.Fatalf("stored A = %+v", r)
+	}
+
+	// Run 2 (day 10): A kept, B gone → resolved, C gone but redis had an
+	// unscanned image → kept open, D new in c2.
+	led = mustObserve(t, c, Observation{
+		AsOf: day(10), Observed: []string{"c1", "c2"}, Uncertain: []string{idC.Repository}, CoversFleet: true,
+		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idD, "HIGH", "c2")},
+	})
+	wantChange(t, led, idA, ChangeStillOpen, day(0))
+	wantChange(t, led, idD, ChangeNew, day(10))
+	if len(led.Fixed) != 1 || led.Fixed[0].Identity != idB || !led.Fixed[0].ResolvedAt.Equal(day(10)) {
+		t.Fatalf("fixed = %+v, want B resolved at day 10", led.Fixed)
+	}
+	if led.Writes != 2 { // D created, B resolved; A unchanged
+		t.Fatalf("writes = %d, want 2", led.Writes)
+	}
+	if r := stored1(t, env.Res.FirstSeen, idC); r.State != StateOpen {
+		t.Fatalf("C resolved despite uncertain repository: %+v", r)
+	}
+
+	// Run 3 (day 20): B is back → reopened, first seen still day 0. Only c1 is
+	// observed: D (last seen in c2) must not be resolved; C is gone from c1
+	// with nothing uncertain → resolved. B is not listed as fixed again.
+	led = mustObserve(t, c, Observation{
+		AsOf: day(20), Observed: []string{"c1"},
+		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idB, "MEDIUM", "c1")},
+	})
+	wantChange(t, led, idA, ChangeStillOpen, day(0))
+	wantChange(t, led, idB, ChangeReopened, day(0))
+	if len(led.Fixed) != 1 || led.Fixed[0].Identity != idC {
+		t.Fatalf("fixed = %+v, want only C", led.Fixed)
+	}
+	if r := stored1(t, env.Res.FirstSeen, idD); r.State != StateOpen {
+		t.Fatalf("D resolved although its cluster was not observed: %+v", r)
+	}
+	b := stored1(t, env.Res.FirstSeen, idB)
+	if b.Reopened != 1 || !b.ReopenedAt.Equal(day(20)) || !b.ResolvedAt.IsZero() {
+		t.Fatalf("B = %+v", b)
+	}
+
+	// A dry run (record=false) reports what would change and writes nothing.
+	ctx := context.Background()
+	before, err := c.load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dry, err := c.Observe(ctx, Observation{AsOf: day(30), Observed: []string{"c1", "c2"}, CoversFleet: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dry.Fixed) != 3 || dry.Writes != 0 {
+		t.Fatalf("dry run fixed %d writes %d, want 3 and 0", len(dry.Fixed), dry.Writes)
+	}
+	after, err := c.load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range before {
+		if after[k].rev != v.rev {
+			t.Fatalf("dry run changed %s", k)
+		}
+	}
+
+	// A backfill (as-of before the recorded first seen) moves the clock
+	// earlier and never resolves newer records.
+	led = mustObserve(t, c, Observation{
+		AsOf: day(-5), Observed: []string{"c1", "c2"}, CoversFleet: true,
+		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2")},
+	})
+	wantChange(t, led, idA, ChangeStillOpen, day(-5))
+	if len(led.Fixed) != 0 {
+		t.Fatalf("backfill resolved %+v", led.Fixed)
+	}
+}
+
+// racingKV writes a competing record right before the clock's first write,
+// as a second reporter would.
+type racingKV struct {
+	KV
+	once sync.Once
+	race func()
+}
+
+func (r *racingKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	r.once.Do(r.race)
+	return r.KV.Create(ctx, key, value, opts...)
+}
+
+func TestClockConcurrentWriterKeepsEarliestFirstSeen(t *testing.T) {
+	env := natstest.Start(t)
+	log := zaptest.NewLogger(t)
+	other := NewClock(env.Res.FirstSeen, log)
+	kv := &racingKV{KV: env.Res.FirstSeen}
+	kv.race = func() {
+		// The other reporter saw A a day earlier and wrote first.
+		if _, err := other.Observe(context.Background(), Observation{AsOf: day(-1), Sightings: []Sighting{sight(idA, "HIGH", "c1")}}, true); err != nil {
+			t.Error(err)
+		}
+	}
+	c := NewClock(kv, log)
+	led := mustObserve(t, c, Observation{AsOf: day(0), Sightings: []Sighting{sight(idA, "HIGH", "c1")}})
+	first, _, _ := led.Lookup(idA)
+	if !first.Equal(day(-1)) {
+		t.Fatalf("first seen %s, want the other reporter's %s", first, day(-1))
+	}
+	if r := stored1(t, env.Res.FirstSeen, idA); !r.FirstSeen.Equal(day(-1)) {
+		t.Fatalf("stored first seen %s", r.FirstSeen)
+	}
+}
+
+func TestIdentityKeyIsValidKVKey(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	odd := Identity{Repository: "localhost:5000/a b/ü", VulnerabilityID: "CVE-1*>", PkgName: "pkg.with.dots", PkgPath: "/usr/lib/x.jar!/inner"}
+	if _, err := env.Res.FirstSeen.Create(ctx, odd.Key(), []byte("{}")); err != nil {
+		t.Fatalf("key %q rejected: %v", odd.Key(), err)
+	}
+	if odd.Key() == idA.Key() || len(odd.Key()) != 64 {
+		t.Fatalf("bad key %q", odd.Key())
+	}
+}

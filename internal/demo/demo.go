@@ -86,6 +86,9 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	if d.Clock != nil {
 		now = d.Clock().UTC()
 	}
+	// The demo lives on its own calendar: its DB is built as of "today",
+	// and its freshness is judged against the same day.
+	today := func() time.Time { return now }
 	work := cfg.WorkDir
 	if work == "" {
 		tmp, err := os.MkdirTemp("", "fleetscan-demo-")
@@ -160,7 +163,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 		return reporter.Outcome{}, err
 	}
 	fmt.Fprintf(out, "demo: pass 1 — scanning the fleet as of %s (%d days ago) to start the SLA clocks\n", past.Format("2006-01-02"), cfg.HistoryDays)
-	o1, err := pipeline.Run(ctx, first, pipeline.Deps{Log: log.Named("pass1"), Progress: d.Progress})
+	o1, err := pipeline.Run(ctx, first, pipeline.Deps{Log: log.Named("pass1"), Progress: d.Progress, Clock: today})
 	if err != nil {
 		return reporter.Outcome{}, fmt.Errorf("demo pass 1: %w", err)
 	}
@@ -174,7 +177,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 		return reporter.Outcome{}, err
 	}
 	fmt.Fprintf(out, "demo: pass 2 — scanning again today (%s); a new workload (payments/risk-api) was deployed since\n\n", now.Format("2006-01-02"))
-	o2, err := pipeline.Run(ctx, second, pipeline.Deps{Log: log.Named("pass2"), Progress: d.Progress, Out: out})
+	o2, err := pipeline.Run(ctx, second, pipeline.Deps{Log: log.Named("pass2"), Progress: d.Progress, Out: out, Clock: today})
 	if err != nil {
 		return reporter.Outcome{}, fmt.Errorf("demo pass 2: %w", err)
 	}

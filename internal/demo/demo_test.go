@@ -17,9 +17,25 @@ import (
 // TestDemoShowsHonestBreaches runs the whole demo (two real pipeline passes
 // on an embedded NATS) and checks what it claims: every image scanned, some
 // findings breached because pass 1 saw them weeks ago, the newly deployed
-// workload's findings new and not breached, exit status 1.
+// workload's findings new and not breached, exit status 1. The demo lives on
+// its own calendar, so it must tell the same story whatever the wall clock
+// says: on a fixed day, and with "today" a year ahead of and a year behind
+// the wall clock (its DB's freshness follows the demo's day, not the wall).
 func TestDemoShowsHonestBreaches(t *testing.T) {
-	today := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	wall := time.Now().UTC().Truncate(time.Second)
+	for _, tc := range []struct {
+		name  string
+		today time.Time
+	}{
+		{"fixed day", time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)},
+		{"a year ahead of the wall clock", wall.AddDate(1, 0, 0)},
+		{"a year behind the wall clock", wall.AddDate(-1, 0, 0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testDemoOn(t, tc.today) })
+	}
+}
+
+func testDemoOn(t *testing.T, today time.Time) {
 	out := t.TempDir()
 	var narration strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -194,6 +194,17 @@ type Deps struct {
 	// results, last with Done == Total when every image is done
 	// (benchmarks time the scan phase with it).
 	OnProgress func(progress.State)
+	// Clock is the calendar the run lives on (nil: time.Now): the
+	// vulnerability DB's age is judged against it. The demo builds its DB
+	// as of its own "today" and passes that day here.
+	Clock func() time.Time
+}
+
+func (d Deps) now() time.Time {
+	if d.Clock != nil {
+		return d.Clock()
+	}
+	return time.Now()
 }
 
 // ErrNoDB is returned when no usable vulnerability DB is available offline.
@@ -209,7 +220,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	if err := cfg.Validate(); err != nil {
 		return reporter.Outcome{}, err
 	}
-	if err := ensureDB(ctx, cfg, log); err != nil {
+	if err := ensureDB(ctx, cfg, d.now, log); err != nil {
 		return reporter.Outcome{}, err
 	}
 
@@ -231,7 +242,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 
 	// Trivy's own warnings (end-of-life distributions, ...) are in the
 	// results; on a laptop only its errors belong on the terminal.
-	engine, err := worker.OpenEngine(ctx, cfg.Worker, log.Named("worker").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)), worker.WithResources(res))
+	engine, err := worker.OpenEngine(ctx, cfg.Worker, log.Named("worker").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)), worker.WithResources(res), worker.WithClock(d.now))
 	if err != nil {
 		return reporter.Outcome{}, dbError(cfg, err)
 	}
@@ -319,9 +330,9 @@ func writeIncremental(out io.Writer, reused int, s worker.Stats) {
 
 // ensureDB downloads or refreshes the DB unless told not to, with the same
 // updater the worker's db-update uses.
-func ensureDB(ctx context.Context, cfg Config, log *zap.Logger) error {
+func ensureDB(ctx context.Context, cfg Config, now func() time.Time, log *zap.Logger) error {
 	if cfg.SkipDBUpdate {
-		if _, err := trivydb.Check(cfg.Worker.DB, time.Now()); err != nil {
+		if _, err := trivydb.Check(cfg.Worker.DB, now()); err != nil {
 			return dbError(cfg, err)
 		}
 		return nil

@@ -89,6 +89,7 @@ func Check(cfg Config, now time.Time) (contract.DBInfo, error) {
 type Handle struct {
 	cfg Config
 	log *zap.Logger
+	now func() time.Time
 
 	mu     sync.Mutex
 	cur    dbState
@@ -100,11 +101,28 @@ var (
 	globalOpen bool
 )
 
+// OpenOption adjusts Open.
+type OpenOption func(*Handle)
+
+// WithClock judges the DB's age against now instead of the wall clock (an
+// all-in-one run or a demo that lives on its own calendar).
+func WithClock(now func() time.Time) OpenOption {
+	return func(h *Handle) {
+		if now != nil {
+			h.now = now
+		}
+	}
+}
+
 // Open checks the DB under cfg.CacheDir (present, not older than
 // cfg.MaxDBAge) and opens it read-only as Trivy's global DB, waiting at most
 // cfg.OpenTimeout for the file lock.
-func Open(ctx context.Context, cfg Config, logger *zap.Logger) (*Handle, error) {
-	if _, err := Check(cfg, time.Now()); err != nil {
+func Open(ctx context.Context, cfg Config, logger *zap.Logger, opts ...OpenOption) (*Handle, error) {
+	h := &Handle{cfg: cfg, log: logger, now: time.Now}
+	for _, o := range opts {
+		o(h)
+	}
+	if _, err := Check(cfg, h.now()); err != nil {
 		return nil, err
 	}
 	globalMu.Lock()
@@ -112,7 +130,6 @@ func Open(ctx context.Context, cfg Config, logger *zap.Logger) (*Handle, error) 
 	if globalOpen {
 		return nil, ErrAlreadyOpen
 	}
-	h := &Handle{cfg: cfg, log: logger}
 	st, err := h.init(ctx)
 	if err != nil {
 		return nil, err
@@ -223,7 +240,7 @@ func (h *Handle) Reopen(ctx context.Context) (contract.DBInfo, error) {
 	h.cur = st
 	h.log.Info("vulnerability DB reopened", zap.String("generation", generationOf(h.cfg.DBDir())),
 		zap.Time("previousUpdatedAt", old.UpdatedAt), zap.Time("updatedAt", st.meta.UpdatedAt))
-	if err := checkAge(h.cfg.DBDir(), st.meta, h.cfg.MaxDBAge, time.Now()); err != nil {
+	if err := checkAge(h.cfg.DBDir(), st.meta, h.cfg.MaxDBAge, h.now()); err != nil {
 		h.log.Warn("reopened vulnerability DB is stale", zap.Error(err))
 	}
 	return infoOf(st.meta), nil

@@ -8,17 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/cli"
 	"github.com/fleetscan/fleetscan/internal/dispatcher"
-	"github.com/fleetscan/fleetscan/internal/flagenv"
 	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/queue"
@@ -27,12 +23,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/version"
 )
 
-// Exit status.
-const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
-)
+var command = cli.Command{Name: "dispatcher", Failure: cli.ExitFailed, Interrupted: cli.ExitFailed}
 
 const usageHead = `Usage: dispatcher [flags]
 
@@ -49,8 +40,9 @@ Exit status:
   0  at least one cluster was enumerated and every job, inventory and the run
      manifest were stored (a cluster that failed is logged as an error and
      recorded in the manifest as not ok)
-  1  no cluster could be enumerated, or publishing or storing failed
-  2  invalid flags or configuration
+  1  no cluster could be enumerated, publishing or storing failed, NATS was
+     lost, or a second SIGINT/SIGTERM ended the run at once
+  4  invalid flags, files or configuration (nothing was published)
 
 RBAC needed on each live cluster (a ClusterRole bound to the dispatcher):
   ""     pods         list      (all namespaces)
@@ -59,38 +51,13 @@ RBAC needed on each live cluster (a ClusterRole bound to the dispatcher):
   batch  jobs         get, list (CronJob attribution)
 `
 
-// usageError marks errors caused by flags or configuration (exit 2).
-type usageError struct{ err error }
+func main() { os.Exit(cli.Main(command, run)) }
 
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
-}
-
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, pflag.ErrHelp):
-		return exitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "dispatcher: %v\n", err)
-		return exitUsage
-	default:
-		fmt.Fprintf(stderr, "dispatcher: %v\n", err)
-		return exitFailed
-	}
-}
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, env cli.Env) error {
 	fs := pflag.NewFlagSet("dispatcher", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfg := dispatcher.Defaults()
 	natsCfg := natsconn.Defaults("fleetscan-dispatcher")
+	natsCfg.GiveUpAfter = natsconn.BatchGiveUp
 	topoCfg := topology.Defaults()
 	logCfg := logging.Defaults()
 	cfg.RegisterFlags(fs)
@@ -98,63 +65,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	topoCfg.RegisterFlags(fs)
 	logCfg.RegisterFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usageHead)
+		fmt.Fprint(env.Stderr, usageHead)
 		fs.PrintDefaults()
-		fmt.Fprint(stderr, usageTail)
+		fmt.Fprint(env.Stderr, usageTail)
 	}
-	if err := flagenv.Parse(fs, args, nil); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := cli.Parse(fs, env, "dispatcher", nil, natsconn.SecretFlags...); err != nil {
+		return err
 	}
-	errs := []error{cfg.Validate(), logCfg.Validate()}
+	errs := []error{cfg.Validate(), cfg.Sources.CheckFiles(), logCfg.Validate()}
 	if !cfg.DryRun {
 		errs = append(errs, natsCfg.Validate(), topoCfg.Validate())
 	}
 	if err := errors.Join(errs...); err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
-	log, err := logging.New(logCfg)
+	log, err := logging.NewWriter(logCfg, env.Stderr)
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	defer func() { _ = log.Sync() }()
 	log = log.With(zap.String("component", "dispatcher"), zap.String("version", version.Version))
 
 	resolver, err := cfg.Resolver()
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	sources, failed, err := cfg.Sources.Open(log)
 	if err != nil {
-		return fmt.Errorf("open clusters: %w", err)
+		return cli.Usage(fmt.Errorf("open clusters: %w", err))
 	}
 	deps := dispatcher.Deps{Sources: sources, Failed: failed, Resolver: resolver, Log: log}
 	if cfg.DryRun {
-		_, err := dispatcher.DryRun(ctx, cfg, deps, stdout, stderr)
-		return err
+		_, err := dispatcher.DryRun(ctx, cfg, deps, env.Stdout, env.Stderr)
+		return cli.Cause(ctx, err)
 	}
 
-	nc, err := natsconn.Connect(ctx, natsCfg, log)
+	s, err := natsconn.Open(ctx, natsCfg, topoCfg, log)
 	if err != nil {
-		return err
+		return cli.Cause(ctx, err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	res, err := topology.Ensure(ctx, js, topoCfg)
-	if err != nil {
-		return fmt.Errorf("ensure JetStream topology: %w", err)
-	}
-	st := store.New(js, res)
-	deps.Publisher, deps.Store, deps.Reuse = queue.NewPublisher(js), st, st
+	defer s.Close()
+	ctx, stop := s.WithLost(ctx)
+	defer stop()
+	st := store.New(s.JS, s.Res)
+	deps.Publisher, deps.Store, deps.Reuse = queue.NewPublisher(s.JS), st, st
 	m, err := dispatcher.Run(ctx, cfg, deps)
 	if err != nil {
-		return err
+		return cli.Cause(ctx, err)
 	}
-	log.Info("run manifest stored", zap.String("runId", m.RunID), zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused))
+	log.Info("run manifest stored", zap.String("run_id", m.RunID), zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fleetscan/fleetscan/internal/cli"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/store"
 )
@@ -33,28 +34,42 @@ var (
 func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	err := run(context.Background(), args, &out, &errb)
-	code = exitCode(err, &errb)
+	code = cli.Run(context.Background(), command, cli.Env{Args: args, Stdout: &out, Stderr: &errb}, run)
 	return code, out.String(), errb.String()
 }
 
+// malformed is an inventory file that is not kubectl's JSON.
+func malformed(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "malformed.json")
+	if err := os.WriteFile(path, []byte(`{"kind":"List","items":[]} trailing garbage`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestExitCodes(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.json")
 	tests := []struct {
 		name     string
 		args     []string
 		wantCode int
 		wantErr  string
 	}{
-		{"help", []string{"--help"}, exitOK, "Exit status:"},
-		{"unknown flag", []string{"--bogus"}, exitUsage, "unknown flag: --bogus"},
-		{"positional", []string{"extra"}, exitUsage, "unexpected arguments"},
-		{"in-cluster without a name", []string{"--in-cluster"}, exitUsage, "--in-cluster needs --cluster-name"},
-		{"bad nats url", []string{"--inventory-file", pods, "--nats-url", "http://x"}, exitUsage, "--nats-url"},
-		{"bad log level", []string{"--dry-run", "--inventory-file", pods, "--log-level", "loud"}, exitUsage, "--log-level"},
-		{"no cluster enumerated", []string{"--dry-run", "--log-format", "json", "--inventory-file", "gone=" + filepath.Join(t.TempDir(), "missing.json")},
-			exitFailed, "no cluster could be enumerated"},
+		{"help", []string{"--help"}, cli.ExitOK, "Exit status:"},
+		{"unknown flag", []string{"--bogus"}, cli.ExitUsage, "unknown flag: --bogus"},
+		{"positional", []string{"extra"}, cli.ExitUsage, "unexpected arguments"},
+		{"in-cluster without a name", []string{"--in-cluster"}, cli.ExitUsage, "--in-cluster needs --cluster-name"},
+		{"bad nats url", []string{"--inventory-file", pods, "--nats-url", "http://x"}, cli.ExitUsage, "--nats-url"},
+		{"bad log level", []string{"--dry-run", "--inventory-file", pods, "--log-level", "loud"}, cli.ExitUsage, "--log-level"},
+		// A missing file is bad input, reported before any work; a file
+		// that cannot be read as pods fails its cluster.
+		{"missing inventory file", []string{"--dry-run", "--log-format", "json", "--inventory-file", "gone=" + missing},
+			cli.ExitUsage, "--inventory-file " + missing + ": "},
+		{"no cluster enumerated", []string{"--dry-run", "--log-format", "json", "--inventory-file", "bad=" + malformed(t)},
+			cli.ExitFailed, "no cluster could be enumerated"},
 		{"nats unreachable", []string{"--log-format", "json", "--inventory-file", pods, "--resolve-tags=false", "--nats-url", "nats://127.0.0.1:1", "--nats-timeout", "200ms"},
-			exitFailed, "connect to NATS"},
+			cli.ExitFailed, "connect to NATS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,7 +90,7 @@ func TestExitCodes(t *testing.T) {
 func TestDryRun(t *testing.T) {
 	code, stdout, stderr := runMain(t, "--dry-run", "--resolve-tags=false", "--log-format", "json", "--cycle", "2026-11-27",
 		"--inventory-file", "prod="+pods, "--nodes-file", nodes)
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	var plan struct {
@@ -101,8 +116,8 @@ func TestPublishes(t *testing.T) {
 	env := natstest.Start(t)
 	t.Setenv("FLEETSCAN_RUN_ID", "run-from-env")
 	code, stdout, stderr := runMain(t, "--nats-url", env.Server.URL(), "--log-format", "json", "--resolve-tags=false",
-		"--cycle", "c1", "--inventory-file", "prod="+pods, "--inventory-file", "broken="+filepath.Join(t.TempDir(), "nope.json"))
-	if code != exitOK || stdout != "" {
+		"--cycle", "c1", "--inventory-file", "prod="+pods, "--inventory-file", "broken="+malformed(t))
+	if code != cli.ExitOK || stdout != "" {
 		t.Fatalf("exit %d stdout %q:\n%s", code, stdout, stderr)
 	}
 	m, err := store.New(env.JS, env.Res).Manifest(context.Background(), "run-from-env")

@@ -7,21 +7,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/cli"
 	"github.com/fleetscan/fleetscan/internal/demo"
-	"github.com/fleetscan/fleetscan/internal/flagenv"
 	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/pipeline"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/reporter"
@@ -47,6 +45,12 @@ dispatcher over the current kubeconfig context (or --context, --all-contexts,
 --inventory-file), --workers scans at a time with Trivy's library, and the
 reporter. Writes the report to --out-dir and exits with the reporter's status.
 
+Every flag and file is checked before any work; one process at a time owns
+--state-dir (a second exits 4 naming the holder's PID). The first SIGINT or
+SIGTERM stops taking work and lets in-flight scans finish within
+--grace-period (their results are kept for the next run); a second exits at
+once.
+
 Flags (each also read from the environment variable shown):
 `
 
@@ -61,92 +65,85 @@ so the demo exits 1 and says why.
 Flags (each also read from the environment variable shown):
 `
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+var command = cli.Command{Name: "fleetscan", Failure: reporter.ExitNoReport, Interrupted: reporter.ExitNoReport}
 
-// run returns the exit status: the reporter's bit mask, or 4 when no report
-// could be produced (usage errors included; --help exits 0).
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return reporter.ExitNoReport
+func main() { os.Exit(cli.Main(command, run)) }
+
+// run returns an error carrying the exit status: the reporter's bit mask,
+// or 4 when no report could be produced (usage errors included; --help and
+// --version exit 0).
+func run(ctx context.Context, env cli.Env) error {
+	if len(env.Args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return cli.Status(reporter.ExitNoReport)
 	}
-	switch args[0] {
+	cmd := env.Args[0]
+	env.Args = env.Args[1:]
+	switch cmd {
 	case "scan":
-		return scan(ctx, args[1:], stdout, stderr)
+		return scan(ctx, env)
 	case "demo":
-		return runDemo(ctx, args[1:], stdout, stderr)
+		return runDemo(ctx, env)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "fleetscan %s\n", version.Version)
-		return 0
+		cli.PrintVersion(env.Stdout, "fleetscan")
+		return nil
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		fmt.Fprint(env.Stdout, usage)
+		return nil
 	default:
-		fmt.Fprintf(stderr, "fleetscan: unknown command %q\n\n%s", args[0], usage)
-		return reporter.ExitNoReport
+		return cli.Usage(fmt.Errorf("unknown command %q\n\n%s", cmd, usage))
 	}
 }
 
 // parse parses args into fs, applies the environment and builds the logger.
-// done is true when the caller should return code at once.
-func parse(fs *pflag.FlagSet, head string, args []string, logCfg *logging.Config, stderr io.Writer) (log *zap.Logger, code int, done bool) {
+func parse(fs *pflag.FlagSet, head string, env cli.Env, logCfg *logging.Config) (*zap.Logger, error) {
 	logCfg.RegisterFlags(fs)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, head)
+		fmt.Fprint(env.Stderr, head)
 		fs.PrintDefaults()
-		fmt.Fprint(stderr, "\n"+reporter.ExitStatusHelp)
+		fmt.Fprint(env.Stderr, "\n"+reporter.ExitStatusHelp)
 	}
-	if err := flagenv.Parse(fs, args, map[string]string{s3upload.EnvAlias: "s3-url"}); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil, 0, true
-		}
-		fmt.Fprintf(stderr, "fleetscan: %v\n", err)
-		return nil, reporter.ExitNoReport, true
+	if err := cli.Parse(fs, env, "fleetscan", map[string]string{s3upload.EnvAlias: "s3-url"}, natsconn.SecretFlags...); err != nil {
+		return nil, err
 	}
-	log, err := logging.New(*logCfg)
+	log, err := logging.NewWriter(*logCfg, env.Stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "fleetscan: %v\n", err)
-		return nil, reporter.ExitNoReport, true
+		return nil, cli.Usage(err)
 	}
 	log.Debug("fleetscan starting", zap.String("version", version.Version))
-	return log, 0, false
+	return log, nil
 }
 
 func progressPrinter(stderr io.Writer) *progress.Printer {
-	f, ok := stderr.(*os.File)
-	return progress.New(stderr, ok && logging.IsTerminal(f), 10*time.Second)
+	return progress.New(stderr, cli.IsTerminal(stderr), 10*time.Second)
 }
 
-func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func scan(ctx context.Context, env cli.Env) error {
 	fs := pflag.NewFlagSet("fleetscan scan", pflag.ContinueOnError)
 	cfg := pipeline.Defaults()
 	cfg.RegisterFlags(fs)
 	logCfg := logging.Defaults()
 	logCfg.Level = "warn" // the progress bar and the summary are the output
-	log, code, done := parse(fs, scanHead, args, &logCfg, stderr)
-	if done {
-		return code
+	log, err := parse(fs, scanHead, env, &logCfg)
+	if err != nil {
+		return err
 	}
 	defer func() { _ = log.Sync() }()
 	cfg.Complete(time.Now())
+	// Every flag and file is checked before the state is locked, a job
+	// published or a first-seen date written.
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "fleetscan scan: %v\n", err)
-		return reporter.ExitNoReport
+		return cli.Usage(err)
 	}
-	out, err := pipeline.Run(ctx, cfg, pipeline.Deps{Log: log, Out: stdout, Progress: progressPrinter(stderr)})
+	out, err := pipeline.Run(ctx, cfg, pipeline.Deps{Log: log, Out: env.Stdout, Notice: env.Stderr, Progress: progressPrinter(env.Stderr),
+		OnWritten: func(o reporter.Outcome) { env.Interrupts.ExitWith(o.ExitCode()) }})
 	if err != nil {
-		fmt.Fprintf(stderr, "fleetscan scan: %v\n", err)
+		return err
 	}
-	return reporter.ExitCode(out, err)
+	return out.Err()
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runDemo(ctx context.Context, env cli.Env) error {
 	fs := pflag.NewFlagSet("fleetscan demo", pflag.ContinueOnError)
 	cfg := demo.Config{OutDir: "./fleetscan-report", Workers: runtime.NumCPU(), HistoryDays: 40}
 	fs.StringVar(&cfg.OutDir, "out-dir", cfg.OutDir, "directory the demo's report is written to")
@@ -155,14 +152,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.HistoryDays, "history-days", cfg.HistoryDays, "how many days back the first pass runs (starts the SLA clocks)")
 	logCfg := logging.Defaults()
 	logCfg.Level = "warn"
-	log, code, done := parse(fs, demoHead, args, &logCfg, stderr)
-	if done {
-		return code
+	log, err := parse(fs, demoHead, env, &logCfg)
+	if err != nil {
+		return err
 	}
 	defer func() { _ = log.Sync() }()
-	out, err := demo.Run(ctx, cfg, demo.Deps{Log: log, Out: stdout, Progress: progressPrinter(stderr)})
-	if err != nil {
-		fmt.Fprintf(stderr, "fleetscan demo: %v\n", err)
+	if err := cfg.Validate(); err != nil {
+		return cli.Usage(err)
 	}
-	return reporter.ExitCode(out, err)
+	out, err := demo.Run(ctx, cfg, demo.Deps{Log: log, Out: env.Stdout, Notice: env.Stderr, Progress: progressPrinter(env.Stderr)})
+	if err != nil {
+		return err
+	}
+	return out.Err()
 }

@@ -4,15 +4,22 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/cli"
 	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/internal/reporter"
 )
+
+// runMain runs the command as main does, minus the signal handling.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return cli.Run(ctx, command, cli.Env{Args: args, Stdout: stdout, Stderr: stderr}, run)
+}
 
 func TestUsage(t *testing.T) {
 	tests := []struct {
@@ -35,7 +42,7 @@ func TestUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, &stdout, &stderr)
+			code := runMain(context.Background(), tt.args, &stdout, &stderr)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
 			}
@@ -48,8 +55,12 @@ func TestUsage(t *testing.T) {
 
 func TestScanOfflineWithoutDBNamesTheFix(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"scan", "--skip-db-update", "--cache-dir", t.TempDir(),
-		"--state-dir", t.TempDir(), "--inventory-file", "x=" + filepath.Join(t.TempDir(), "none.json")}, &stdout, &stderr)
+	inv := filepath.Join(t.TempDir(), "pods.json")
+	if err := os.WriteFile(inv, []byte(`{"kind":"List","items":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code := runMain(context.Background(), []string{"scan", "--skip-db-update", "--cache-dir", t.TempDir(),
+		"--state-dir", t.TempDir(), "--inventory-file", "x=" + inv, "--out-dir", t.TempDir()}, &stdout, &stderr)
 	if code != reporter.ExitNoReport {
 		t.Fatalf("exit %d, want 4; stderr: %s", code, stderr.String())
 	}
@@ -96,7 +107,7 @@ func TestScanInventoryFile(t *testing.T) {
 		"--out-dir", out, "--scratch-dir", t.TempDir(),
 		// One SLA clock for both runs below, so days remaining compare.
 		"--now", time.Now().UTC().Format(time.RFC3339)}
-	code := run(ctx, args, &stdout, &stderr)
+	code := runMain(ctx, args, &stdout, &stderr)
 	// Findings were first seen just now: nothing can be past its SLA yet.
 	if code != reporter.ExitOK {
 		t.Fatalf("exit %d, want 0\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
@@ -124,7 +135,7 @@ func TestScanInventoryFile(t *testing.T) {
 	// current, so the image is not even queued, and the report is the same.
 	stdout.Reset()
 	stderr.Reset()
-	if code := run(ctx, args, &stdout, &stderr); code != reporter.ExitOK {
+	if code := runMain(ctx, args, &stdout, &stderr); code != reporter.ExitOK {
 		t.Fatalf("second run: exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
 	if want := "Scans: 1 reused (same DB and scanner; 1 not even queued), 0 re-detected from cached analyses without the registry, 0 pulled"; !strings.Contains(stdout.String(), want) {

@@ -9,16 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	"github.com/fleetscan/fleetscan/internal/flagenv"
+	"github.com/fleetscan/fleetscan/internal/cli"
 	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/reporter"
@@ -46,78 +42,63 @@ tickets.csv and tickets.json.
 
 ` + reporter.ExitStatusHelp
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+var command = cli.Command{Name: "reporter", Failure: reporter.ExitNoReport, Interrupted: reporter.ExitNoReport}
 
-// run returns the exit status. Usage errors exit 4 (never 0-3, which
-// alerting reads as a report's verdict); --help exits 0.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func main() { os.Exit(cli.Main(command, run)) }
+
+// run produces one report. Its error carries the exit status: the report's
+// bit mask, or 4 when no report could be produced (usage errors included;
+// never 0-3, which alerting reads as a report's verdict).
+func run(ctx context.Context, env cli.Env) error {
 	fs := pflag.NewFlagSet("reporter", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfg := reporter.Defaults()
 	natsCfg := natsconn.Defaults("fleetscan-reporter")
+	natsCfg.GiveUpAfter = natsconn.BatchGiveUp
 	topoCfg := topology.Defaults()
 	logCfg := logging.Defaults()
 	cfg.RegisterFlags(fs)
 	natsCfg.RegisterFlags(fs)
 	topoCfg.RegisterFlags(fs)
 	logCfg.RegisterFlags(fs)
-	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usageHead)
+		fmt.Fprint(env.Stderr, usageHead)
 		fs.PrintDefaults()
-		fmt.Fprint(stderr, usageTail)
+		fmt.Fprint(env.Stderr, usageTail)
 	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "reporter: %v\n", err)
-		return reporter.ExitNoReport
+	if err := cli.Parse(fs, env, "reporter", map[string]string{s3upload.EnvAlias: "s3-url"}, natsconn.SecretFlags...); err != nil {
+		return err
 	}
-	if err := flagenv.Parse(fs, args, map[string]string{s3upload.EnvAlias: "s3-url"}); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return reporter.ExitOK
-		}
-		return fail(err)
+	// Everything the flags name (files, the output directory) is checked
+	// before NATS is reached or a first-seen date is written.
+	if err := errors.Join(cfg.Check(), natsCfg.Validate(), topoCfg.Validate(), logCfg.Validate()); err != nil {
+		return cli.Usage(err)
 	}
-	if *showVersion {
-		fmt.Fprintln(stdout, "reporter", version.Version)
-		return reporter.ExitOK
-	}
-	if err := errors.Join(cfg.Validate(), natsCfg.Validate(), topoCfg.Validate(), logCfg.Validate()); err != nil {
-		return fail(err)
-	}
-	log, err := logging.New(logCfg)
+	log, err := logging.NewWriter(logCfg, env.Stderr)
 	if err != nil {
-		return fail(err)
+		return cli.Usage(err)
 	}
 	defer func() { _ = log.Sync() }()
 	log = log.With(zap.String("component", "reporter"), zap.String("version", version.Version))
 
-	out, err := report(ctx, cfg, natsCfg, topoCfg, log, stdout)
-	code := reporter.ExitCode(out, err)
+	out, err := report(ctx, cfg, natsCfg, topoCfg, log, env)
 	if err != nil {
-		log.Error("no report produced", zap.Error(err), zap.Int("exitStatus", code))
-		fmt.Fprintf(stderr, "reporter: %v\n", err)
+		err = cli.Cause(ctx, err)
+		log.Error("no report produced", zap.Error(err), zap.Int("exit_status", reporter.ExitNoReport))
+		return err
 	}
-	return code
+	return out.Err()
 }
 
-func report(ctx context.Context, cfg reporter.Config, natsCfg natsconn.Config, topoCfg topology.Config, log *zap.Logger, stdout io.Writer) (reporter.Outcome, error) {
-	nc, err := natsconn.Connect(ctx, natsCfg, log)
+func report(ctx context.Context, cfg reporter.Config, natsCfg natsconn.Config, topoCfg topology.Config, log *zap.Logger, env cli.Env) (reporter.Outcome, error) {
+	s, err := natsconn.Open(ctx, natsCfg, topoCfg, log)
 	if err != nil {
 		return reporter.Outcome{}, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("jetstream: %w", err)
-	}
-	res, err := topology.Ensure(ctx, js, topoCfg)
-	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("ensure JetStream topology: %w", err)
-	}
-	return reporter.Run(ctx, cfg, reporter.NewDeps(store.New(js, res), res, log, stdout))
+	defer s.Close()
+	ctx, stop := s.WithLost(ctx)
+	defer stop()
+	d := reporter.NewDeps(store.New(s.JS, s.Res), s.Res, log, env.Stdout)
+	// Once the files are written a second signal exits with their status.
+	d.OnWritten = func(o reporter.Outcome) { env.Interrupts.ExitWith(o.ExitCode()) }
+	return reporter.Run(ctx, cfg, d)
 }

@@ -3,13 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/cli"
+	"github.com/fleetscan/fleetscan/internal/deadport"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/reporter"
 )
@@ -19,20 +20,14 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, args, &stdout, &stderr)
+	code := cli.Run(ctx, command, cli.Env{Args: args, Stdout: &stdout, Stderr: &stderr}, run)
 	return code, stdout.String(), stderr.String()
 }
 
-// closedURL is a NATS URL nobody listens on.
+// closedURL is a NATS URL that refuses connections.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return "nats://" + addr
+	return "nats://" + deadport.Addr(t)
 }
 
 func TestExitStatus(t *testing.T) {

@@ -10,15 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	"github.com/fleetscan/fleetscan/internal/flagenv"
+	"github.com/fleetscan/fleetscan/internal/cli"
 	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/scan"
@@ -29,12 +26,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/worker"
 )
 
-// Exit status.
-const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
-)
+var command = cli.Command{Name: "worker", Failure: cli.ExitFailed, Interrupted: cli.ExitFailed}
 
 const usageHead = `Usage:
   worker [run] [flags]      scan queued images until SIGTERM (the default)
@@ -68,81 +60,60 @@ Flags (each also read from the environment variable shown):
 `
 
 const usageTail = `
-Exit status: 0 success (run: clean shutdown), 1 failure, 2 invalid flags or configuration.
+Exit status: 0 success (run: clean shutdown), 1 failure (or a second
+SIGINT/SIGTERM during the shutdown), 4 invalid flags, files or configuration.
 `
 
-// usageError marks errors caused by flags or configuration (exit 2).
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := cli.Main(command, run)
 	// Trivy's per-process temporary directory.
 	_ = scan.RemoveTempFiles()
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
+	os.Exit(code)
 }
 
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, pflag.ErrHelp):
-		return exitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "worker: %v\n", err)
-		return exitUsage
-	default:
-		fmt.Fprintf(stderr, "worker: %v\n", err)
-		return exitFailed
-	}
-}
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cmd := "run"
+func run(ctx context.Context, env cli.Env) error {
+	cmd, args := "run", env.Args
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	env.Args = args
 	switch cmd {
 	case "run":
-		return runWorker(ctx, args, stdout, stderr)
+		return runWorker(ctx, env)
 	case "db-update":
-		return dbUpdate(ctx, args, stdout, stderr)
+		return dbUpdate(ctx, env)
 	case "help":
-		fmt.Fprint(stderr, usageHead+"Run `worker <command> --help` for a command's flags.\n")
+		fmt.Fprint(env.Stderr, usageHead+"Run `worker <command> --help` for a command's flags.\n")
 		return nil
 	}
-	return usageError{fmt.Errorf("unknown command %q (want run or db-update)", cmd)}
+	return cli.Usage(fmt.Errorf("unknown command %q (want run or db-update)", cmd))
 }
 
 // parse parses and validates a subcommand's flags.
-func parse(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, help string, validate func() error) error {
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.SetOutput(stderr)
+func parse(fs *pflag.FlagSet, env cli.Env, help string, validate func() error) error {
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usageHead+help)
+		fmt.Fprint(env.Stderr, usageHead+help)
 		fs.PrintDefaults()
-		fmt.Fprint(stderr, usageTail)
+		fmt.Fprint(env.Stderr, usageTail)
 	}
-	if err := flagenv.Parse(fs, args, nil); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := cli.Parse(fs, env, "worker", nil, natsconn.SecretFlags...); err != nil {
+		return err
 	}
-	if *showVersion {
-		fmt.Fprintln(stdout, "worker", version.Version)
-		return pflag.ErrHelp
-	}
-	if err := validate(); err != nil {
-		return usageError{err}
-	}
-	return nil
+	return cli.Usage(validate())
 }
 
-func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// dbHint says how this binary gets a vulnerability DB.
+func dbHint(cacheDir string, err error) error {
+	switch {
+	case errors.Is(err, trivydb.ErrMissing):
+		return fmt.Errorf("%w; run the DB updater (`worker db-update --cache-dir=%s`) first", err, cacheDir)
+	case errors.Is(err, trivydb.ErrStale):
+		return fmt.Errorf("%w; run the DB updater (`worker db-update`) or raise --max-db-age", err)
+	}
+	return err
+}
+
+func runWorker(ctx context.Context, env cli.Env) error {
 	fs := pflag.NewFlagSet("worker run", pflag.ContinueOnError)
 	cfg := worker.DefaultConfig()
 	natsCfg := natsconn.Defaults("fleetscan-worker")
@@ -153,20 +124,20 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	topoCfg.RegisterFlags(fs)
 	logCfg.RegisterFlags(fs)
 	ensureOnly := fs.Bool("ensure-topology-only", false, "create or update the JetStream topology, then exit (no DB needed)")
-	if err := parse(fs, args, stdout, stderr, runHelp, func() error {
+	if err := parse(fs, env, runHelp, func() error {
 		return errors.Join(cfg.Validate(), natsCfg.Validate(), topoCfg.Validate(), logCfg.Validate())
 	}); err != nil {
 		return err
 	}
 	natsCfg.Name = "fleetscan-worker-" + cfg.WorkerName
-	log, err := logging.New(logCfg)
+	log, err := logging.NewWriter(logCfg, env.Stderr)
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	defer func() { _ = log.Sync() }()
 	log = log.With(zap.String("component", "worker"), zap.String("version", version.Version))
 	if *ensureOnly {
-		return ensureTopology(ctx, natsCfg, topoCfg, stdout, log)
+		return ensureTopology(ctx, natsCfg, topoCfg, env.Stdout, log)
 	}
 
 	// Trivy writes its temporary files under $TMPDIR: keep them in the
@@ -182,48 +153,43 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// more useful message (the engine opens after the topology, which the
 	// shared layer cache needs).
 	if _, err := trivydb.Check(cfg.DB, time.Now()); err != nil {
-		return fmt.Errorf("vulnerability DB: %w", err)
+		return fmt.Errorf("vulnerability DB: %w", dbHint(cfg.DB.CacheDir, err))
 	}
-	nc, err := natsconn.Connect(ctx, natsCfg, log)
+	// A worker is a service: it reconnects to NATS for as long as it runs.
+	s, err := natsconn.Open(ctx, natsCfg, topoCfg, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	res, err := topology.Ensure(ctx, js, topoCfg)
-	if err != nil {
-		return fmt.Errorf("ensure JetStream topology: %w", err)
-	}
+	defer s.Close()
 
-	engine, err := worker.OpenEngine(ctx, cfg, log, worker.WithResources(res))
+	engine, err := worker.OpenEngine(ctx, cfg, log, worker.WithResources(s.Res))
 	if err != nil {
-		return err
+		return dbHint(cfg.DB.CacheDir, err)
 	}
 	defer func() {
 		if err := engine.Close(); err != nil {
 			log.Warn("close scanner", zap.Error(err))
 		}
 	}()
-	st := store.New(js, res)
+	st := store.New(s.JS, s.Res)
 	st.Worker = cfg.WorkerName
-	w, err := worker.New(cfg, worker.Deps{Conn: nc, Resources: res, Store: st, Scanner: engine, Log: log})
+	w, err := worker.New(cfg, worker.Deps{Conn: s.Conn, Resources: s.Res, Store: st, Scanner: engine, Log: log})
 	if err != nil {
 		return err
 	}
+	context.AfterFunc(ctx, func() {
+		fmt.Fprintf(env.Stderr, "worker: stopped taking jobs; waiting up to %s (until %s) for %d in-flight scans, then handing the rest back to the queue\n",
+			cfg.GracePeriod, time.Now().Add(cfg.GracePeriod).Format(time.TimeOnly), w.InFlight())
+	})
 	if err := w.Run(ctx); err != nil {
 		return err
 	}
 	// Deliver outstanding acks and results before closing.
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		log.Warn("flush NATS connection", zap.Error(err))
-	}
+	s.Drain(5 * time.Second)
 	return nil
 }
 
-func dbUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func dbUpdate(ctx context.Context, env cli.Env) error {
 	fs := pflag.NewFlagSet("worker db-update", pflag.ContinueOnError)
 	cfg := trivydb.Defaults()
 	logCfg := logging.Defaults()
@@ -231,14 +197,14 @@ func dbUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.RegisterUpdateFlags(fs)
 	cfg.Registry.RegisterFlags(fs)
 	logCfg.RegisterFlags(fs)
-	if err := parse(fs, args, stdout, stderr, dbUpdateHelp, func() error {
+	if err := parse(fs, env, dbUpdateHelp, func() error {
 		return errors.Join(cfg.ValidateUpdate(), logCfg.Validate())
 	}); err != nil {
 		return err
 	}
-	log, err := logging.New(logCfg)
+	log, err := logging.NewWriter(logCfg, env.Stderr)
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	defer func() { _ = log.Sync() }()
 	log = log.With(zap.String("component", "db-update"), zap.String("version", version.Version))
@@ -251,7 +217,7 @@ func dbUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if r.Updated {
 			state = "updated from " + r.Repository
 		}
-		fmt.Fprintf(stdout, "%s: %s (%s); built %s, generation %s\n", what, state, r.Reason,
+		fmt.Fprintf(env.Stdout, "%s: %s (%s); built %s, generation %s\n", what, state, r.Reason,
 			r.Info.UpdatedAt.UTC().Format(time.RFC3339), r.Generation)
 	}
 	report("trivy DB", res.DB)
@@ -263,18 +229,11 @@ func dbUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // ensureTopology lays out the JetStream resources and returns.
 func ensureTopology(ctx context.Context, natsCfg natsconn.Config, topoCfg topology.Config, stdout io.Writer, log *zap.Logger) error {
-	nc, err := natsconn.Connect(ctx, natsCfg, log)
+	s, err := natsconn.Open(ctx, natsCfg, topoCfg, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	if _, err := topology.Ensure(ctx, js, topoCfg); err != nil {
-		return fmt.Errorf("ensure JetStream topology: %w", err)
-	}
+	defer s.Close()
 	fmt.Fprintf(stdout, "JetStream topology ensured: stream %s, consumer %s\n", topology.JobsStream, topology.WorkersConsumer)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fleetscan/fleetscan/internal/cli"
 	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
@@ -25,8 +26,7 @@ import (
 
 func runMain(ctx context.Context, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	err := run(ctx, args, &out, &errb)
-	code = exitCode(err, &errb)
+	code = cli.Run(ctx, command, cli.Env{Args: args, Stdout: &out, Stderr: &errb}, run)
 	return code, out.String(), errb.String()
 }
 
@@ -74,17 +74,17 @@ func TestExitCodes(t *testing.T) {
 		code    int
 		wantErr string
 	}{
-		{"help", []string{"--help"}, exitOK, "worker db-update [flags]"},
-		{"db-update help", []string{"db-update", "--help"}, exitOK, "--db-repository"},
-		{"unknown command", []string{"scan"}, exitUsage, `unknown command "scan"`},
-		{"unknown flag", []string{"run", "--bogus"}, exitUsage, "unknown flag: --bogus"},
-		{"bad concurrency", []string{"--concurrency", "0"}, exitUsage, "--concurrency 0"},
-		{"bad insecure registry", []string{"--insecure-registry", "http://x/y"}, exitUsage, "--insecure-registry"},
-		{"missing registry config", []string{"--registry-config", filepath.Join(t.TempDir(), "nope.json")}, exitUsage, "--registry-config"},
-		{"missing DB", append([]string{"--cache-dir", t.TempDir()}, common...), exitFailed, "db-update"},
-		{"stale DB", append([]string{"--cache-dir", stale}, common...), exitFailed, "--max-db-age"},
-		{"stale DB accepted with a larger max age, NATS down", append([]string{"--cache-dir", stale, "--max-db-age", "200h"}, common...), exitFailed, "connect to NATS"},
-		{"fresh DB, NATS down", append([]string{"--cache-dir", fresh}, common...), exitFailed, "connect to NATS"},
+		{"help", []string{"--help"}, cli.ExitOK, "worker db-update [flags]"},
+		{"db-update help", []string{"db-update", "--help"}, cli.ExitOK, "--db-repository"},
+		{"unknown command", []string{"scan"}, cli.ExitUsage, `unknown command "scan"`},
+		{"unknown flag", []string{"run", "--bogus"}, cli.ExitUsage, "unknown flag: --bogus"},
+		{"bad concurrency", []string{"--concurrency", "0"}, cli.ExitUsage, "--concurrency 0"},
+		{"bad insecure registry", []string{"--insecure-registry", "http://x/y"}, cli.ExitUsage, "--insecure-registry"},
+		{"missing registry config", []string{"--registry-config", filepath.Join(t.TempDir(), "nope.json")}, cli.ExitUsage, "--registry-config"},
+		{"missing DB", append([]string{"--cache-dir", t.TempDir()}, common...), cli.ExitFailed, "db-update"},
+		{"stale DB", append([]string{"--cache-dir", stale}, common...), cli.ExitFailed, "--max-db-age"},
+		{"stale DB accepted with a larger max age, NATS down", append([]string{"--cache-dir", stale, "--max-db-age", "200h"}, common...), cli.ExitFailed, "connect to NATS"},
+		{"fresh DB, NATS down", append([]string{"--cache-dir", fresh}, common...), cli.ExitFailed, "connect to NATS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,8 +131,8 @@ func TestRunScansAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	var out, errb bytes.Buffer
 	go func() {
-		done <- run(runCtx, []string{"run", "--cache-dir", cacheDir, "--scratch-dir", scratch, "--listen", "",
-			"--nats-url", nats.Server.URL(), "--log-format", "json", "--concurrency", "2"}, &out, &errb)
+		done <- run(runCtx, cli.Env{Args: []string{"run", "--cache-dir", cacheDir, "--scratch-dir", scratch, "--listen", "",
+			"--nats-url", nats.Server.URL(), "--log-format", "json", "--concurrency", "2"}, Stdout: &out, Stderr: &errb})
 	}()
 	st := store.New(nats.JS, nats.Res)
 	var res contract.ScanResult
@@ -178,17 +178,17 @@ func TestDBUpdate(t *testing.T) {
 	cache := t.TempDir()
 	args := []string{"db-update", "--cache-dir", cache, "--db-repository", ref, "--insecure-registry", reg.Host, "--log-format", "json"}
 	code, stdout, stderr := runMain(ctx, args...)
-	if code != exitOK || !strings.Contains(stdout, "trivy DB: updated from "+ref) {
+	if code != cli.ExitOK || !strings.Contains(stdout, "trivy DB: updated from "+ref) {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	code, stdout, stderr = runMain(ctx, args...)
-	if code != exitOK || !strings.Contains(stdout, "fresh, kept") {
+	if code != cli.ExitOK || !strings.Contains(stdout, "fresh, kept") {
 		t.Fatalf("second update: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	// A worker accepts what the updater wrote.
 	code, _, stderr = runMain(ctx, "--cache-dir", cache, "--scratch-dir", scratch, "--listen", "", "--log-format", "json",
 		"--nats-url", "nats://127.0.0.1:1", "--nats-timeout", "200ms")
-	if code != exitFailed || !strings.Contains(stderr, "connect to NATS") {
+	if code != cli.ExitFailed || !strings.Contains(stderr, "connect to NATS") {
 		t.Errorf("worker on the updated DB: exit %d: %s", code, stderr)
 	}
 }
@@ -206,7 +206,7 @@ func TestEnsureTopologyOnly(t *testing.T) {
 	defer cancel()
 	code, stdout, stderr := runMain(ctx, "run", "--ensure-topology-only", "--cache-dir", filepath.Join(t.TempDir(), "no-db-here"),
 		"--nats-url", srv.URL(), "--log-format", "json")
-	if code != exitOK || !strings.Contains(stdout, "topology ensured") {
+	if code != cli.ExitOK || !strings.Contains(stdout, "topology ensured") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	nc, err := nats.Connect(srv.URL())

@@ -66,6 +66,8 @@ type Deps struct {
 	Progress *progress.Printer
 	// Clock is "today" (nil: time.Now).
 	Clock func() time.Time
+	// Notice receives what an interrupted run still waits for.
+	Notice io.Writer
 }
 
 // Run generates the fleet and runs the pipeline twice. It returns the
@@ -163,7 +165,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 		return reporter.Outcome{}, err
 	}
 	fmt.Fprintf(out, "demo: pass 1 — scanning the fleet as of %s (%d days ago) to start the SLA clocks\n", past.Format("2006-01-02"), cfg.HistoryDays)
-	o1, err := pipeline.Run(ctx, first, pipeline.Deps{Log: log.Named("pass1"), Progress: d.Progress, Clock: today})
+	o1, err := pipeline.Run(ctx, first, pipeline.Deps{Log: log.Named("pass1"), Progress: d.Progress, Clock: today, Notice: d.Notice})
 	if err != nil {
 		return reporter.Outcome{}, fmt.Errorf("demo pass 1: %w", err)
 	}
@@ -177,7 +179,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 		return reporter.Outcome{}, err
 	}
 	fmt.Fprintf(out, "demo: pass 2 — scanning again today (%s); a new workload (payments/risk-api) was deployed since\n\n", now.Format("2006-01-02"))
-	o2, err := pipeline.Run(ctx, second, pipeline.Deps{Log: log.Named("pass2"), Progress: d.Progress, Out: out, Clock: today})
+	o2, err := pipeline.Run(ctx, second, pipeline.Deps{Log: log.Named("pass2"), Progress: d.Progress, Out: out, Clock: today, Notice: d.Notice})
 	if err != nil {
 		return reporter.Outcome{}, fmt.Errorf("demo pass 2: %w", err)
 	}

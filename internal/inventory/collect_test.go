@@ -164,7 +164,13 @@ func TestFileSourceMalformed(t *testing.T) {
 	}{
 		{"not json", "hello", "not a JSON List object"},
 		{"array", "[]", "not a JSON List object"},
-		{"single pod", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}`, `kind "Pod", want List or PodList`},
+		{"single deployment", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}`, `kind "Deployment", want List, PodList or Pod`},
+		// Everything after the first value is read: garbage is an error
+		// naming the offset, never dropped silently.
+		{"trailing garbage", `{"kind":"List","items":[]}` + "\n" + `garbage`, "offset 26, after 1 JSON values: malformed JSON"},
+		{"trailing array", `{"kind":"List","items":[]} []`, "offset 26, after 1 JSON values: got [, want another List or Pod object"},
+		{"second value of another kind", `{"kind":"List","items":[]}{"kind":"NodeList","items":[]}`, `JSON value 2 at offset 26: kind "NodeList", want List or PodList`},
+		{"second value truncated", `{"kind":"List","items":[]}{"kind":"List","items":[{"kind":"Pod"}`, "JSON value 2 at offset 26"},
 		{"no items", `{"apiVersion":"v1","kind":"List"}`, `no "items" array`},
 		{"items not array", `{"kind":"List","items":{}}`, `"items"`},
 		{"wrong item kind", `{"kind":"List","items":[{"kind":"Deployment","metadata":{"name":"x"}}]}`, `items[0]: kind "Deployment", want Pod`},
@@ -187,6 +193,18 @@ func TestFileSourceMalformed(t *testing.T) {
 		_, err := (&Collector{}).Collect(context.Background(), NewFileSource("x", filepath.Join(t.TempDir(), "nope.json"), ""))
 		if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "cluster x") {
 			t.Fatalf("error %v", err)
+		}
+	})
+	t.Run("a stream of Lists and Pods is read whole", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "pods.json")
+		pod := func(name string) string { return `{"kind":"Pod","metadata":{"name":"` + name + `","namespace":"n"}}` }
+		content := `{"kind":"List","items":[` + pod("a") + `,` + pod("b") + `]}` + "\n" +
+			`{"kind":"PodList","items":[` + pod("c") + `]}` + "\n" + pod("d") + "\n"
+		os.WriteFile(path, []byte(content), 0o600)
+		var names []string
+		err := NewFileSource("x", path, "").EachPod(context.Background(), nil, func(p *corev1.Pod) error { names = append(names, p.Name); return nil })
+		if err != nil || strings.Join(names, ",") != "a,b,c,d" {
+			t.Fatalf("pods %v err %v, want a,b,c,d", names, err)
 		}
 	})
 	t.Run("PodList kind accepted", func(t *testing.T) {

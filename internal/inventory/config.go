@@ -113,6 +113,42 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckFiles checks, before any work, that every --inventory-file and
+// --nodes-file exists and is a file this process can read (a pipe such as
+// <(kubectl get pods -A -o json) is fine). Their content is read when the
+// cluster is enumerated; a malformed file fails that cluster, naming the
+// file and the offset.
+func (c Config) CheckFiles() error {
+	var errs []error
+	check := func(flag, spec string) {
+		_, path := splitNamed(spec)
+		if path == "" {
+			return // Validate names it
+		}
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s %s: %w", flag, path, err))
+		case st.IsDir():
+			errs = append(errs, fmt.Errorf("%s %s: is a directory", flag, path))
+		case st.Mode().IsRegular():
+			f, err := os.Open(path)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", flag, path, err))
+				return
+			}
+			_ = f.Close()
+		}
+	}
+	for _, s := range c.InventoryFiles {
+		check("--inventory-file", s)
+	}
+	for _, s := range c.NodesFiles {
+		check("--nodes-file", s)
+	}
+	return errors.Join(errs...)
+}
+
 // Filter returns the pod filter of the configuration.
 func (c Config) Filter() (Filter, error) {
 	sel, err := labels.Parse(c.Selector)
@@ -140,6 +176,10 @@ func (c Config) files() ([]fileSpec, error) {
 	)
 	for _, s := range c.InventoryFiles {
 		name, path := splitNamed(s)
+		if strings.HasPrefix(s, "=") || strings.TrimSpace(name) != name {
+			errs = append(errs, fmt.Errorf("--inventory-file %q: the cluster name before '=' is empty or padded (want NAME=PATH, or PATH alone)", s))
+			continue
+		}
 		if path == "" {
 			errs = append(errs, fmt.Errorf("--inventory-file %q: empty path", s))
 			continue
@@ -154,6 +194,8 @@ func (c Config) files() ([]fileSpec, error) {
 	for _, s := range c.NodesFiles {
 		name, path := splitNamed(s)
 		switch {
+		case strings.HasPrefix(s, "=") || strings.TrimSpace(name) != name:
+			errs = append(errs, fmt.Errorf("--nodes-file %q: the cluster name before '=' is empty or padded (want NAME=PATH, or PATH alone)", s))
 		case path == "":
 			errs = append(errs, fmt.Errorf("--nodes-file %q: empty path", s))
 		case name == "" && unnamed != "":

@@ -28,6 +28,10 @@ func TestConfigValidate(t *testing.T) {
 		{"glob", []string{"--exclude-namespace", "[x"}, "--exclude-namespace"},
 		{"duplicate file names", []string{"--inventory-file", "x/a.json", "--inventory-file", "y/a.json"}, `cluster "a" named twice`},
 		{"empty path", []string{"--inventory-file", "a="}, "empty path"},
+		// It was a cluster named "=pods".
+		{"empty name", []string{"--inventory-file", "=pods.json"}, `--inventory-file "=pods.json": the cluster name before '=' is empty`},
+		{"padded name", []string{"--inventory-file", " a=pods.json"}, "is empty or padded"},
+		{"empty nodes name", []string{"--inventory-file", "a.json", "--nodes-file", "=n.json"}, `--nodes-file "=n.json": the cluster name`},
 		{"nodes without files", []string{"--nodes-file", "n.json"}, "--nodes-file goes with --inventory-file"},
 		{"nodes for unknown cluster", []string{"--inventory-file", "a.json", "--nodes-file", "b=n.json"}, `no --inventory-file named "b"`},
 		{"two unnamed nodes files", []string{"--inventory-file", "a.json", "--nodes-file", "n.json", "--nodes-file", "m.json"}, "only one unnamed"},
@@ -51,6 +55,23 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestConfigCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	c := Defaults()
+	c.InventoryFiles = []string{"testdata/pods.json", "eu=" + filepath.Join(dir, "missing.json"), "d=" + dir}
+	c.NodesFiles = []string{filepath.Join(dir, "no-nodes.json")}
+	err := c.CheckFiles()
+	for _, want := range []string{"--inventory-file " + filepath.Join(dir, "missing.json") + ": ", "--inventory-file " + dir + ": is a directory",
+		"--nodes-file " + filepath.Join(dir, "no-nodes.json")} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckFiles = %v, want %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "testdata/pods.json") {
+		t.Errorf("an existing file was reported: %v", err)
 	}
 }
 

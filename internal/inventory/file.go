@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,8 +18,11 @@ import (
 )
 
 // FileSource reads a cluster's pods from what `kubectl get pods -A -o json`
-// prints: a v1 List (or PodList) whose items are Pods. The file is decoded
-// one item at a time, so its size does not bound memory. Node platforms come
+// prints: a v1 List (or PodList) whose items are Pods — or several such
+// values one after the other (cat of several outputs), single Pods included.
+// The file is decoded one item at a time, so its size does not bound
+// memory, and read to its end: trailing garbage is an error naming the
+// offset, never silently dropped. Node platforms come
 // from an optional second file, the output of `kubectl get nodes -o json`.
 // A file carries no ReplicaSets or Jobs, so owners are inferred from naming
 // conventions (see contract.Workload.Inferred).
@@ -160,27 +164,58 @@ func (s *FileSource) ControllerOf(context.Context, string, string, string) (*met
 	return nil, false, nil
 }
 
-// eachListItem streams the items array of the JSON List in path, calling
-// item with the decoder positioned at each element. Errors name the file.
+// eachListItem streams every item of the JSON values in path — a stream of
+// Lists (or <Kind>Lists) and single objects of itemKind, as `cat` of several
+// kubectl outputs gives — calling item with the decoder positioned at each.
+// The whole file is read: anything after the first value that is not
+// another List or item is an error naming the file and the byte offset.
 func eachListItem(ctx context.Context, path, itemKind string, item func(dec *json.Decoder, index int) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := decodeList(ctx, bufio.NewReaderSize(f, 1<<20), itemKind, item); err != nil {
+	if err := decodeStream(ctx, bufio.NewReaderSize(f, 1<<20), itemKind, item); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
 
-func decodeList(ctx context.Context, r io.Reader, itemKind string, item func(dec *json.Decoder, index int) error) error {
+// decodeStream decodes every top-level JSON value of r.
+func decodeStream(ctx context.Context, r io.Reader, itemKind string, item func(dec *json.Decoder, index int) error) error {
 	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '{'); err != nil {
-		return fmt.Errorf("not a JSON List object: %w", err)
+	for n := 0; ; n++ {
+		off := dec.InputOffset()
+		tok, err := dec.Token()
+		switch {
+		case errors.Is(err, io.EOF) && n > 0:
+			return nil
+		case n == 0 && err != nil:
+			return fmt.Errorf("not a JSON List object: %w", err)
+		case err != nil:
+			return fmt.Errorf("offset %d, after %d JSON values: malformed JSON: %w", dec.InputOffset(), n, err)
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '{' {
+			if n == 0 {
+				return fmt.Errorf("not a JSON List object: got %v, want '{'", tok)
+			}
+			return fmt.Errorf("offset %d, after %d JSON values: got %v, want another List or %s object", off, n, tok, itemKind)
+		}
+		if err := decodeValue(ctx, dec, itemKind, item); err != nil {
+			if n == 0 {
+				return err
+			}
+			return fmt.Errorf("JSON value %d at offset %d: %w", n+1, off, err)
+		}
 	}
+}
+
+// decodeValue decodes one object whose '{' was read: a List whose items
+// are streamed, or a single item (kept whole: a Pod or Node is small).
+func decodeValue(ctx context.Context, dec *json.Decoder, itemKind string, item func(dec *json.Decoder, index int) error) error {
 	sawItems := false
 	kind := ""
+	fields := map[string]json.RawMessage{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -207,24 +242,43 @@ func decodeList(ctx context.Context, r io.Reader, itemKind string, item func(dec
 			if _, err := dec.Token(); err != nil {
 				return fmt.Errorf(`"items": malformed JSON: %w`, err)
 			}
-		case "kind":
-			if err := dec.Decode(&kind); err != nil {
-				return fmt.Errorf(`"kind": %w`, err)
-			}
-			if kind != "List" && kind != itemKind+"List" {
-				return fmt.Errorf("kind %q, want List or %sList", kind, itemKind)
-			}
 		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
 				return fmt.Errorf("%q: malformed JSON: %w", key, err)
+			}
+			if key == "kind" {
+				if err := json.Unmarshal(raw, &kind); err != nil {
+					return fmt.Errorf(`"kind": %w`, err)
+				}
+				if sawItems && kind != "List" && kind != itemKind+"List" {
+					return fmt.Errorf("kind %q, want List or %sList", kind, itemKind)
+				}
+			}
+			if !sawItems {
+				fields[key] = raw
 			}
 		}
 	}
-	if !sawItems {
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	switch {
+	case sawItems && (kind == "" || kind == "List" || kind == itemKind+"List"):
+		return nil
+	case sawItems:
+		return fmt.Errorf("kind %q, want List or %sList", kind, itemKind)
+	case kind == itemKind:
+		// A single object (`kubectl get pod NAME -o json`).
+		data, err := json.Marshal(fields)
+		if err != nil {
+			return err
+		}
+		return item(json.NewDecoder(bytes.NewReader(data)), 0)
+	case kind == "" || kind == "List" || kind == itemKind+"List":
 		return fmt.Errorf(`no "items" array: want a List of %ss`, itemKind)
 	}
-	return nil
+	return fmt.Errorf("kind %q, want List, %sList or %s", kind, itemKind, itemKind)
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {

@@ -5,6 +5,7 @@ package logging
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -50,7 +51,11 @@ func IsTerminal(f *os.File) bool {
 }
 
 // New builds a logger writing to stderr.
-func New(c Config) (*zap.Logger, error) {
+func New(c Config) (*zap.Logger, error) { return NewWriter(c, os.Stderr) }
+
+// NewWriter builds a logger writing to w (a command's redacted stderr).
+// The auto format is console when the process's stderr is a terminal.
+func NewWriter(c Config, w io.Writer) (*zap.Logger, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,6 +79,7 @@ func New(c Config) (*zap.Logger, error) {
 		ec.TimeKey = "time"
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level)
-	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
+	ws := zapcore.Lock(zapcore.AddSync(w))
+	core := zapcore.NewCore(enc, ws, level)
+	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(ws)), nil
 }

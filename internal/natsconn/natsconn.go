@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/backoff"
+	"github.com/fleetscan/fleetscan/internal/redact"
 )
 
 // Config holds connection settings. The zero value plus Defaults() connects
@@ -35,10 +36,25 @@ type Config struct {
 
 	// MaxReconnects bounds reconnect attempts (-1 forever).
 	MaxReconnects int
+	// GiveUpAfter, when positive, declares the connection lost once it has
+	// been down this long without reconnecting (or at once when it is
+	// closed): Session.Lost then reports it, naming the server. Batch
+	// commands set it so a dead NATS ends the run with a clear message;
+	// services (the worker) leave it 0 and reconnect forever.
+	GiveUpAfter time.Duration
 	// ReconnectWait is the base delay between reconnect attempts; jitter and
 	// exponential backoff up to 30s are applied on top.
 	ReconnectWait time.Duration
 }
+
+// BatchGiveUp is how long a batch command (dispatcher, reporter, the
+// all-in-one) waits for a lost NATS connection to come back before it ends
+// the run naming the server: longer than a cluster node's failover, far
+// shorter than a run's timeouts.
+const BatchGiveUp = 15 * time.Second
+
+// SecretFlags are the flags whose values are secrets: output redacts them.
+var SecretFlags = []string{"nats-password"}
 
 // DefaultURL is used when no URL is configured.
 const DefaultURL = "nats://127.0.0.1:4222"
@@ -77,13 +93,13 @@ func (c Config) Validate() error {
 	for _, u := range urls {
 		p, err := url.Parse(u)
 		if err != nil || p.Host == "" {
-			errs = append(errs, fmt.Errorf("--nats-url: %q is not a URL like nats://host:4222", u))
+			errs = append(errs, fmt.Errorf("--nats-url: %q is not a URL like nats://host:4222", redact.URL(u)))
 			continue
 		}
 		switch p.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			errs = append(errs, fmt.Errorf("--nats-url: %q: unsupported scheme %q", u, p.Scheme))
+			errs = append(errs, fmt.Errorf("--nats-url: %q: unsupported scheme %q", redact.URL(u), p.Scheme))
 		}
 	}
 	if c.Creds != "" && c.NKey != "" {
@@ -122,6 +138,10 @@ func (c Config) ServerList() []string {
 
 // Options translates the configuration into nats.go options.
 func (c Config) Options(log *zap.Logger) ([]nats.Option, error) {
+	return c.options(log, nil)
+}
+
+func (c Config) options(log *zap.Logger, wd *watchdog) ([]nats.Option, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -135,12 +155,15 @@ func (c Config) Options(log *zap.Logger) ([]nats.Option, error) {
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("NATS disconnected", zap.String("server", nc.ConnectedUrlRedacted()), zap.Error(err))
+				log.Warn("NATS disconnected", zap.String("server", redact.URL(nc.ConnectedUrlRedacted())), zap.Error(err))
 			}
+			wd.disconnected(nc, err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("NATS reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+			log.Info("NATS reconnected", zap.String("server", redact.URL(nc.ConnectedUrlRedacted())))
+			wd.reconnected(nc)
 		}),
+		nats.ClosedHandler(func(nc *nats.Conn) { wd.closed(nc) }),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
@@ -173,12 +196,19 @@ func (c Config) Options(log *zap.Logger) ([]nats.Option, error) {
 // Connect dials NATS. extra options (e.g. an in-process connection) are
 // applied last. The error names the servers tried and the reason.
 func Connect(ctx context.Context, c Config, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error) {
-	opts, err := c.Options(log)
+	return c.connect(ctx, log, nil, extra...)
+}
+
+func (c Config) connect(ctx context.Context, log *zap.Logger, wd *watchdog, extra ...nats.Option) (*nats.Conn, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	opts, err := c.options(log, wd)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, extra...)
-	servers := strings.Join(redact(c.ServerList()), ",")
+	servers := strings.Join(redactAll(c.ServerList()), ",")
 	type res struct {
 		nc  *nats.Conn
 		err error
@@ -200,7 +230,7 @@ func Connect(ctx context.Context, c Config, log *zap.Logger, extra ...nats.Optio
 		if r.err != nil {
 			return nil, fmt.Errorf("connect to NATS %s: %w", servers, explain(r.err))
 		}
-		log.Info("connected to NATS", zap.String("server", r.nc.ConnectedUrlRedacted()), zap.String("name", c.Name))
+		log.Info("connected to NATS", zap.String("server", ServerOf(r.nc)), zap.String("name", c.Name))
 		return r.nc, nil
 	}
 }
@@ -215,16 +245,22 @@ func explain(err error) error {
 	return err
 }
 
-func redact(urls []string) []string {
+func redactAll(urls []string) []string {
 	out := make([]string, len(urls))
 	for i, u := range urls {
-		p, err := url.Parse(u)
-		if err != nil || p.User == nil {
-			out[i] = u
-			continue
-		}
-		p.User = url.User("redacted")
-		out[i] = p.String()
+		out[i] = redact.URL(u)
 	}
 	return out
+}
+
+// ServerOf names the server nc is (or was last) connected to, without
+// credentials; "embedded NATS" for an in-process connection.
+func ServerOf(nc *nats.Conn) string {
+	if u := nc.ConnectedUrlRedacted(); u != "" {
+		return redact.URL(u)
+	}
+	if nc.ConnectedServerName() != "" {
+		return "embedded NATS (" + nc.ConnectedServerName() + ")"
+	}
+	return "NATS"
 }

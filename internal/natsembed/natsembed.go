@@ -3,7 +3,8 @@
 // broker, and tests use it to exercise the real JetStream semantics.
 //
 // State lives in a file store directory, so KV data such as SLA first-seen
-// dates survives restarts of the process.
+// dates survives restarts of the process. One server at a time owns a store
+// directory: Start locks it (see dirlock) and Shutdown releases it.
 package natsembed
 
 import (
@@ -17,6 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/fleetscan/fleetscan/internal/dirlock"
 )
 
 // Config configures an embedded server.
@@ -42,8 +45,9 @@ type Config struct {
 
 // Server is a running embedded NATS server.
 type Server struct {
-	srv *server.Server
-	log *zap.Logger
+	srv  *server.Server
+	log  *zap.Logger
+	lock *dirlock.Lock
 }
 
 // Start launches the server and waits until it accepts connections.
@@ -58,6 +62,17 @@ func Start(cfg Config, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: store dir %s: %w", cfg.StoreDir, err)
 	}
+	// One server per store: a second one on the same files corrupts both.
+	lock, err := dirlock.Acquire(abs, "embedded NATS")
+	if err != nil {
+		return nil, fmt.Errorf("natsembed: store: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = lock.Release()
+		}
+	}()
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
@@ -103,7 +118,8 @@ func Start(cfg Config, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Server{srv: srv, log: log}
+	s := &Server{srv: srv, log: log, lock: lock}
+	ok = true
 	log.Info("embedded NATS started", zap.String("url", s.URL()), zap.String("store", abs))
 	return s, nil
 }
@@ -135,5 +151,6 @@ func (s *Server) Server() *server.Server { return s.srv }
 func (s *Server) Shutdown() {
 	s.srv.Shutdown()
 	s.srv.WaitForShutdown()
+	_ = s.lock.Release()
 	s.log.Info("embedded NATS stopped")
 }

@@ -18,12 +18,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/fleetscan/fleetscan/internal/dirlock"
 	"github.com/fleetscan/fleetscan/internal/dispatcher"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
@@ -56,7 +55,13 @@ type Config struct {
 	SkipDBUpdate bool
 	// ScanWait bounds how long the reporter waits for the scans.
 	ScanWait time.Duration
+	// GracePeriod is how long in-flight scans may finish after the first
+	// interrupt (their results are kept for the next run).
+	GracePeriod time.Duration
 }
+
+// DefaultGracePeriod is short: a person pressed Ctrl-C and is waiting.
+const DefaultGracePeriod = 10 * time.Second
 
 // Defaults returns the all-in-one defaults: state and cache under the XDG
 // directories, one worker per CPU, the report in ./fleetscan-report.
@@ -70,6 +75,8 @@ func Defaults() Config {
 		Report:   reporter.Defaults(),
 		Workers:  runtime.NumCPU(),
 		ScanWait: time.Hour,
+
+		GracePeriod: DefaultGracePeriod,
 	}
 	c.NATS.URLs = "" // embedded unless --nats-url is given
 	c.Worker.DB.CacheDir = filepath.Join(xdgDir("XDG_CACHE_HOME", ".cache"), "fleetscan", "trivy")
@@ -100,6 +107,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.Workers, "workers", c.Workers, "images scanned at the same time")
 	fs.BoolVar(&c.SkipDBUpdate, "skip-db-update", c.SkipDBUpdate, "use the vulnerability DB under --cache-dir as it is; do not download (offline use)")
 	fs.DurationVar(&c.ScanWait, "scan-wait", c.ScanWait, "give up waiting for scans after this long (what is missing is reported as not scanned)")
+	fs.DurationVar(&c.GracePeriod, "grace-period", c.GracePeriod, "on the first SIGINT/SIGTERM, let in-flight scans finish this long (their results are kept); a second signal exits at once")
 
 	sub := func(register func(*pflag.FlagSet)) {
 		s := pflag.NewFlagSet("", pflag.ContinueOnError)
@@ -152,6 +160,7 @@ func (c *Config) Complete(now time.Time) {
 	}
 	c.Dispatch.Complete(now)
 	c.Worker.Concurrency = c.Workers
+	c.Worker.GracePeriod = c.GracePeriod
 	c.Worker.Listen = ""
 	// One --rescan: the dispatcher queues every image, the workers scan each
 	// in full.
@@ -161,9 +170,19 @@ func (c *Config) Complete(now time.Time) {
 	c.Report.Wait = c.ScanWait
 }
 
-// Validate checks every component's configuration.
+// Validate checks every component's configuration and everything the
+// flags name (files, the output directory), before any work. Values the
+// all-in-one sets for its components from its own flags (--workers,
+// --grace-period, --scan-wait) are checked under those flags' names only, so
+// every message names a flag of `fleetscan scan`.
 func (c Config) Validate() error {
-	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Worker.Validate(), c.Report.Validate()}
+	w, r := c.Worker, c.Report
+	w.Concurrency, w.GracePeriod = max(1, w.Concurrency), max(time.Second, w.GracePeriod)
+	r.Wait = max(0, r.Wait)
+	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Dispatch.Sources.CheckFiles(), w.Validate(), r.Check()}
+	if c.GracePeriod <= 0 {
+		errs = append(errs, fmt.Errorf("--grace-period %s: must be positive", c.GracePeriod))
+	}
 	if c.NATS.URLs != "" {
 		errs = append(errs, c.NATS.Validate())
 	} else if strings.TrimSpace(c.StateDir) == "" {
@@ -194,6 +213,11 @@ type Deps struct {
 	// results, last with Done == Total when every image is done
 	// (benchmarks time the scan phase with it).
 	OnProgress func(progress.State)
+	// Notice receives what a person waiting on the run must know, such as
+	// what an interrupted run still waits for (nil: discarded).
+	Notice io.Writer
+	// OnWritten is told the outcome once the report files are written.
+	OnWritten func(reporter.Outcome)
 	// Clock is the calendar the run lives on (nil: time.Now): the
 	// vulnerability DB's age is judged against it. The demo builds its DB
 	// as of its own "today" and passes that day here.
@@ -212,32 +236,69 @@ var ErrNoDB = errors.New("no usable vulnerability DB")
 
 // Run executes one scan of the configured clusters and returns the
 // reporter's outcome. An error means no report could be produced.
+//
+// It owns its state: --state-dir (and the embedded NATS store in it) is
+// locked before anything else, so a second run on the same state fails at
+// once naming the holder. When ctx ends (the first interrupt) it stops
+// taking work, says on Notice what it waits for and until when, lets
+// in-flight scans finish within the grace period and returns an error
+// naming the interruption; no report is written then. A NATS connection
+// lost for longer than natsconn.BatchGiveUp ends the run the same way,
+// naming the server.
 func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	log := d.Log
 	if log == nil {
 		log = zap.NewNop()
 	}
+	notice := d.Notice
+	if notice == nil {
+		notice = io.Discard
+	}
 	if err := cfg.Validate(); err != nil {
 		return reporter.Outcome{}, err
 	}
+	if cfg.NATS.URLs == "" {
+		lock, err := dirlock.Acquire(cfg.StateDir, "fleetscan scan")
+		if err != nil {
+			return reporter.Outcome{}, fmt.Errorf("--state-dir: %w", err)
+		}
+		defer func() { _ = lock.Release() }()
+		if lock.Previous != 0 {
+			log.Warn("took over the state directory of a process that is gone", zap.String("dir", lock.Dir()), zap.Int("pid", lock.Previous))
+		}
+	}
 	if err := ensureDB(ctx, cfg, d.now, log); err != nil {
-		return reporter.Outcome{}, err
+		return reporter.Outcome{}, interrupted(ctx, err)
 	}
 
-	nc, shutdown, err := connect(ctx, cfg, log)
+	sess, shutdown, err := open(ctx, cfg, log)
 	if err != nil {
-		return reporter.Outcome{}, err
+		return reporter.Outcome{}, interrupted(ctx, err)
 	}
 	defer shutdown()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("jetstream: %w", err)
+	runCtx, stopLost := sess.WithLost(ctx)
+	defer stopLost()
+	out, err := run(runCtx, cfg, d, sess, notice, log)
+	return out, interrupted(runCtx, err)
+}
+
+// interrupted explains an error caused by the end of the run's context
+// (an interrupt, a lost NATS connection).
+func interrupted(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
 	}
-	res, err := topology.Ensure(ctx, js, cfg.Topology)
-	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("ensure JetStream topology: %w", err)
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(err, cause) {
+		return err
 	}
-	st := store.New(js, res)
+	return fmt.Errorf("%w: no report written (results stored so far are kept for the next run)", cause)
+}
+
+// run is the pipeline on an open session.
+func run(ctx context.Context, cfg Config, d Deps, sess *natsconn.Session, notice io.Writer, log *zap.Logger) (reporter.Outcome, error) {
+	res := sess.Res
+	st := store.New(sess.JS, res)
 	st.Worker = cfg.Worker.WorkerName
 
 	// Trivy's own warnings (end-of-life distributions, ...) are in the
@@ -251,7 +312,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 			log.Warn("close scanner", zap.Error(err))
 		}
 	}()
-	w, err := worker.New(cfg.Worker, worker.Deps{Conn: nc, Resources: res, Store: st, Scanner: engine, Log: log.Named("worker")})
+	w, err := worker.New(cfg.Worker, worker.Deps{Conn: sess.Conn, Resources: res, Store: st, Scanner: engine, Log: log.Named("worker")})
 	if err != nil {
 		return reporter.Outcome{}, err
 	}
@@ -263,6 +324,18 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	workerCtx, cancelWorkers := context.WithCancel(ctx)
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(workerCtx) }()
+	// The first interrupt: the workers stop taking jobs at once; say what
+	// is still waited for, and until when.
+	stopNotice := context.AfterFunc(ctx, func() {
+		until := time.Now().Add(cfg.GracePeriod).Format(time.TimeOnly)
+		if n := w.InFlight(); n > 0 {
+			fmt.Fprintf(notice, "fleetscan: stopped taking work; waiting up to %s (until %s) for %d in-flight scans to finish, then closing the state in %s\n",
+				cfg.GracePeriod, until, n, cfg.StateDir)
+		} else {
+			fmt.Fprintf(notice, "fleetscan: stopped taking work; no scan in flight; closing the state in %s\n", cfg.StateDir)
+		}
+	})
+	defer stopNotice()
 	var stopOnce sync.Once
 	stopWorkers := func() {
 		stopOnce.Do(func() {
@@ -284,7 +357,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	}
 	manifest, err := dispatcher.Run(ctx, cfg.Dispatch, dispatcher.Deps{
 		Sources: sources, Failed: failed, Resolver: resolver,
-		Publisher: queue.NewPublisher(js), Store: st, Reuse: st, Log: log.Named("dispatcher"),
+		Publisher: queue.NewPublisher(sess.JS), Store: st, Reuse: st, Log: log.Named("dispatcher"),
 	})
 	if err != nil {
 		return reporter.Outcome{}, fmt.Errorf("dispatch: %w", err)
@@ -311,6 +384,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	if d.Progress != nil && d.Out != nil {
 		rd.Out = d.Progress.BreakWriter(d.Out)
 	}
+	rd.OnWritten = d.OnWritten
 	out, err := reporter.Run(ctx, cfg.Report, rd)
 	stopWorkers() // their counters are final once they stopped
 	if d.Out != nil && err == nil {
@@ -355,29 +429,32 @@ func dbError(cfg Config, err error) error {
 	return err
 }
 
-// connect starts the embedded server (or dials the external one) and
-// returns a connection and the function that closes both.
-func connect(ctx context.Context, cfg Config, log *zap.Logger) (*nats.Conn, func(), error) {
+// open starts the embedded server (or dials the external one) and opens
+// the session on it; shutdown closes both.
+func open(ctx context.Context, cfg Config, log *zap.Logger) (*natsconn.Session, func(), error) {
+	nc := cfg.NATS
+	if nc.GiveUpAfter <= 0 {
+		nc.GiveUpAfter = natsconn.BatchGiveUp
+	}
 	if cfg.NATS.URLs != "" {
-		nc, err := natsconn.Connect(ctx, cfg.NATS, log)
+		s, err := natsconn.Open(ctx, nc, cfg.Topology, log)
 		if err != nil {
 			return nil, nil, err
 		}
-		return nc, nc.Close, nil
+		return s, func() { s.Drain(5 * time.Second) }, nil
 	}
 	srv, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(cfg.StateDir, "jetstream"), DontListen: true}, log.Named("nats"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("start embedded NATS in --state-dir %s: %w", cfg.StateDir, err)
 	}
-	nc, err := nats.Connect("", srv.InProcessOption(), nats.Name("fleetscan"))
+	nc.URLs, nc.Name = "", "fleetscan"
+	s, err := natsconn.Open(ctx, nc, cfg.Topology, log, srv.InProcessOption())
 	if err != nil {
 		srv.Shutdown()
-		return nil, nil, fmt.Errorf("connect to embedded NATS: %w", err)
+		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
 	}
-	return nc, func() {
-		if err := nc.Drain(); err != nil {
-			nc.Close()
-		}
+	return s, func() {
+		s.Drain(5 * time.Second)
 		srv.Shutdown()
 	}, nil
 }

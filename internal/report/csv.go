@@ -27,6 +27,54 @@ var TicketCSVColumns = []string{
 // listSep joins multi-valued cells.
 const listSep = ";"
 
+// csvText neutralises a text cell a spreadsheet would run as a formula
+// (OWASP "CSV injection"): a cell starting with = + - @ tab or carriage
+// return gets a leading single quote, which spreadsheets show as text and do
+// not evaluate. Plain numbers ("-3", "+1.5") are left alone: they are not
+// formulas, and a negative days_remaining must stay a number.
+func csvText(s string) string {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		if !isPlainNumber(s) {
+			return "'" + s
+		}
+	}
+	return s
+}
+
+// isPlainNumber reports whether s is [+-]digits[.digits].
+func isPlainNumber(s string) bool {
+	if s[0] == '+' || s[0] == '-' {
+		s = s[1:]
+	}
+	if s == "" {
+		return false
+	}
+	dot := false
+	for i, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '.' && !dot && i > 0 && i < len(s)-1:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// csvRow neutralises every text cell of row in place (WriteCSV knows
+// which cells are numbers and leaves them out).
+func csvRow(row []string) []string {
+	for i := range row {
+		row[i] = csvText(row[i])
+	}
+	return row
+}
+
 func date(t time.Time) string {
 	if t.IsZero() {
 		return ""
@@ -68,11 +116,13 @@ func WriteCSV(w io.Writer, r *Report) error {
 		if f.HasCVSS {
 			cvss = strconv.FormatFloat(f.CVSS, 'f', -1, 64)
 		}
+		// days_remaining and cvss_score are numbers; every other cell is
+		// text a registry, a cluster or an advisory controls.
 		row = append(row[:0],
-			f.Img.Reference, f.ID, f.Severity, f.PkgName, f.PkgVersion, fixed,
+			csvText(f.Img.Reference), csvText(f.ID), csvText(f.Severity), csvText(f.PkgName), csvText(f.PkgVersion), csvText(fixed),
 			date(f.Deadline), pyBool(f.Breached),
-			f.Img.Key.Digest, date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), f.Title, cvss, date(f.Published),
-			string(f.Status), clusters, namespaces, workloads,
+			csvText(f.Img.Key.Digest), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
+			csvText(string(f.Status)), csvText(clusters), csvText(namespaces), csvText(workloads),
 		)
 		if err := cw.Write(row); err != nil {
 			return err
@@ -93,11 +143,11 @@ func WriteTicketsCSV(w io.Writer, r *Report) error {
 		return err
 	}
 	for _, t := range r.Tickets {
-		if err := cw.Write([]string{
+		if err := cw.Write(csvRow([]string{
 			t.ID, t.Repository, t.Package, strings.Join(t.Installed, listSep), t.FixedVersion, t.Summary,
 			t.Severity, date(t.Deadline), pyBool(t.Breached), strings.Join(t.Fixes, listSep),
 			strings.Join(t.Unfixed, listSep), strings.Join(t.Images, listSep), strings.Join(t.Workloads, listSep),
-		}); err != nil {
+		})); err != nil {
 			return err
 		}
 	}

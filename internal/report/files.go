@@ -1,15 +1,19 @@
 package report
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Format is an output format of --format.
@@ -88,11 +92,13 @@ func outputsFor(f Format) []output {
 
 // WriteFiles renders r in every format into dir (created if missing), the
 // formats in parallel (the renderers only read the report). Each file is
-// written under a temporary name and renamed into place, so a failed run
-// never leaves a truncated report where a good one was. Files are returned
-// in format order.
+// written under a temporary name, synced and renamed into place, so a
+// failed or killed run never leaves a truncated report where a good one
+// was. Files and the directory get the permissions the umask allows
+// (0666 and 0777 before it), never wider. Files are returned in format
+// order.
 func WriteFiles(dir string, r *Report, formats []Format) ([]File, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("create output directory %s: %w", dir, err)
 	}
 	var outs []output
@@ -122,11 +128,15 @@ func WriteFiles(dir string, r *Report, formats []Format) ([]File, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	syncDir(dir)
 	return files, nil
 }
 
+// writeAtomic writes path through a temporary file in the same directory:
+// created with mode 0666 so the umask decides (os.CreateTemp would force
+// 0600), synced, then renamed over path.
 func writeAtomic(path string, write func(io.Writer) error) (int64, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmp, err := createTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return 0, err
 	}
@@ -135,12 +145,12 @@ func writeAtomic(path string, write func(io.Writer) error) (int64, error) {
 		_ = tmp.Close()
 		return 0, err
 	}
-	st, err := tmp.Stat()
-	if err != nil {
+	if err := tmp.Sync(); err != nil {
 		_ = tmp.Close()
 		return 0, err
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	st, err := tmp.Stat()
+	if err != nil {
 		_ = tmp.Close()
 		return 0, err
 	}
@@ -148,4 +158,64 @@ func writeAtomic(path string, write func(io.Writer) error) (int64, error) {
 		return 0, err
 	}
 	return st.Size(), os.Rename(tmp.Name(), path)
+}
+
+// createTemp creates a new file named prefix + random in dir with mode
+// 0666 before the umask.
+func createTemp(dir, prefix string) (*os.File, error) {
+	for range 10000 {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		name := filepath.Join(dir, prefix+hex.EncodeToString(b[:]))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("create a temporary file in %s: too many collisions", dir)
+}
+
+// syncDir makes the renames durable (best effort: not every file system
+// can sync a directory).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
+
+// CheckWritable reports whether report files can be written to dir, before
+// any work: dir, or the nearest existing directory it would be created in,
+// must be a directory this process can create files in. It leaves nothing
+// behind.
+func CheckWritable(dir string) error {
+	want := filepath.Clean(dir)
+	for d := want; ; {
+		st, err := os.Stat(d)
+		switch {
+		case err == nil && !st.IsDir():
+			if d == want {
+				return errors.New("is not a directory")
+			}
+			return fmt.Errorf("cannot be created: %s is not a directory", d)
+		case err == nil:
+			probe, err := createTemp(d, ".fleetscan-write-check-")
+			if err != nil {
+				if d == want {
+					return fmt.Errorf("not writable: %w", err)
+				}
+				return fmt.Errorf("cannot be created in %s: %w", d, err)
+			}
+			_ = probe.Close()
+			return os.Remove(probe.Name())
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+			return err
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return err
+		}
+		d = parent
+	}
 }

@@ -46,8 +46,10 @@ const ExitStatusHelp = `Exit status (a bit mask):
   2  incomplete: an image failed or was never scanned, a cluster was
      unreachable, or the S3 upload failed (the local report is still written)
   3  both 1 and 2
-  4  no report could be produced: bad flags or configuration, NATS
-     unreachable, or the output directory not writable
+  4  no report could be produced: bad flags, files or configuration
+     (checked before any work), NATS unreachable or lost, the output
+     directory not writable, or interrupted (a second SIGINT/SIGTERM exits
+     at once, with the report's status if it was already written)
 `
 
 // Uploader delivers the report files (*s3upload.Uploader).
@@ -72,6 +74,10 @@ type Deps struct {
 	// Progress is told, at every poll while collecting results, how many
 	// expected images are done (nil: progress only in the log).
 	Progress func(progress.State)
+	// OnWritten is told the outcome as soon as the report files are
+	// written, before the upload (a second interrupt then exits with the
+	// report's status instead of "no report").
+	OnWritten func(Outcome)
 }
 
 // NewDeps wires the reporter to shared state on JetStream.
@@ -155,7 +161,7 @@ func ExitCode(o Outcome, err error) int {
 // (exit status 4); everything else — breaches, gaps, a failed upload — is
 // in the Outcome.
 func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Check(); err != nil {
 		return Outcome{}, err
 	}
 	if d.Store == nil || d.FirstSeen == nil {
@@ -221,6 +227,9 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	out := Outcome{Report: r, ReportID: reportID(sc, asOf)}
 	if out.Files, err = report.WriteFiles(cfg.OutDir, r, formats); err != nil {
 		return out, err
+	}
+	if d.OnWritten != nil {
+		d.OnWritten(out)
 	}
 	if up != nil {
 		files := make([]s3upload.File, len(out.Files))

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/fleetscan/fleetscan/internal/imageref"
 )
 
 // Status is a finding's standing against the gate.
@@ -131,6 +133,8 @@ func ParseAcceptances(data []byte, source string) (*Acceptances, error) {
 		}
 		if strings.TrimSpace(a.Repository) == "" {
 			errs = append(errs, fmt.Errorf("%s: repository is required (use \"*\" for every image)", where))
+		} else if err := checkRepositoryGlob(a.Repository); err != nil {
+			errs = append(errs, fmt.Errorf("%s: repository %q: %w", where, a.Repository, err))
 		}
 		if a.Expires.IsZero() {
 			errs = append(errs, fmt.Errorf("%s: expires is required (a date like 2025-03-01)", where))
@@ -143,6 +147,37 @@ func ParseAcceptances(data []byte, source string) (*Acceptances, error) {
 		return nil, err
 	}
 	return &Acceptances{Source: source, Items: doc.Acceptances}, nil
+}
+
+// checkRepositoryGlob rejects a repository glob that can never match: the
+// repositories it is matched against are fully qualified
+// (docker.io/library/nginx), lower case, without tag or digest.
+func checkRepositoryGlob(g string) error {
+	wild := strings.ContainsAny(g, "*?")
+	last := g[strings.LastIndexByte(g, '/')+1:]
+	switch {
+	case strings.TrimSpace(g) != g || strings.ContainsAny(g, " \t\n"):
+		return errors.New("white space: repositories have none")
+	case strings.Contains(g, "@"):
+		return errors.New("has a digest: repositories are matched without tag or digest")
+	case strings.Contains(last, ":"):
+		return fmt.Errorf("has a tag: repositories are matched without tag or digest (%s)", Repository(g))
+	case strings.ToLower(g) != g:
+		return errors.New("has upper-case letters: repositories are lower case")
+	case wild:
+		if !strings.HasPrefix(g, "*") && !strings.Contains(g, "/") {
+			return fmt.Errorf("matches nothing: repositories are fully qualified (docker.io/library/nginx); write */%s or the full name", g)
+		}
+		return nil
+	}
+	ref, err := imageref.NormalizeReference(g)
+	if err != nil {
+		return err
+	}
+	if ref.Name != g {
+		return fmt.Errorf("matches nothing: repositories are fully qualified; write %s", ref.Name)
+	}
+	return nil
 }
 
 // LoadAcceptances reads an acceptances file.

@@ -99,6 +99,18 @@ func TestParseAcceptancesErrors(t *testing.T) {
 			[]string{"expires", "next week"}},
 		{"typo", "acceptances: [{vulnerability: CVE-1, repository: x, expiry: 2025-01-01, reason: r}]",
 			[]string{"expiry"}},
+		// Globs that can never match a (fully qualified, tag-less, lower
+		// case) repository: the acceptance would silently never apply.
+		{"short name", "acceptances: [{vulnerability: CVE-1, repository: nginx, expires: 2025-01-01, reason: r}]",
+			[]string{`repository "nginx": matches nothing`, "docker.io/library/nginx"}},
+		{"tag", "acceptances: [{vulnerability: CVE-1, repository: 'ghcr.io/acme/api:1.2', expires: 2025-01-01, reason: r}]",
+			[]string{"has a tag", "ghcr.io/acme/api"}},
+		{"digest", "acceptances: [{vulnerability: CVE-1, repository: 'ghcr.io/acme/api@sha256:ab', expires: 2025-01-01, reason: r}]",
+			[]string{"has a digest"}},
+		{"upper case", "acceptances: [{vulnerability: CVE-1, repository: 'ghcr.io/Acme/*', expires: 2025-01-01, reason: r}]",
+			[]string{"upper-case"}},
+		{"wildcard short name", "acceptances: [{vulnerability: CVE-1, repository: 'nginx*', expires: 2025-01-01, reason: r}]",
+			[]string{"matches nothing", "*/nginx*"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

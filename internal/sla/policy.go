@@ -91,7 +91,22 @@ func DefaultDays() Days {
 	return Days{Critical: 7, High: 30, Medium: 90, Low: 180, Unknown: 365}
 }
 
-// ParseDays parses "CRITICAL=3,HIGH=14".
+// MinDays and MaxDays bound a remediation window: at least a day, at most
+// ten years (a deadline must stay a date a report can print and compare).
+const (
+	MinDays = 1
+	MaxDays = 3650
+)
+
+func checkDays(n int) error {
+	if n < MinDays || n > MaxDays {
+		return fmt.Errorf("days must be between %d and %d, got %d", MinDays, MaxDays, n)
+	}
+	return nil
+}
+
+// ParseDays parses "CRITICAL=3,HIGH=14". Each severity may appear once
+// (case-insensitively) with MinDays..MaxDays (1..3650) days.
 func ParseDays(s string) (Days, error) {
 	d := Days{}
 	for _, part := range strings.Split(s, ",") {
@@ -108,8 +123,14 @@ func ParseDays(s string) (Days, error) {
 			return nil, fmt.Errorf("%q: unknown severity %q (want one of %s)", part, name, strings.Join(Severities, ", "))
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(val))
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("%q: days must be a whole number >= 0", part)
+		if err != nil {
+			return nil, fmt.Errorf("%q: days must be a whole number between %d and %d", part, MinDays, MaxDays)
+		}
+		if err := checkDays(n); err != nil {
+			return nil, fmt.Errorf("%q: %w", part, err)
+		}
+		if _, dup := d[sev]; dup {
+			return nil, fmt.Errorf("%q: %s is given twice", part, sev)
 		}
 		d[sev] = n
 	}
@@ -135,8 +156,8 @@ func (d Days) validate() error {
 		if NormalizeSeverity(sev) != sev {
 			return fmt.Errorf("unknown severity %q (want one of %s)", sev, strings.Join(Severities, ", "))
 		}
-		if n < 0 {
-			return fmt.Errorf("%s: days must be >= 0, got %d", sev, n)
+		if err := checkDays(n); err != nil {
+			return fmt.Errorf("%s: %w", sev, err)
 		}
 	}
 	return nil
@@ -260,10 +281,21 @@ func ParsePolicy(data []byte) (Policy, error) {
 	if err := yaml.UnmarshalStrict(data, &doc); err != nil {
 		return Policy{}, err
 	}
+	var errs []error
 	for i := range doc.Overrides {
-		doc.Overrides[i].Days = upperKeys(doc.Overrides[i].Days)
+		var err error
+		if doc.Overrides[i].Days, err = upperKeys(doc.Overrides[i].Days); err != nil {
+			errs = append(errs, fmt.Errorf("%s: days: %w", doc.Overrides[i].label(i), err))
+		}
 	}
-	p := DefaultPolicy().WithDays(upperKeys(doc.Days))
+	base, err := upperKeys(doc.Days)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("days: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Policy{}, err
+	}
+	p := DefaultPolicy().WithDays(base)
 	p.Overrides = doc.Overrides
 	if err := p.Validate(); err != nil {
 		return Policy{}, err
@@ -284,13 +316,27 @@ func LoadPolicy(path string) (Policy, error) {
 	return p, nil
 }
 
-func upperKeys(d Days) Days {
+// upperKeys upper-cases the severities; two spellings of one severity
+// (critical and CRITICAL) are an error, not last-wins.
+func upperKeys(d Days) (Days, error) {
 	if d == nil {
-		return nil
+		return nil, nil
 	}
 	out := make(Days, len(d))
-	for k, v := range d {
-		out[strings.ToUpper(strings.TrimSpace(k))] = v
+	for _, k := range sortedUnique(mapKeys(d)) {
+		u := strings.ToUpper(strings.TrimSpace(k))
+		if _, dup := out[u]; dup {
+			return nil, fmt.Errorf("%s is given twice", u)
+		}
+		out[u] = d[k]
+	}
+	return out, nil
+}
+
+func mapKeys(d Days) []string {
+	out := make([]string, 0, len(d))
+	for k := range d {
+		out = append(out, k)
 	}
 	return out
 }

@@ -12,11 +12,17 @@ func TestParseDays(t *testing.T) {
 		wantErr string
 	}{
 		{in: "CRITICAL=3,HIGH=14", want: Days{Critical: 3, High: 14}},
-		{in: " critical = 1 , unknown=0 ", want: Days{Critical: 1, Unknown: 0}},
+		{in: " critical = 1 , unknown=3650 ", want: Days{Critical: 1, Unknown: 3650}},
 		{in: "CRITICAL", wantErr: "want SEVERITY=DAYS"},
 		{in: "SEVERE=3", wantErr: `unknown severity "SEVERE"`},
-		{in: "HIGH=-1", wantErr: "whole number >= 0"},
-		{in: "HIGH=1.5", wantErr: "whole number >= 0"},
+		{in: "HIGH=-1", wantErr: "between 1 and 3650, got -1"},
+		{in: "HIGH=0", wantErr: "between 1 and 3650, got 0"},
+		{in: "HIGH=1.5", wantErr: "whole number between 1 and 3650"},
+		// 106752 days overflow time.Duration (deadlines in 1734).
+		{in: "CRITICAL=106752", wantErr: "between 1 and 3650, got 106752"},
+		{in: "CRITICAL=3651", wantErr: "between 1 and 3650"},
+		// Duplicates were last-wins.
+		{in: "CRITICAL=3,HIGH=5,critical=30", wantErr: "CRITICAL is given twice"},
 		{in: ",", wantErr: "no SEVERITY=DAYS pair"},
 	}
 	for _, tt := range tests {
@@ -109,7 +115,11 @@ func TestParsePolicyErrors(t *testing.T) {
 	}{
 		{"typo in field", "dayz: {CRITICAL: 3}", "dayz"},
 		{"unknown severity", "days: {SEVERE: 3}", `unknown severity "SEVERE"`},
-		{"negative days", "overrides: [{name: x, days: {HIGH: -2}}]", "x: days: HIGH: days must be >= 0"},
+		{"negative days", "overrides: [{name: x, days: {HIGH: -2}}]", "x: days: HIGH: days must be between 1 and 3650, got -2"},
+		{"days overflowing a duration", "days: {CRITICAL: 106752}", "days: CRITICAL: days must be between 1 and 3650"},
+		{"duplicate key", "days: {HIGH: 3, HIGH: 5}", "HIGH"},
+		{"duplicate key in two spellings", "days: {high: 3, HIGH: 5}", "days: HIGH is given twice"},
+		{"duplicate key in an override", "overrides: [{name: x, days: {low: 3, Low: 5}}]", "x: days: LOW is given twice"},
 		{"override without days", "overrides: [{clusters: [a]}]", "overrides[0]: days: at least one"},
 		{"empty pattern", "overrides: [{clusters: [''], days: {HIGH: 1}}]", "overrides[0]: empty pattern"},
 	}

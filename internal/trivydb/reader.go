@@ -41,29 +41,29 @@ func infoOf(m metadata.Metadata) contract.DBInfo {
 }
 
 // readState reads metadata.json and stats trivy.db in dir (through the
-// symlink). Errors wrap ErrMissing and name the flag and path.
+// symlink). Errors wrap ErrMissing and name the flag and path; the command
+// adds how to get a DB (each command has its own way).
 func readState(dir string) (dbState, error) {
-	hint := fmt.Sprintf("run the DB updater (`worker db-update --cache-dir=%s`) first", filepath.Dir(dir))
 	st, err := os.Stat(tdb.Path(dir))
 	if err != nil {
-		return dbState{}, fmt.Errorf("%w: --cache-dir %s has no %s (%v); %s", ErrMissing, filepath.Dir(dir), tdb.Path(dir), err, hint)
+		return dbState{}, fmt.Errorf("%w: --cache-dir %s has no %s (%v)", ErrMissing, filepath.Dir(dir), tdb.Path(dir), err)
 	}
 	meta, err := metadata.NewClient(dir).Get()
 	if err != nil {
-		return dbState{}, fmt.Errorf("%w: --cache-dir %s: unreadable %s: %v; %s", ErrMissing, filepath.Dir(dir), metadata.Path(dir), err, hint)
+		return dbState{}, fmt.Errorf("%w: --cache-dir %s: unreadable %s: %v", ErrMissing, filepath.Dir(dir), metadata.Path(dir), err)
 	}
 	if meta.Version != tdb.SchemaVersion {
-		return dbState{}, fmt.Errorf("%w: %s has schema version %d, this build reads %d; %s", ErrMissing, metadata.Path(dir), meta.Version, tdb.SchemaVersion, hint)
+		return dbState{}, fmt.Errorf("%w: %s has schema version %d, this build reads %d", ErrMissing, metadata.Path(dir), meta.Version, tdb.SchemaVersion)
 	}
 	if meta.UpdatedAt.IsZero() {
-		return dbState{}, fmt.Errorf("%w: %s has no UpdatedAt; %s", ErrMissing, metadata.Path(dir), hint)
+		return dbState{}, fmt.Errorf("%w: %s has no UpdatedAt", ErrMissing, metadata.Path(dir))
 	}
 	return dbState{meta: meta, file: st}, nil
 }
 
 func checkAge(dir string, meta metadata.Metadata, maxAge time.Duration, now time.Time) error {
 	if age := now.Sub(meta.UpdatedAt); age > maxAge {
-		return fmt.Errorf("%w: %s was built at %s, %s ago, older than --max-db-age=%s; run the DB updater or raise --max-db-age",
+		return fmt.Errorf("%w: %s was built at %s, %s ago, older than --max-db-age=%s",
 			ErrStale, dir, meta.UpdatedAt.UTC().Format(time.RFC3339), age.Round(time.Minute), maxAge)
 	}
 	return nil

@@ -70,7 +70,7 @@ func TestCheck(t *testing.T) {
 		wantErr error
 		wantMsg []string
 	}{
-		{"missing", func(*testing.T, string) {}, ErrMissing, []string{"--cache-dir", "trivy.db", "db-update"}},
+		{"missing", func(*testing.T, string) {}, ErrMissing, []string{"--cache-dir", "trivy.db"}},
 		{"stale", func(t *testing.T, dir string) {
 			if _, err := fixture.BuildDB(dir, set, fixture.DBOptions{UpdatedAt: now.Add(-100 * time.Hour)}); err != nil {
 				t.Fatal(err)

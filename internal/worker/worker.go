@@ -81,6 +81,7 @@ type Worker struct {
 	running atomic.Bool
 	refresh sync.Mutex
 
+	inFlight                              atomic.Int64
 	scanned, reused, redetected           atomic.Int64
 	layersCached, layersAnalyzed, pulledB atomic.Int64
 }
@@ -109,6 +110,10 @@ func (w *Worker) Stats() Stats {
 		LayersCached: w.layersCached.Load(), LayersAnalyzed: w.layersAnalyzed.Load(), BytesPulled: w.pulledB.Load(),
 	}
 }
+
+// InFlight is the number of jobs being handled now (a shutdown waits for
+// them).
+func (w *Worker) InFlight() int { return int(w.inFlight.Load()) }
 
 // New builds a worker. It does not touch the queue until Run.
 func New(cfg Config, deps Deps) (*Worker, error) {
@@ -275,6 +280,8 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 
 	w.metrics.inFlight.Inc()
 	defer w.metrics.inFlight.Dec()
+	w.inFlight.Add(1)
+	defer w.inFlight.Add(-1)
 	start := time.Now()
 	rescan := w.cfg.Rescan || job.Rescan
 	if !rescan {

@@ -1,0 +1,178 @@
+package natsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/fleetscan/fleetscan/internal/topology"
+)
+
+// Session is what every fleetscan binary works with: a NATS connection,
+// its JetStream context and fleetscan's ensured topology.
+type Session struct {
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+	Res  *topology.Resources
+
+	wd *watchdog
+}
+
+// ErrLost is wrapped by the error Session.Lost reports.
+var ErrLost = errors.New("lost the connection to NATS")
+
+// Open connects with c (extra options, such as an embedded server's
+// in-process option, are applied last), opens JetStream and ensures the
+// topology: the one way every binary (and the all-in-one) starts.
+func Open(ctx context.Context, c Config, topo topology.Config, log *zap.Logger, extra ...nats.Option) (*Session, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	wd := &watchdog{after: c.GiveUpAfter, lost: make(chan error, 1), server: strings.Join(redactAll(c.ServerList()), ",")}
+	nc, err := c.connect(ctx, log, wd, extra...)
+	if err != nil {
+		return nil, err
+	}
+	wd.connectedTo(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream on %s: %w", ServerOf(nc), err)
+	}
+	res, err := topology.Ensure(ctx, js, topo)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("ensure JetStream topology on %s: %w", ServerOf(nc), err)
+	}
+	return &Session{Conn: nc, JS: js, Res: res, wd: wd}, nil
+}
+
+// Lost receives one error, naming the server, when the connection has been
+// down for Config.GiveUpAfter or was closed. It never fires with
+// GiveUpAfter 0 until the connection is closed.
+func (s *Session) Lost() <-chan error { return s.wd.lost }
+
+// WithLost returns a context cancelled, with the Lost error as its cause,
+// when the connection is lost; cancel releases it.
+func (s *Session) WithLost(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case err := <-s.wd.lost:
+			s.wd.lost <- err // keep it for other readers
+			cancel(err)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// Drain delivers what is outstanding (acks, published results) and closes
+// the connection, waiting at most timeout.
+func (s *Session) Drain(timeout time.Duration) {
+	s.wd.stop()
+	if err := s.Conn.FlushTimeout(timeout); err != nil {
+		s.Conn.Close()
+		return
+	}
+	s.Conn.Close()
+}
+
+// Close closes the connection at once.
+func (s *Session) Close() {
+	s.wd.stop()
+	s.Conn.Close()
+}
+
+// watchdog turns a connection that stays down into one error.
+type watchdog struct {
+	after time.Duration
+	lost  chan error
+
+	mu      sync.Mutex
+	server  string // the server last connected to, for messages
+	timer   *time.Timer
+	stopped bool
+	fired   bool
+}
+
+func (w *watchdog) disconnected(nc *nats.Conn, err error) {
+	if w == nil || w.after <= 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped || w.timer != nil || nc.IsClosed() {
+		return
+	}
+	server := w.server
+	if err == nil {
+		err = errors.New("disconnected")
+	}
+	w.timer = time.AfterFunc(w.after, func() {
+		w.fire(fmt.Errorf("%w: server %s has been unreachable for %s: %w", ErrLost, server, w.after, err))
+	})
+}
+
+func (w *watchdog) connectedTo(nc *nats.Conn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.server = ServerOf(nc)
+}
+
+func (w *watchdog) reconnected(nc *nats.Conn) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.server = ServerOf(nc)
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+}
+
+func (w *watchdog) closed(nc *nats.Conn) {
+	if w == nil || w.after <= 0 {
+		return
+	}
+	w.mu.Lock()
+	stopped, server := w.stopped, w.server
+	w.mu.Unlock()
+	if stopped {
+		return
+	}
+	reason := "the connection was closed"
+	if err := nc.LastError(); err != nil {
+		reason = err.Error()
+	}
+	w.fire(fmt.Errorf("%w: server %s: %s", ErrLost, server, reason))
+}
+
+func (w *watchdog) fire(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped || w.fired {
+		return
+	}
+	w.fired = true
+	w.lost <- err
+}
+
+// stop disarms the watchdog before a deliberate close.
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}

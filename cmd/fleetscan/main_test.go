@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,26 +103,28 @@ func TestScanInventoryFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
+	now := time.Now().UTC().Truncate(time.Second)
 	var stdout, stderr bytes.Buffer
 	args := []string{"scan", "--skip-db-update", "--cache-dir", cache, "--state-dir", t.TempDir(),
 		"--inventory-file", "laptop=" + inv, "--insecure-registry", reg.Host, "--workers", "2",
 		"--out-dir", out, "--scratch-dir", t.TempDir(),
-		// One SLA clock for both runs below, so days remaining compare.
-		"--now", time.Now().UTC().Format(time.RFC3339)}
+		// One SLA clock for both runs below, so days remaining compare;
+		// it stays the last argument (the third run moves it).
+		"--now", now.Format(time.RFC3339)}
 	code := runMain(ctx, args, &stdout, &stderr)
 	// Findings were first seen just now: nothing can be past its SLA yet.
 	if code != reporter.ExitOK {
 		t.Fatalf("exit %d, want 0\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
-	csv, err := os.ReadFile(filepath.Join(out, "report.csv"))
+	csvData, err := os.ReadFile(filepath.Join(out, "report.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(csv), "image,cve_id,severity,pkg_name,installed,fixed_in,sla_deadline,sla_breached,") {
-		t.Fatalf("CSV header: %.120s", csv)
+	if !strings.HasPrefix(string(csvData), "image,cve_id,severity,pkg_name,installed,fixed_in,sla_deadline,sla_breached,") {
+		t.Fatalf("CSV header: %.120s", csvData)
 	}
 	for _, f := range alpine.Spec.Expected {
-		if !strings.Contains(string(csv), f.VulnerabilityID) {
+		if !strings.Contains(string(csvData), f.VulnerabilityID) {
 			t.Errorf("report misses %s", f.VulnerabilityID)
 		}
 	}
@@ -145,7 +149,60 @@ func TestScanInventoryFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(again) != string(csv) {
-		t.Errorf("second run's report.csv differs from the first's:\n%s\n---\n%s", again, csv)
+	if string(again) != string(csvData) {
+		t.Errorf("second run's report.csv differs from the first's:\n%s\n---\n%s", again, csvData)
 	}
+
+	// Ten days later, after the embedded NATS was stopped and started again
+	// on the same state: every finding keeps the first run's first_seen
+	// date, and its days_remaining went down by ten.
+	first := csvColumns(t, csvData)
+	stdout.Reset()
+	stderr.Reset()
+	later := append(args[:len(args)-1:len(args)-1], now.AddDate(0, 0, 10).Format(time.RFC3339))
+	code = runMain(ctx, later, &stdout, &stderr)
+	if code&reporter.ExitNoReport != 0 {
+		t.Fatalf("third run: exit %d\n%s", code, stderr.String())
+	}
+	third, err := os.ReadFile(filepath.Join(out, "report.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := csvColumns(t, third)
+	if len(rows) != len(first) || len(rows) == 0 {
+		t.Fatalf("third run: %d rows, first run %d", len(rows), len(first))
+	}
+	for k, r := range rows {
+		f, ok := first[k]
+		if !ok {
+			t.Errorf("%s: not in the first report", k)
+			continue
+		}
+		if r["first_seen"] != f["first_seen"] || f["first_seen"] != now.Format(time.DateOnly) {
+			t.Errorf("%s: first_seen %s after the restart, %s before; want the first run's date %s", k, r["first_seen"], f["first_seen"], now.Format(time.DateOnly))
+		}
+		d1, _ := strconv.Atoi(f["days_remaining"])
+		d3, _ := strconv.Atoi(r["days_remaining"])
+		if d1-d3 != 10 {
+			t.Errorf("%s: days_remaining %d then %d, want 10 fewer", k, d1, d3)
+		}
+	}
+}
+
+// csvColumns reads report.csv rows keyed by cve_id and pkg_name.
+func csvColumns(t *testing.T, data []byte) map[string]map[string]string {
+	t.Helper()
+	recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	for _, r := range recs[1:] {
+		m := map[string]string{}
+		for i, c := range recs[0] {
+			m[c] = r[i]
+		}
+		out[m["cve_id"]+" "+m["pkg_name"]] = m
+	}
+	return out
 }

@@ -45,6 +45,9 @@ func (in *Interrupts) ExitWith(code int) {
 	}
 }
 
+// ExitCode is the status a second signal would exit with now.
+func (in *Interrupts) ExitCode() int { return int(in.code.Load()) }
+
 // Interrupted reports whether a first signal arrived.
 func (in *Interrupts) Interrupted() bool { return in != nil && in.count.Load() > 0 }
 

@@ -2,7 +2,6 @@ package natsconn_test
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fleetscan/fleetscan/internal/deadport"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 )
@@ -31,6 +31,8 @@ func TestValidate(t *testing.T) {
 		{"empty", func(c *natsconn.Config) { c.URLs = " , " }, "at least one server"},
 		{"bad scheme", func(c *natsconn.Config) { c.URLs = "http://a:4222" }, "unsupported scheme"},
 		{"not a url", func(c *natsconn.Config) { c.URLs = "a b" }, "not a URL"},
+		{"password never echoed", func(c *natsconn.Config) { c.URLs = "http://admin:hunter2@a:4222" }, `"http://REDACTED@a:4222": unsupported scheme`},
+		{"unparseable password never echoed", func(c *natsconn.Config) { c.URLs = "nats://admin:hunter2@a b" }, "REDACTED@a b"},
 		{"missing creds file", func(c *natsconn.Config) { c.Creds = filepath.Join(dir, "nope.creds") }, "--nats-creds"},
 		{"creds and nkey", func(c *natsconn.Config) { c.Creds = creds; c.NKey = creds }, "mutually exclusive"},
 		{"cert without key", func(c *natsconn.Config) { c.TLSCert = creds }, "together"},
@@ -54,18 +56,13 @@ func TestValidate(t *testing.T) {
 }
 
 func TestConnectNamesServerOnFailure(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens here now
+	addr := deadport.Addr(t) // refuses connections; nobody else can take it
 	c := natsconn.Defaults("test")
 	c.URLs = "nats://" + addr
 	c.Timeout = time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = natsconn.Connect(ctx, c, zaptest.NewLogger(t))
+	_, err := natsconn.Connect(ctx, c, zaptest.NewLogger(t))
 	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "no server reachable") {
 		t.Fatalf("error = %v, want it to name %s and say why", err, addr)
 	}

@@ -78,9 +78,8 @@ func (s *Session) WithLost(ctx context.Context) (context.Context, context.Cancel
 // the connection, waiting at most timeout.
 func (s *Session) Drain(timeout time.Duration) {
 	s.wd.stop()
-	if err := s.Conn.FlushTimeout(timeout); err != nil {
-		s.Conn.Close()
-		return
+	if s.Conn.IsConnected() {
+		_ = s.Conn.FlushTimeout(timeout)
 	}
 	s.Conn.Close()
 }

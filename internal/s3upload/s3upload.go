@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
+
+	"github.com/fleetscan/fleetscan/internal/redact"
 )
 
 // EnvAlias is the variable the original CronJob set; it fills --s3-url
@@ -78,7 +80,7 @@ func (c Config) Validate() error {
 	if c.Endpoint != "" {
 		u, err := url.Parse(c.Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("--s3-endpoint %q: want http(s)://host[:port]", c.Endpoint))
+			errs = append(errs, fmt.Errorf("--s3-endpoint %q: want http(s)://host[:port]", redact.URL(c.Endpoint)))
 		}
 	}
 	switch c.SSE {
@@ -98,17 +100,21 @@ func (c Config) Validate() error {
 // ParseURL splits s3://bucket/prefix; the prefix has no leading or
 // trailing slash.
 func ParseURL(s string) (bucket, prefix string, err error) {
+	shown := redact.URL(s) // never echo credentials
 	rest, ok := strings.CutPrefix(strings.TrimSpace(s), "s3://")
 	if !ok {
-		return "", "", fmt.Errorf("--s3-url %q: want s3://bucket[/prefix]", s)
+		return "", "", fmt.Errorf("--s3-url %q: want s3://bucket[/prefix]", shown)
 	}
 	bucket, prefix, _ = strings.Cut(rest, "/")
 	if bucket == "" {
-		return "", "", fmt.Errorf("--s3-url %q: bucket name is empty", s)
+		return "", "", fmt.Errorf("--s3-url %q: bucket name is empty", shown)
+	}
+	if strings.Contains(bucket, "@") {
+		return "", "", fmt.Errorf("--s3-url %q: credentials do not belong in the URL (use the AWS environment or profile)", shown)
 	}
 	for _, r := range bucket {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' || r >= 'A' && r <= 'Z') {
-			return "", "", fmt.Errorf("--s3-url %q: bucket name %q has invalid character %q", s, bucket, r)
+			return "", "", fmt.Errorf("--s3-url %q: bucket name %q has invalid character %q", shown, bucket, r)
 		}
 	}
 	return bucket, strings.Trim(prefix, "/"), nil

@@ -122,6 +122,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		s.DurationVar(&c.Worker.ScanTimeout, "scan-timeout", c.Worker.ScanTimeout, "give up on one image's scan after this long")
 		s.StringVar(&c.Worker.ScratchDir, "scratch-dir", c.Worker.ScratchDir, "writable directory for the layer-analysis cache and temporary files")
 		c.Worker.RegisterIncrementalFlags(s)
+		c.Worker.RegisterRetryFlags(s)
 		s.DurationVar(&c.Topology.LayerCacheTTL, "layer-cache-ttl", c.Topology.LayerCacheTTL, "drop a shared layer-analysis cache entry not used for this long (each use refreshes it)")
 	})
 	sub(c.Dispatch.Sources.RegisterFlags)
@@ -369,6 +370,8 @@ func run(ctx context.Context, cfg Config, d Deps, sess *natsconn.Session, notice
 	rd := reporter.NewDeps(st, res, log.Named("reporter"), d.Out)
 	if d.Progress != nil || d.OnProgress != nil {
 		rd.Progress = func(s progress.State) {
+			// Jobs waiting for a retry hold the run: the estimate counts them.
+			s.Retrying, s.RetryUntil = w.Retrying()
 			if d.OnProgress != nil {
 				d.OnProgress(s)
 			}

@@ -8,15 +8,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fleetscan/fleetscan/internal/deadport"
 	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
+	"github.com/fleetscan/fleetscan/internal/progress"
+	"github.com/fleetscan/fleetscan/internal/reporter"
+	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
 // slowFleet is one image in a registry whose blob GETs hang (so a scan
@@ -121,5 +126,63 @@ func TestNATSDiesMidRun(t *testing.T) {
 	}
 	if took > 20*time.Second {
 		t.Errorf("took %s to notice (give-up 1s, grace 1s)", took)
+	}
+}
+
+// TestUnreachableRegistry: an image whose registry refuses connections is
+// recorded as unreachable once its short time budget is spent (it was
+// internal and held the run ~150 s), and while it waits for its retries the
+// progress estimate counts them.
+func TestUnreachableRegistry(t *testing.T) {
+	cfg := Defaults()
+	slowFleet(t, &cfg) // DB, scratch, state; the fleet is replaced below
+	dead := deadport.Addr(t)
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	pods := fmt.Sprintf(`{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"gone-0","namespace":"shop"},
+	  "spec":{"containers":[{"name":"app","image":"%[1]s/shop/gone:1"}]},
+	  "status":{"containerStatuses":[{"name":"app","imageID":"%[1]s/shop/gone@%[2]s"}]}}]}`, dead, digest)
+	inv := filepath.Join(t.TempDir(), "pods.json")
+	if err := os.WriteFile(inv, []byte(pods), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dispatch.Sources.InventoryFiles = []string{"laptop=" + inv}
+	cfg.Worker.DB.Registry.InsecureRegistries = []string{dead}
+	cfg.Worker.RetryDelay = 300 * time.Millisecond
+	cfg.Worker.UnreachableBudget = 2 * time.Second
+	cfg.Complete(time.Now())
+
+	var mu sync.Mutex
+	var sawRetry progress.State
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := Run(ctx, cfg, Deps{Log: zaptest.NewLogger(t), OnProgress: func(s progress.State) {
+		mu.Lock()
+		defer mu.Unlock()
+		if s.Retrying > 0 && sawRetry.Retrying == 0 {
+			sawRetry = s
+		}
+	}})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := out.Report
+	if r.Summary.ImagesFailed != 1 || len(r.Failures) != 1 || r.Failures[0].Class != contract.FailureUnreachable {
+		t.Fatalf("summary %+v failures %+v: want the image failed as unreachable", r.Summary, r.Failures)
+	}
+	if out.ExitCode() != reporter.ExitIncomplete {
+		t.Errorf("exit %d, want %d (incomplete)", out.ExitCode(), reporter.ExitIncomplete)
+	}
+	if took > 30*time.Second {
+		t.Errorf("took %s with a 2s unreachable budget", took)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if sawRetry.Retrying != 1 || sawRetry.RetryUntil.IsZero() {
+		t.Fatalf("progress never showed the retry: %+v", sawRetry)
+	}
+	if eta, ok := sawRetry.ETA(sawRetry.RetryUntil.Add(-time.Second), start); !ok || eta < time.Second {
+		t.Errorf("ETA while retrying = %v %v, want at least the retry budget left", eta, ok)
 	}
 }

@@ -16,6 +16,11 @@ type State struct {
 	Done   int // keys with a result (scanned or failed)
 	Total  int // keys expected
 	Failed int // keys whose result is a failure
+	// Retrying counts keys waiting for a retry after a failure;
+	// RetryUntil is the latest time one of them may still be retrying
+	// (its delivery or time budget). The ETA is never earlier.
+	Retrying   int
+	RetryUntil time.Time
 }
 
 // Printer writes progress to w.
@@ -49,8 +54,9 @@ func (p *Printer) Update(s State) {
 		return
 	}
 	// Plain mode: a line per interval, plus one when the state changes to
-	// complete, never the same state twice in a row.
-	if s == p.lastState && p.printed {
+	// complete, never the same state twice in a row — unless retries are
+	// pending: then time passing is news (the ETA moves).
+	if s == p.lastState && p.printed && (s.Retrying == 0 || now.Sub(p.last) < p.interval) {
 		return
 	}
 	if p.printed && now.Sub(p.last) < p.interval && s.Done != s.Total {
@@ -103,8 +109,12 @@ func (b breakWriter) Write(data []byte) (int, error) {
 
 func (p *Printer) line(s State, now time.Time) string {
 	elapsed := now.Sub(p.start).Round(time.Second)
-	out := fmt.Sprintf("progress: %d/%d images done, %d failed, elapsed %s", s.Done, s.Total, s.Failed, elapsed)
-	if eta, ok := ETA(s, now.Sub(p.start)); ok {
+	out := fmt.Sprintf("progress: %d/%d images done, %d failed", s.Done, s.Total, s.Failed)
+	if s.Retrying > 0 {
+		out += fmt.Sprintf(", %d retrying", s.Retrying)
+	}
+	out += fmt.Sprintf(", elapsed %s", elapsed)
+	if eta, ok := s.ETA(now, p.start); ok {
 		out += fmt.Sprintf(", eta %s", eta.Round(time.Second))
 	}
 	return out
@@ -121,11 +131,26 @@ func (p *Printer) bar(s State, now time.Time) string {
 	if s.Failed > 0 {
 		out += fmt.Sprintf(", %d failed", s.Failed)
 	}
+	if s.Retrying > 0 {
+		out += fmt.Sprintf(", %d retrying", s.Retrying)
+	}
 	out += fmt.Sprintf(", %s", now.Sub(p.start).Round(time.Second))
-	if eta, ok := ETA(s, now.Sub(p.start)); ok {
+	if eta, ok := s.ETA(now, p.start); ok {
 		out += fmt.Sprintf(", eta %s", eta.Round(time.Second))
 	}
 	return out
+}
+
+// ETA estimates the time left at now for a run started at start: the rate
+// so far extrapolated, and never before the pending retries may end.
+func (s State) ETA(now, start time.Time) (time.Duration, bool) {
+	eta, ok := ETA(s, now.Sub(start))
+	if s.Retrying > 0 && s.Done < s.Total {
+		if left := s.RetryUntil.Sub(now); left > eta {
+			eta, ok = left, true
+		}
+	}
+	return eta, ok
 }
 
 // ETA extrapolates the remaining time from the rate so far.

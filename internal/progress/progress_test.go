@@ -56,3 +56,32 @@ func TestETA(t *testing.T) {
 		t.Fatalf("ETA = %v %v", d, ok)
 	}
 }
+
+// TestETACountsRetries: a key waiting for retries holds the run until its
+// budget ends, so the ETA is never earlier; and with retries pending the
+// plain line is repeated each interval (the ETA moves) instead of freezing.
+func TestETACountsRetries(t *testing.T) {
+	start := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
+	now := start.Add(10 * time.Second)
+	s := State{Done: 7, Total: 8, Retrying: 1, RetryUntil: now.Add(25 * time.Second)}
+	if eta, ok := s.ETA(now, start); !ok || eta != 25*time.Second {
+		t.Fatalf("ETA = %v %v, want 25s (the retry budget), not the rate's 1.4s", eta, ok)
+	}
+	if eta, ok := (State{Done: 0, Total: 1, Retrying: 1, RetryUntil: now.Add(5 * time.Second)}).ETA(now, start); !ok || eta != 5*time.Second {
+		t.Fatalf("ETA with nothing done = %v %v, want 5s", eta, ok)
+	}
+
+	var buf bytes.Buffer
+	p := New(&buf, false, 10*time.Second)
+	clock := start
+	p.start = clock
+	p.now = func() time.Time { return clock }
+	retrying := State{Done: 7, Total: 8, Retrying: 1, RetryUntil: start.Add(40 * time.Second)}
+	p.Update(retrying)
+	clock = clock.Add(11 * time.Second)
+	p.Update(retrying)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || lines[1] != "progress: 7/8 images done, 0 failed, 1 retrying, elapsed 11s, eta 29s" {
+		t.Fatalf("lines:\n%s", buf.String())
+	}
+}

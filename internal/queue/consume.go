@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/fleetscan/fleetscan/internal/backoff"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -62,6 +61,13 @@ type ConsumerConfig struct {
 	RetryMax  time.Duration
 	// FetchWait is how long one pull waits for jobs.
 	FetchWait time.Duration
+	// UnreachableBudget bounds the retries of a job whose registry cannot
+	// be reached (class unreachable) in time; 0 means
+	// DefaultUnreachableBudget, negative retries it like any class.
+	UnreachableBudget time.Duration
+	// OnRetry, when set, is told of every retry scheduled (progress
+	// estimates count the time retries can take).
+	OnRetry func(Retry)
 }
 
 func (c *ConsumerConfig) defaults(ackWait time.Duration) {
@@ -85,6 +91,9 @@ func (c *ConsumerConfig) defaults(ackWait time.Duration) {
 	}
 	if c.FetchWait <= 0 {
 		c.FetchWait = 2 * time.Second
+	}
+	if c.UnreachableBudget == 0 {
+		c.UnreachableBudget = DefaultUnreachableBudget
 	}
 }
 
@@ -238,13 +247,17 @@ func (c *Consumer) process(runCtx, workCtx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 	default:
 		class, retryable := Classify(herr)
-		if retryable && !d.LastAttempt() {
-			delay := backoff.Exponential(c.cfg.RetryBase, c.cfg.RetryMax, d.Attempt)
+		retry, delay, left := c.retryPlan(class, d.Attempt)
+		if retryable && !d.LastAttempt() && retry {
 			log.Warn("scan failed; will retry", zap.String("class", string(class)), zap.Duration("delay", delay), zap.Error(herr))
 			if err := msg.NakWithDelay(delay); err != nil {
 				log.Warn("nak failed", zap.Error(err))
 			}
+			c.onRetry(d, class, delay, left)
 			return
+		}
+		if retryable && !retry {
+			herr = fmt.Errorf("retried for %s, the time budget of its class: %w", c.cfg.UnreachableBudget, herr)
 		}
 		log.Error("scan failed; recording failure", zap.String("class", string(class)), zap.Bool("retryable", retryable), zap.Error(herr))
 		if err := c.recordAndTerm(workCtx, msg, job, class, herr.Error(), d.Attempt); err != nil {

@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -53,6 +55,9 @@ func tlsVerification(err error) bool {
 func classOf(err error) contract.FailureClass {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return contract.FailureTimeout
+	}
+	if unreachable(err) {
+		return contract.FailureUnreachable
 	}
 	if errors.Is(err, remote.ErrSchema1) {
 		return contract.FailureUnsupported
@@ -101,12 +106,30 @@ func classOf(err error) contract.FailureClass {
 	return contract.FailureInternal
 }
 
+// unreachable reports whether err says the registry could not be reached
+// at all: the connection was refused, the host or network is unreachable,
+// or its name does not resolve.
+func unreachable(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return !dns.IsTimeout
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return true
+	}
+	// Some clients flatten the error into text.
+	msg := err.Error()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") ||
+		strings.Contains(msg, "no route to host") || strings.Contains(msg, "network is unreachable")
+}
+
 // registryClass reports whether a failure of this class may not happen on
 // another copy of the same digest (a mirror), so the next reference is worth
 // trying.
 func registryClass(c contract.FailureClass) bool {
 	switch c {
-	case contract.FailureNotFound, contract.FailureUnauthorized, contract.FailureRateLimited, contract.FailureInternal:
+	case contract.FailureNotFound, contract.FailureUnauthorized, contract.FailureRateLimited, contract.FailureInternal,
+		contract.FailureUnreachable:
 		return true
 	}
 	return false

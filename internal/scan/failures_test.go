@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/fleetscan/fleetscan/internal/deadport"
 	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -112,6 +113,15 @@ func TestScanTriesMirrors(t *testing.T) {
 		_, err := e.scanner.Scan(ctx, req)
 		// Retrying may succeed on the mirror, so the job is retryable.
 		assertClass(t, err, contract.FailureRateLimited, true)
+	})
+	t.Run("registry refuses connections", func(t *testing.T) {
+		req := want
+		dead := deadport.Addr(t)
+		req.References = []string{dead + "/fixtures/curl"}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := e.scanner.Scan(ctx, req)
+		assertClass(t, err, contract.FailureUnreachable, true)
 	})
 	t.Run("invalid reference", func(t *testing.T) {
 		req := want

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,6 +189,13 @@ func TestClassOf(t *testing.T) {
 		{"artifact type", errors.New(`unsupported artifact type "application/vnd.cncf.helm.config.v1+json" for image`), contract.FailureUnsupported},
 		{"platform missing", errors.New("no child with platform {s390x linux} in index x"), contract.FailureNotFound},
 		{"anything else", errors.New("disk full"), contract.FailureInternal},
+		// A registry that cannot be reached at all is its own class (it
+		// was internal, retried for ~150 s).
+		{"connection refused", fmt.Errorf("GET https://r/v2/: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}), contract.FailureUnreachable},
+		{"no such host", fmt.Errorf("GET https://r/v2/: %w", &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "r", IsNotFound: true}}), contract.FailureUnreachable},
+		{"DNS timeout is a timeout", &net.DNSError{Err: "i/o timeout", Name: "r", IsTimeout: true}, contract.FailureInternal},
+		{"no route", fmt.Errorf("dial: %w", syscall.EHOSTUNREACH), contract.FailureUnreachable},
+		{"flattened text", errors.New(`Get "https://r/v2/": dial tcp 10.0.0.1:443: connect: connection refused`), contract.FailureUnreachable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fleetscan/fleetscan/internal/layercache"
+	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/trivydb"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	// failure (rate limited, timeout, registry error) is tried again.
 	RetryDelay    time.Duration
 	RetryMaxDelay time.Duration
+	// UnreachableBudget bounds how long a job whose registry cannot be
+	// reached (refused connection, unknown host) is retried.
+	UnreachableBudget time.Duration
 	// DBCheckInterval is how often an idle worker looks for a newer DB
 	// (it also looks before every job).
 	DBCheckInterval time.Duration
@@ -76,6 +80,8 @@ func DefaultConfig() Config {
 		RetryDelay:      10 * time.Second,
 		RetryMaxDelay:   5 * time.Minute,
 		DBCheckInterval: time.Minute,
+
+		UnreachableBudget: queue.DefaultUnreachableBudget,
 		ScratchDir:      os.TempDir(),
 		Listen:          ":8080",
 		WorkerName:      host,
@@ -93,11 +99,17 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.GracePeriod, "grace-period", c.GracePeriod, "on shutdown, let in-flight scans finish this long before handing them back (keep below terminationGracePeriodSeconds)")
 	fs.DurationVar(&c.RetryDelay, "retry-delay", c.RetryDelay, "delay before the first retry of a retryable failure (doubles per attempt)")
 	fs.DurationVar(&c.RetryMaxDelay, "retry-max-delay", c.RetryMaxDelay, "longest delay between retries")
+	c.RegisterRetryFlags(fs)
 	fs.DurationVar(&c.DBCheckInterval, "db-check-interval", c.DBCheckInterval, "how often an idle worker looks for a newer vulnerability DB")
 	fs.StringVar(&c.ScratchDir, "scratch-dir", c.ScratchDir, "writable directory for the private layer-analysis cache and temporary files")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address for /metrics, /healthz and /readyz (empty disables)")
 	fs.StringVar(&c.WorkerName, "worker-name", c.WorkerName, "name stamped on results and logs (default: host name)")
 	c.RegisterIncrementalFlags(fs)
+}
+
+// RegisterRetryFlags binds the retry flags the all-in-one shares.
+func (c *Config) RegisterRetryFlags(fs *pflag.FlagSet) {
+	fs.DurationVar(&c.UnreachableBudget, "unreachable-budget", c.UnreachableBudget, "retry an image whose registry cannot be reached (connection refused, unknown host) for at most this long, then record it as failed (class unreachable)")
 }
 
 // RegisterIncrementalFlags binds the flags of incremental scanning: the
@@ -125,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryMaxDelay < c.RetryDelay {
 		errs = append(errs, fmt.Errorf("--retry-max-delay %s: must be at least --retry-delay %s", c.RetryMaxDelay, c.RetryDelay))
+	}
+	if c.UnreachableBudget <= 0 {
+		errs = append(errs, fmt.Errorf("--unreachable-budget %s: must be positive", c.UnreachableBudget))
 	}
 	if c.DBCheckInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--db-check-interval %s: must be positive", c.DBCheckInterval))

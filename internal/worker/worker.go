@@ -82,6 +82,7 @@ type Worker struct {
 	refresh sync.Mutex
 
 	inFlight                              atomic.Int64
+	retries                               retries
 	scanned, reused, redetected           atomic.Int64
 	layersCached, layersAnalyzed, pulledB atomic.Int64
 }
@@ -215,6 +216,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		Grace:       w.cfg.GracePeriod,
 		RetryBase:   w.cfg.RetryDelay,
 		RetryMax:    w.cfg.RetryMaxDelay,
+
+		UnreachableBudget: w.cfg.UnreachableBudget,
+		OnRetry:           w.retries.scheduled,
 	}, w.log)
 	if err != nil {
 		return fmt.Errorf("workers consumer: %w", err)
@@ -282,6 +286,7 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	defer w.metrics.inFlight.Dec()
 	w.inFlight.Add(1)
 	defer w.inFlight.Add(-1)
+	w.retries.done(job.ID())
 	start := time.Now()
 	rescan := w.cfg.Rescan || job.Rescan
 	if !rescan {
@@ -429,6 +434,7 @@ func (w *Worker) publish(ctx context.Context, job contract.ScanJob, rep scan.Rep
 type recorder struct{ w *Worker }
 
 func (r recorder) RecordFailure(ctx context.Context, job contract.ScanJob, class contract.FailureClass, reason string, attempts int) error {
+	r.w.retries.done(job.ID())
 	res := contract.NewFailedResult(job, class, reason, attempts, time.Now())
 	res.Worker = r.w.cfg.WorkerName
 	res.Scanner = r.w.scanner.Info()

@@ -190,7 +190,7 @@ func TestParsePlatform(t *testing.T) {
 func TestFailureClassRetryable(t *testing.T) {
 	want := map[FailureClass]bool{
 		FailureNotFound: false, FailureUnauthorized: false, FailureRateLimited: true,
-		FailureTimeout: true, FailureUnsupported: false, FailureInternal: true, FailureInvalidJob: false,
+		FailureTimeout: true, FailureUnsupported: false, FailureInternal: true, FailureInvalidJob: false, FailureUnreachable: true,
 	}
 	for _, c := range FailureClasses {
 		if c.Retryable() != want[c] {

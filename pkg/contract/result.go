@@ -25,6 +25,10 @@ const (
 	FailureTimeout      FailureClass = "timeout"
 	FailureUnsupported  FailureClass = "unsupported"
 	FailureInternal     FailureClass = "internal"
+	// FailureUnreachable: the registry could not be reached at all (the
+	// connection was refused, its name does not resolve). Retried on a
+	// short time budget, then recorded.
+	FailureUnreachable FailureClass = "unreachable"
 	// FailureInvalidJob marks a message on the jobs subject that is not a
 	// decodable scan job (poison message).
 	FailureInvalidJob FailureClass = "invalid_job"
@@ -33,13 +37,13 @@ const (
 // FailureClasses lists every class, in a stable order.
 var FailureClasses = []FailureClass{
 	FailureNotFound, FailureUnauthorized, FailureRateLimited, FailureTimeout,
-	FailureUnsupported, FailureInternal, FailureInvalidJob,
+	FailureUnsupported, FailureInternal, FailureInvalidJob, FailureUnreachable,
 }
 
 // Retryable reports whether a failure of this class may succeed if retried.
 func (c FailureClass) Retryable() bool {
 	switch c {
-	case FailureRateLimited, FailureTimeout, FailureInternal:
+	case FailureRateLimited, FailureTimeout, FailureInternal, FailureUnreachable:
 		return true
 	}
 	return false

@@ -14,7 +14,9 @@ import (
 // InterruptedError is the cause of a context cancelled by a signal.
 type InterruptedError struct{ Signal os.Signal }
 
-func (e *InterruptedError) Error() string { return fmt.Sprintf("interrupted (%s)", signalName(e.Signal)) }
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("interrupted (%s)", signalName(e.Signal))
+}
 
 func signalName(s os.Signal) string {
 	switch s {

@@ -82,11 +82,11 @@ func DefaultConfig() Config {
 		DBCheckInterval: time.Minute,
 
 		UnreachableBudget: queue.DefaultUnreachableBudget,
-		ScratchDir:      os.TempDir(),
-		Listen:          ":8080",
-		WorkerName:      host,
-		LayerCache:      LayerCacheJetStream,
-		LayerLeaseTTL:   layercache.DefaultLeaseTTL,
+		ScratchDir:        os.TempDir(),
+		Listen:            ":8080",
+		WorkerName:        host,
+		LayerCache:        LayerCacheJetStream,
+		LayerLeaseTTL:     layercache.DefaultLeaseTTL,
 	}
 }
 

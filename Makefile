@@ -54,22 +54,47 @@ kube-tools: ## Build kube-apiserver and etcd into .tools/bin (once; reused when 
 	@test -x $(TOOLS)/etcd || { cd hack/kube-tools && GOWORK=off GOEXPERIMENT= $(GO) build -trimpath -ldflags '-s -w' -o $(TOOLS)/etcd.tmp go.etcd.io/etcd/server/v3 && mv $(TOOLS)/etcd.tmp $(TOOLS)/etcd; }
 	@test -x $(TOOLS)/kube-apiserver || { cd hack/kube-tools && GOWORK=off GOEXPERIMENT= $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $(TOOLS)/kube-apiserver.tmp k8s.io/kubernetes/cmd/kube-apiserver && mv $(TOOLS)/kube-apiserver.tmp $(TOOLS)/kube-apiserver; }
 
+# Headless Chromium renders the HTML report in a test. `make test` installs
+# it through apt when it runs as root on Debian/Ubuntu; anywhere else it
+# stops and prints the command to run. DEBIAN_VERSION_FILE is a seam for
+# the Makefile's own test.
+DEBIAN_VERSION_FILE ?= /etc/debian_version
+CHROMIUM_NAMES      := chromium chromium-browser
+
+.PHONY: test-deps
+test-deps: ## Install what the tests need beyond Go and Docker (Chromium: through apt as root on Debian, else says how)
+	@for b in $(CHROMIUM_NAMES); do command -v $$b >/dev/null 2>&1 && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && [ -f $(DEBIAN_VERSION_FILE) ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "test-deps: installing chromium with apt-get (the HTML report is checked in headless Chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || exit 1; \
+	elif [ -f $(DEBIAN_VERSION_FILE) ]; then \
+	  echo "test-deps: the tests need Chromium (the HTML report is checked in headless Chromium); run:" >&2; \
+	  echo "  sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; \
+	else \
+	  echo "test-deps: the tests need Chromium (the HTML report is checked in headless Chromium); install it:" >&2; \
+	  echo "  Fedora: sudo dnf install -y chromium   Alpine: apk add chromium   macOS: brew install --cask chromium" >&2; exit 1; \
+	fi
+
 .PHONY: test
-test: tools kube-tools ## Run all tests: unit tests (with -race) and the integration module
+test: test-deps tools kube-tools ## Run all tests: unit tests (with -race) and the integration module
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) test-integration
 
 .PHONY: test-unit
-test-unit: tools kube-tools ## Run the main module's tests only (builds the Trivy CLI, kube-apiserver and etcd once)
+test-unit: test-deps tools kube-tools ## Run the main module's tests only (builds the Trivy CLI, kube-apiserver and etcd once)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: test-integration
 test-integration: tools kube-tools ## Run the integration module (Docker + testcontainers; builds the images first)
-	@# Without a Docker engine every test prints a SKIPPED line instead.
-	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; else echo 'SKIPPED: no Docker engine: images not built'; fi
+	@# Without a Docker engine every test prints a SKIPPED line instead; with
+	@# CI=true that fails the run (no Docker in CI must be red, not green).
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; \
+	  elif [ "$$CI" = true ]; then echo 'test-integration: no Docker engine, and CI=true: the integration tests cannot be skipped in CI' >&2; exit 1; \
+	  else echo 'SKIPPED: no Docker engine: images not built'; fi
 	cd test/integration && FLEETSCAN_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout 20m -v ./... 2>&1 | tee $(CURDIR)/.tools/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIPPED|\s+---)' ; \
 	  status=$${PIPESTATUS[0]}; \
-	  if grep -q 'SKIPPED' $(CURDIR)/.tools/integration.log; then echo; echo '!!! SOME INTEGRATION TESTS WERE SKIPPED (see lines marked SKIPPED above) !!!'; fi; \
+	  if grep -q 'SKIPPED' $(CURDIR)/.tools/integration.log; then echo; echo '!!! SOME INTEGRATION TESTS WERE SKIPPED (see lines marked SKIPPED above) !!!'; \
+	    if [ "$$CI" = true ]; then echo 'test-integration: CI=true: a skipped integration test fails the run' >&2; status=1; fi; fi; \
 	  exit $$status
 
 .PHONY: demo

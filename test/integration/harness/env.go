@@ -6,7 +6,7 @@
 // so it is disabled).
 //
 // Where no Docker engine answers, New skips the test with a loud
-// "SKIPPED: <test>: no Docker engine" line.
+// "SKIPPED: <test>: no Docker engine" line — or, with CI=true, fails it.
 package harness
 
 import (
@@ -77,17 +77,34 @@ func configureHostOverride() {
 	}
 }
 
-// RequireDocker skips t loudly when no Docker engine answers.
+// RequireDocker skips t loudly when no Docker engine answers — and fails
+// it when $CI is true: in CI a skipped integration test would turn the run
+// green without testing anything.
 func RequireDocker(t testing.TB) *testcontainers.DockerClient {
 	t.Helper()
 	cli, err := docker()
+	return requireDocker(t, cli, err)
+}
+
+func requireDocker(t testing.TB, cli *testcontainers.DockerClient, err error) *testcontainers.DockerClient {
+	t.Helper()
 	if err != nil {
+		if InCI() {
+			t.Fatalf("no Docker engine (%v), and CI=true: the integration tests must run in CI, not be skipped", err)
+		}
 		// A line of its own on stdout, so `make test-integration` shows it
 		// and prints its banner.
 		fmt.Printf("SKIPPED: %s: no Docker engine (%v)\n", t.Name(), err)
 		t.Skipf("SKIPPED: %s: no Docker engine: %v", t.Name(), err)
 	}
 	return cli
+}
+
+// InCI reports whether $CI says the tests run in CI (CI=true, as CI
+// systems set it).
+func InCI() bool {
+	v := strings.ToLower(strings.TrimSpace(os.Getenv("CI")))
+	return v == "true" || v == "1" || v == "yes"
 }
 
 // Env is one test's private infrastructure: a Docker network and the

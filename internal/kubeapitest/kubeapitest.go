@@ -54,6 +54,7 @@ type Server struct {
 
 	dir    string
 	exited map[string]chan struct{}
+	procs  []proc
 	ca     *x509.Certificate
 	caKey  *ecdsa.PrivateKey
 }
@@ -115,28 +116,51 @@ func Start(t testing.TB) *Server {
 			t.Fatalf("$%s=%q: %v", StartTimeoutEnv, v, err)
 		}
 	}
+	// Ports are free when picked, not necessarily when etcd and the API
+	// server bind them (another process may take one meanwhile): a start
+	// that fails on a taken port is tried again on other ports.
+	for attempt := 1; ; attempt++ {
+		s, err := start(t, assets, timeout)
+		if err == nil {
+			return s
+		}
+		if attempt < 3 && s != nil && s.portTaken() {
+			t.Logf("real API server: a port was taken meanwhile; trying other ports (%v)", err)
+			s.stop(t, false)
+			continue
+		}
+		if s != nil {
+			t.Cleanup(func() { s.stop(t, true) })
+		}
+		t.Fatalf("real API server: %v", err)
+	}
+}
+
+func start(t testing.TB, assets string, timeout time.Duration) (*Server, error) {
 	s := &Server{dir: t.TempDir(), exited: map[string]chan struct{}{}}
 	if err := s.writePKI(); err != nil {
-		t.Fatalf("real API server: certificates: %v", err)
+		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	ports, err := freePorts(3)
 	if err != nil {
-		t.Fatalf("real API server: %v", err)
+		return nil, err
 	}
 	etcdClient := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	etcdPeer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	s.Host = "https://127.0.0.1:" + strconv.Itoa(ports[2])
 
 	start := time.Now()
-	s.run(t, filepath.Join(assets, "etcd"), "etcd",
+	if err := s.run(filepath.Join(assets, "etcd"), "etcd",
 		"--name=fleetscan-test",
 		"--data-dir="+filepath.Join(s.dir, "etcd"),
 		"--listen-client-urls="+etcdClient, "--advertise-client-urls="+etcdClient,
 		"--listen-peer-urls="+etcdPeer, "--initial-advertise-peer-urls="+etcdPeer,
 		"--initial-cluster=fleetscan-test="+etcdPeer,
 		"--unsafe-no-fsync", "--log-level=warn",
-	)
-	s.run(t, filepath.Join(assets, "kube-apiserver"), "kube-apiserver",
+	); err != nil {
+		return s, err
+	}
+	if err := s.run(filepath.Join(assets, "kube-apiserver"), "kube-apiserver",
 		"--etcd-servers="+etcdClient,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		// A loopback advertise address is only allowed without the
@@ -154,37 +178,80 @@ func Start(t testing.TB) *Server {
 		// No controller-manager creates the default service accounts.
 		"--disable-admission-plugins=ServiceAccount",
 		"--allow-privileged=true",
-	)
+	); err != nil {
+		return s, err
+	}
 
 	s.Config = s.UserConfig(t, "fleetscan-test-admin", "system:masters")
 	s.Client, err = kubernetes.NewForConfig(s.Config)
 	if err != nil {
-		t.Fatalf("real API server: client: %v", err)
+		return s, fmt.Errorf("client: %w", err)
 	}
 	if err := s.waitReady(timeout); err != nil {
-		t.Fatalf("real API server at %s not ready after %s: %v (logs in %s)", s.Host, time.Since(start).Round(time.Millisecond), err, s.dir)
+		return s, fmt.Errorf("%s not ready after %s: %w (logs in %s)", s.Host, time.Since(start).Round(time.Millisecond), err, s.dir)
 	}
+	t.Cleanup(func() { s.stop(t, true) })
 	t.Logf("real API server %s ready in %s", s.Host, time.Since(start).Round(time.Millisecond))
-	return s
+	return s, nil
+}
+
+// proc is a process started by run.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	logf    *os.File
+	logPath string
+}
+
+// portTaken reports whether a process failed because its port was taken.
+func (s *Server) portTaken() bool {
+	for _, p := range s.procs {
+		if b, err := os.ReadFile(p.logPath); err == nil && bytes.Contains(b, []byte("address already in use")) {
+			return true
+		}
+	}
+	return false
+}
+
+// stop ends the processes (last started first); with logs, the tail of
+// each log is printed when the test failed.
+func (s *Server) stop(t testing.TB, logs bool) {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		p := s.procs[i]
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		p.logf.Close()
+		if logs && t.Failed() {
+			if b, err := os.ReadFile(p.logPath); err == nil {
+				t.Logf("last lines of %s:\n%s", p.name, tail(b, 40))
+			}
+		}
+	}
+	s.procs = nil
 }
 
 func (s *Server) path(name string) string { return filepath.Join(s.dir, name) }
 
-// run starts a process that lives until the test ends; its output goes to
-// a log file printed (tail) when the test fails.
-func (s *Server) run(t testing.TB, bin, name string, args ...string) {
-	t.Helper()
+// run starts a process that lives until the server is stopped; its output
+// goes to a log file.
+func (s *Server) run(bin, name string, args ...string) error {
 	logPath := s.path(name + ".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		t.Fatalf("real API server: %v", err)
+		return err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		t.Fatalf("real API server: start %s: %v", name, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	exited := make(chan struct{})
 	s.exited[name] = exited
@@ -192,21 +259,8 @@ func (s *Server) run(t testing.TB, bin, name string, args ...string) {
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("last lines of %s:\n%s", name, tail(b, 40))
-			}
-		}
-	})
+	s.procs = append(s.procs, proc{name: name, cmd: cmd, exited: exited, logf: logf, logPath: logPath})
+	return nil
 }
 
 func tail(b []byte, n int) string {

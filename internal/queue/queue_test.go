@@ -208,8 +208,13 @@ func TestUnackedJobIsRedeliveredAfterAckWait(t *testing.T) {
 	}
 }
 
+// TestHeartbeatsKeepLongScanFromRedelivery runs the heartbeat against a
+// real server. AckWait is 3 s with a heartbeat every 250 ms, so a loaded
+// machine may delay heartbeats by seconds without a redelivery; the exact
+// AckWait/3 schedule is checked on a fake clock (TestHeartbeatEveryThird
+// OfAckWait).
 func TestHeartbeatsKeepLongScanFromRedelivery(t *testing.T) {
-	env := natstest.Start(t, fastAck(time.Second, 5))
+	env := natstest.Start(t, fastAck(3*time.Second, 5))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c")}); err != nil {
@@ -219,7 +224,7 @@ func TestHeartbeatsKeepLongScanFromRedelivery(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
 		calls.Add(1)
-		time.Sleep(3 * time.Second) // three AckWaits; InProgress keeps it ours
+		time.Sleep(5 * time.Second) // beyond AckWait; InProgress keeps it ours
 		return nil
 	}), nil, queue.ConsumerConfig{Concurrency: 2, Heartbeat: 250 * time.Millisecond, FetchWait: 500 * time.Millisecond})
 	// Run a second consumer that would steal a redelivered job.

@@ -90,6 +90,14 @@ type vuln struct {
 // scanned stores a worker's result for k.
 func (f *fleetEnv) scanned(k contract.ImageKey, cycle string, at time.Time, vulns ...vuln) {
 	f.t.Helper()
+	if err := f.store(k, cycle, at, vulns...); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// store is scanned for goroutines other than the test's: it returns the
+// error instead of failing the test.
+func (f *fleetEnv) store(k contract.ImageKey, cycle string, at time.Time, vulns ...vuln) error {
 	r := contract.ScanResult{RunID: "run", Cycle: cycle, ImageKey: k, Reference: "pulled.example/" + k.Digest[7:15],
 		Status: contract.StatusScanned, CompletedAt: at, Scanner: contract.ScannerInfo{Name: "trivy", Version: "0.74.0"},
 		DB: contract.DBInfo{Version: 2, UpdatedAt: at.Add(-time.Hour)}}
@@ -97,9 +105,7 @@ func (f *fleetEnv) scanned(k contract.ImageKey, cycle string, at time.Time, vuln
 		r.Findings = append(r.Findings, contract.Finding{VulnerabilityID: v.id, Severity: v.sev, PkgName: v.pkg,
 			PkgVersion: v.installed, FixedVersion: v.fixed, Title: v.id + " in " + v.pkg})
 	}
-	if err := f.st.PutResult(f.ctx, r); err != nil {
-		f.t.Fatal(err)
-	}
+	return f.st.PutResult(f.ctx, r)
 }
 
 // failed stores a worker's failure for k.

@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload/s3test"
 	"github.com/fleetscan/fleetscan/internal/sla"
@@ -291,23 +293,30 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 
-	// --wait polls until the missing result arrives.
-	go func() {
-		time.Sleep(400 * time.Millisecond)
-		f.scanned(key('c'), "c1", time.Now().UTC())
-	}()
+	// --wait waits until the missing result arrives: it is stored once the
+	// reporter reported itself waiting for it (no timing window to miss on
+	// a loaded machine), from a goroutine that reports its error instead of
+	// failing the test off the test goroutine.
 	cfg = f.config("")
-	cfg.Wait = 20 * time.Second
+	cfg.Wait = time.Minute
 	core, logs := observer.New(zap.InfoLevel)
 	d := f.deps(nil)
 	d.Log = zap.New(core)
-	start := time.Now()
+	var once sync.Once
+	stored := make(chan error, 1)
+	d.Progress = func(s progress.State) {
+		if s.Done < s.Total {
+			once.Do(func() {
+				go func() { stored <- f.store(key('c'), "c1", time.Now().UTC()) }()
+			})
+		}
+	}
 	o, err := Run(f.ctx, cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 10*time.Second || took < 300*time.Millisecond {
-		t.Fatalf("wait took %s", took)
+	if err := <-stored; err != nil {
+		t.Fatal(err)
 	}
 	progress := logs.FilterMessageSnippet("waiting: 2/3 done, 1 failed, ETA").All()
 	if len(progress) == 0 || progress[0].ContextMap()["total"] != int64(3) {
@@ -326,7 +335,7 @@ func TestCompletion(t *testing.T) {
 	}, nil)
 	cfg = f.config("")
 	cfg.Wait = 300 * time.Millisecond
-	start = time.Now()
+	start := time.Now()
 	o = f.run(cfg)
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Fatalf("gave up after %s", took)

@@ -499,11 +499,13 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
-// A scan that outlives AckWait is not redelivered: the worker heartbeats.
+// A scan that outlives AckWait is not redelivered: the worker heartbeats
+// (every AckWait/3: 1 s, so a loaded machine may delay one by 2 s without a
+// redelivery; the schedule itself is checked on a fake clock in queue).
 func TestWorkerHeartbeatsLongScans(t *testing.T) {
-	const ackWait = time.Second
+	const ackWait = 3 * time.Second
 	e := newEnv(t, func(c *topology.Config) { c.AckWait = ackWait })
-	slow := &slowScanner{Scanner: e.engine, delay: 3 * ackWait}
+	slow := &slowScanner{Scanner: e.engine, delay: ackWait + 2*time.Second}
 	cfg := e.config(t)
 	e.start(t, cfg, slow)
 	cfg.WorkerName = "second"

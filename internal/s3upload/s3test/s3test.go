@@ -6,10 +6,12 @@ package s3test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,10 +66,25 @@ func isExec(p string) bool {
 // given buckets. It is stopped when the test ends.
 func Start(t testing.TB, buckets ...string) *Server {
 	t.Helper()
-	bin := Binary(t)
+	// The port is free when picked, not necessarily when versitygw binds
+	// it (another process may take it meanwhile): then pick another.
+	for attempt := 1; ; attempt++ {
+		s, err := start(t, Binary(t), buckets)
+		if err == nil {
+			return s
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("versitygw: port taken meanwhile; picking another: %v", err)
+	}
+}
+
+func start(t testing.TB, bin string, buckets []string) (*Server, error) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
@@ -75,7 +92,7 @@ func Start(t testing.TB, buckets ...string) *Server {
 	data, meta := filepath.Join(root, "data"), filepath.Join(root, "meta")
 	for _, d := range []string{data, meta} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	s := &Server{Endpoint: "http://" + addr, AccessKey: "fleetscan-test", SecretKey: "fleetscan-test-secret-key", stderr: &syncBuffer{}}
@@ -83,7 +100,7 @@ func Start(t testing.TB, buckets ...string) *Server {
 		"posix", "--sidecar", meta, data)
 	s.cmd.Stdout, s.cmd.Stderr = s.stderr, s.stderr
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start versitygw: %v", err)
+		return nil, fmt.Errorf("start versitygw: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- s.cmd.Wait() }()
@@ -97,11 +114,11 @@ func Start(t testing.TB, buckets ...string) *Server {
 		select {
 		case err := <-exited:
 			exited <- err
-			t.Fatalf("versitygw exited: %v\n%s", err, s.stderr.String())
+			return nil, fmt.Errorf("versitygw exited: %v\n%s", err, s.stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("versitygw not listening on %s after 30s\n%s", addr, s.stderr.String())
+			return nil, fmt.Errorf("versitygw not listening on %s after 30s\n%s", addr, s.stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -109,10 +126,10 @@ func Start(t testing.TB, buckets ...string) *Server {
 	defer cancel()
 	for _, b := range buckets {
 		if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
-			t.Fatalf("create bucket %s: %v\n%s", b, err, s.stderr.String())
+			return nil, fmt.Errorf("create bucket %s: %v\n%s", b, err, s.stderr.String())
 		}
 	}
-	return s
+	return s, nil
 }
 
 func (s *Server) stop(exited chan error) {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -86,7 +88,12 @@ func (e *Env) TryStart(ctx context.Context, spec Spec) (*Container, error) {
 }
 
 func (e *Env) start(ctx context.Context, spec Spec, fixed map[string]string) (*Container, error) {
-	if fixed == nil {
+	if fixed != nil || len(spec.FixedPorts) == 0 {
+		return e.startOnce(ctx, spec, fixed)
+	}
+	// Host ports picked here are free when picked, not when Docker binds
+	// them: another process may take one in between. Pick again then.
+	for attempt := 1; ; attempt++ {
 		fixed = map[string]string{}
 		for _, p := range spec.FixedPorts {
 			hp, err := freePort()
@@ -95,7 +102,28 @@ func (e *Env) start(ctx context.Context, spec Spec, fixed map[string]string) (*C
 			}
 			fixed[p] = strconv.Itoa(hp)
 		}
+		c, err := e.startOnce(ctx, spec, fixed)
+		if err == nil || attempt == 3 || !portTaken(err) {
+			return c, err
+		}
+		e.T.Logf("container %s: a host port was taken meanwhile (%v); picking others", spec.Name, err)
+		if c != nil {
+			_ = c.Terminate(context.WithoutCancel(ctx))
+			e.mu.Lock()
+			e.containers = slices.DeleteFunc(e.containers, func(x *Container) bool { return x == c })
+			e.mu.Unlock()
+		}
 	}
+}
+
+// portTaken reports whether a start failed because a host port was bound
+// by someone else.
+func portTaken(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "address already in use") || strings.Contains(msg, "port is already allocated")
+}
+
+func (e *Env) startOnce(ctx context.Context, spec Spec, fixed map[string]string) (*Container, error) {
 	exposed := append(append([]string{}, spec.Ports...), spec.FixedPorts...)
 	opts := []testcontainers.ContainerCustomizer{
 		testcontainers.WithLogger(e.logger()),

@@ -43,7 +43,7 @@ func (m *fakeMsg) Nak() error                      { return m.reply("nak") }
 func (m *fakeMsg) NakWithDelay(time.Duration) error {
 	return m.reply("nak-delay")
 }
-func (m *fakeMsg) Term() error                  { return m.reply("term") }
+func (m *fakeMsg) Term() error                 { return m.reply("term") }
 func (m *fakeMsg) TermWithReason(string) error { return m.reply("term") }
 func (m *fakeMsg) InProgress() error {
 	m.mu.Lock()

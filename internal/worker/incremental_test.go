@@ -185,30 +185,6 @@ func checkFindings(t *testing.T, f *fleet, results map[contract.ImageKey]contrac
 	}
 }
 
-func TestTwoWorkersFetchEachSharedLayerOnce(t *testing.T) {
-	e := newEnv(t, nil)
-	f := newFleet(t, 150*time.Millisecond)
-	for _, name := range []string{"w1", "w2"} {
-		cfg := e.config(t)
-		cfg.WorkerName = name
-		e.start(t, cfg, nil)
-	}
-	results := e.runCycle(t, f, "c1")
-	checkFindings(t, f, results, 1)
-
-	_, blobs := f.log.snapshot()
-	for d := range f.layers {
-		if blobs[d] != 1 {
-			t.Errorf("layer %s fetched %d times, want exactly once", d, blobs[d])
-		}
-	}
-	workers := map[string]bool{}
-	for _, r := range results {
-		workers[r.Worker] = true
-	}
-	t.Logf("%d images, %d unique layers, scanned by workers %v", len(results), len(f.layers), workers)
-}
-
 func TestSecondRunSameDBPullsNothing(t *testing.T) {
 	e := newEnv(t, nil)
 	f := newFleet(t, 0)

@@ -137,8 +137,8 @@ func TestNATSRestartMidRun(t *testing.T) {
 }
 
 // TestNATSClusterNodeDownMidRun runs the pipeline on a three-node cluster
-// with every stream at R3 and stops the jobs stream's leader mid-run: the
-// run completes on the two remaining nodes.
+// with every stream at R3 and kills (SIGKILL) the jobs stream's leader
+// mid-run: the run completes on the two remaining nodes.
 func TestNATSClusterNodeDownMidRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
@@ -174,10 +174,11 @@ func TestNATSClusterNodeDownMidRun(t *testing.T) {
 	if before == total {
 		t.Fatal("the run finished before a node could be stopped; slow the scans down")
 	}
-	if err := leader.StopGracefully(ctx, 5*time.Second); err != nil {
+	// SIGKILL: the leader dies without handing over leadership or flushing.
+	if err := leader.Kill(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("stopped %s (jobs stream leader) after %d of %d results", leader.Name, before, total)
+	t.Logf("killed %s (jobs stream leader) with SIGKILL after %d of %d results", leader.Name, before, total)
 
 	results := p.waitResults(ctx, p.fleet.ExpectedKeys(), 3*time.Minute)
 	if len(results) != total {

@@ -151,10 +151,11 @@ func TestNATSFileStoreSurvivesRestart(t *testing.T) {
 
 // TestNATSClusterR3NodeDown runs the topology at R3 on a three-node cluster,
 // stops the jobs stream's leader, and checks that publishing and consuming
-// go on and nothing is lost.
+// go on and nothing is lost; then brings that node back and kills the new
+// leader with SIGKILL, and checks the same again.
 func TestNATSClusterR3NodeDown(t *testing.T) {
 	env := harness.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	cluster := env.StartNATSCluster(ctx, 3)
@@ -221,6 +222,71 @@ func TestNATSClusterR3NodeDown(t *testing.T) {
 	for d, c := range seen {
 		if c != 1 {
 			t.Errorf("job %s handled %d times, want once", d, c)
+		}
+	}
+
+	// The stopped node comes back and catches up; then the new leader is
+	// killed with SIGKILL — no graceful leadership transfer, no flushed
+	// state, like a node lost to the OOM killer or a power cut.
+	if err := leader.Start(ctx); err != nil {
+		t.Fatalf("start %s again: %v", leader.Name, err)
+	}
+	if err := cluster.WaitHealthy(ctx, time.Minute, leader); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, time.Minute, "three current replicas again", func() bool {
+		info, err := res.Jobs.Info(ctx)
+		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+			return false
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current || r.Offline {
+				return false
+			}
+		}
+		return true
+	})
+	info, err = res.Jobs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var killed *harness.Container
+	for _, c := range cluster.Nodes {
+		if c.Name == info.Cluster.Leader {
+			killed = c
+		}
+	}
+	if killed == nil {
+		t.Fatalf("stream leader %q is not one of the nodes", info.Cluster.Leader)
+	}
+	if err := killed.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed stream leader %s with SIGKILL", killed.Name)
+	more := testJobs(n+50, "2030-01-02")[n:]
+	pubCtx2, pubCancel2 := context.WithTimeout(ctx, 45*time.Second)
+	defer pubCancel2()
+	for {
+		_, err := queue.NewPublisher(js).Publish(pubCtx2, more)
+		if err == nil {
+			break
+		}
+		if pubCtx2.Err() != nil {
+			t.Fatalf("publish after the leader was killed: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	info, err = res.Jobs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cluster == nil || info.Cluster.Leader == killed.Name || info.Cluster.Leader == "" {
+		t.Fatalf("no new leader after killing %s: %+v", killed.Name, info.Cluster)
+	}
+	seen = consumeAll(ctx, t, res.Workers, len(more), time.Minute)
+	for _, j := range more {
+		if seen[j.Digest] != 1 {
+			t.Errorf("job %s handled %d times after the kill, want once", j.Digest, seen[j.Digest])
 		}
 	}
 }

@@ -54,7 +54,7 @@ func (e *Enrichment) load(ctx context.Context, src Source, k Kind, st *Status) e
 		e.kev = c
 		m.Version, m.Date, m.Entries = c.Version, c.Released, c.Len()
 	default:
-		s, err := ParseEPSS(rc)
+		s, err := parseEPSS(rc, m.Entries)
 		if err != nil {
 			return fmt.Errorf("stored copy in %s: %w", src, err)
 		}
@@ -129,14 +129,17 @@ func (e *Enrichment) EPSS(cve string) (EPSSScore, bool) {
 
 // Match is what the feeds know about one vulnerability.
 type Match struct {
-	KEV     KEVEntry
-	InKEV   bool
+	// KEV is the catalogue entry; nil when the CVE is not listed. It is
+	// shared: do not modify it.
+	KEV     *KEVEntry
 	EPSS    EPSSScore
 	HasEPSS bool
 }
 
-// Lookup finds a vulnerability in both feeds, parsing its ID once (the
-// reporter's per-row call).
+// InKEV reports whether the vulnerability is in the KEV catalogue.
+func (m Match) InKEV() bool { return m.KEV != nil }
+
+// Lookup finds a vulnerability in both feeds, parsing its ID once.
 func (e *Enrichment) Lookup(id string) Match {
 	var m Match
 	if e == nil {
@@ -144,15 +147,38 @@ func (e *Enrichment) Lookup(id string) Match {
 	}
 	if key, ok := cveKey(id); ok {
 		if e.kev != nil {
-			m.KEV, m.InKEV = e.kev.entries.packed[key]
+			m.KEV = e.kev.entries.packed[key]
 		}
 		if e.epss != nil {
 			m.EPSS, m.HasEPSS = e.epss.scores.packed[key]
 		}
 		return m
 	}
-	m.KEV, m.InKEV = e.kev.Lookup(id)
+	if e.kev != nil {
+		m.KEV, _ = e.kev.entries.get(id)
+	}
 	m.EPSS, m.HasEPSS = e.epss.Lookup(id)
+	return m
+}
+
+// Memo caches Lookup by vulnerability ID for one goroutine: a report looks
+// each distinct vulnerability up once, however many rows (images) share
+// it. Its cache holds a small value per distinct ID.
+type Memo struct {
+	e *Enrichment
+	m map[string]Match
+}
+
+// Memo returns an empty cache over e (nil e: every lookup finds nothing).
+func (e *Enrichment) Memo() *Memo { return &Memo{e: e, m: map[string]Match{}} }
+
+// Lookup is Enrichment.Lookup, cached.
+func (c *Memo) Lookup(id string) Match {
+	if m, ok := c.m[id]; ok {
+		return m
+	}
+	m := c.e.Lookup(id)
+	c.m[id] = m
 	return m
 }
 
@@ -160,7 +186,7 @@ func (e *Enrichment) Lookup(id string) Match {
 // image's end-of-life flag (contract.OSInfo.EOSL).
 func (m Match) Exposure(eol bool) sla.Exposure {
 	x := sla.Exposure{EOL: eol}
-	if m.InKEV {
+	if m.KEV != nil {
 		x.InKEV, x.KEVAdded, x.KEVDue = true, m.KEV.DateAdded, m.KEV.DueDate
 	}
 	if m.HasEPSS {

@@ -25,7 +25,7 @@ func fixtureEnrichment(t testing.TB, fetchedAt time.Time) *Enrichment {
 
 func TestNilEnrichmentFindsNothing(t *testing.T) {
 	var e *Enrichment
-	if m := e.Lookup(feedstest.RapidReset); m.InKEV || m.HasEPSS {
+	if m := e.Lookup(feedstest.RapidReset); m.InKEV() || m.HasEPSS {
 		t.Fatal("found")
 	}
 	if _, ok := e.KEV(feedstest.RapidReset); ok {
@@ -101,5 +101,20 @@ func TestStatusDescribe(t *testing.T) {
 	var none *Enrichment
 	if got := none.Status(EPSS).Describe(day0); got != "EPSS scores: never loaded" {
 		t.Fatal(got)
+	}
+}
+
+func TestMemoMatchesLookup(t *testing.T) {
+	e := fixtureEnrichment(t, day0)
+	memo := e.Memo()
+	for range 2 { // the second round is served from the cache
+		for _, id := range []string{feedstest.RapidReset, feedstest.Log4Shell, feedstest.NotListed, "cve-2023-44487", "GHSA-xvch-5gv4-984h", ""} {
+			if got, want := memo.Lookup(id), e.Lookup(id); got != want {
+				t.Fatalf("%s: memo %+v, lookup %+v", id, got, want)
+			}
+		}
+	}
+	if m := (*Enrichment)(nil).Memo().Lookup(feedstest.RapidReset); m.InKEV() || m.HasEPSS {
+		t.Fatal("a nil enrichment's memo found something")
 	}
 }

@@ -57,13 +57,17 @@ func (s *EPSSScores) Lookup(cve string) (EPSSScore, bool) {
 // date is what freshness is judged by), the header, and rows with a CVE ID
 // and two numbers in [0, 1]; anything else — a truncated gzip stream, a
 // cut-off row, a duplicate CVE, an empty file — is an error naming the line.
-func ParseEPSS(r io.Reader) (*EPSSScores, error) {
+func ParseEPSS(r io.Reader) (*EPSSScores, error) { return parseEPSS(r, 0) }
+
+// parseEPSS parses with the number of rows expected (a stored copy's
+// metadata knows it), so the table is allocated once.
+func parseEPSS(r io.Reader, sizeHint int) (*EPSSScores, error) {
 	rc, err := decompressed(r)
 	if err != nil {
 		return nil, fmt.Errorf("EPSS scores: %w", err)
 	}
 	defer rc.Close()
-	p := epssParser{br: bufio.NewReaderSize(rc, 256<<10), s: &EPSSScores{scores: newTable[EPSSScore](1024)}}
+	p := epssParser{br: bufio.NewReaderSize(rc, 256<<10), s: &EPSSScores{scores: newTable[EPSSScore](min(max(sizeHint, 1024), 2_000_000))}}
 	if err := p.parse(); err != nil {
 		return nil, fmt.Errorf("EPSS scores: %w", err)
 	}

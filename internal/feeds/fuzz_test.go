@@ -35,7 +35,7 @@ func FuzzParseKEV(f *testing.F) {
 			t.Fatalf("accepted an empty or undated catalogue: %+v", c)
 		}
 		n := 0
-		c.entries.each(func(e KEVEntry) {
+		c.entries.each(func(e *KEVEntry) {
 			n++
 			if !validCVE(e.CVE) || e.DateAdded.IsZero() || e.DueDate.IsZero() {
 				t.Fatalf("accepted an invalid entry %+v", e)

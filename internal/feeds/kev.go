@@ -38,7 +38,7 @@ type KEVCatalog struct {
 	Version string
 	// Released is its dateReleased.
 	Released time.Time
-	entries  table[KEVEntry]
+	entries  table[*KEVEntry]
 }
 
 // Len is the number of vulnerabilities in the catalogue.
@@ -55,7 +55,10 @@ func (c *KEVCatalog) Lookup(cve string) (KEVEntry, bool) {
 	if c == nil {
 		return KEVEntry{}, false
 	}
-	return c.entries.get(cve)
+	if e, ok := c.entries.get(cve); ok {
+		return *e, true
+	}
+	return KEVEntry{}, false
 }
 
 // kevDoc is the catalogue as CISA publishes it
@@ -128,16 +131,16 @@ func (doc kevDoc) catalog() (*KEVCatalog, error) {
 	if len(vulns) == 0 {
 		return nil, errors.New("KEV catalogue: no vulnerabilities")
 	}
-	c := &KEVCatalog{Version: strings.TrimSpace(*doc.CatalogVersion), Released: released.UTC(), entries: newTable[KEVEntry](len(vulns))}
+	c := &KEVCatalog{Version: strings.TrimSpace(*doc.CatalogVersion), Released: released.UTC(), entries: newTable[*KEVEntry](len(vulns))}
 	for i, v := range vulns {
 		e, err := v.entry()
 		if err != nil {
 			return nil, fmt.Errorf("KEV catalogue: vulnerabilities[%d]: %w", i, err)
 		}
 		if prev, dup := c.entries.get(e.CVE); dup {
-			e = mergeKEV(prev, e)
+			e = mergeKEV(*prev, e)
 		}
-		c.entries.put(e.CVE, e)
+		c.entries.put(e.CVE, &e)
 	}
 	return c, nil
 }

@@ -58,7 +58,7 @@ func TestPublishToJetStream(t *testing.T) {
 			t.Errorf("%s from JetStream %+v, on disk %+v", k, e.Status(k), disk.Status(k))
 		}
 	}
-	if m := e.Lookup(feedstest.RapidReset); !m.InKEV || m.EPSS.Percentile != 0.9995 {
+	if m := e.Lookup(feedstest.RapidReset); !m.InKEV() || m.EPSS.Percentile != 0.9995 {
 		t.Fatalf("lookup from JetStream: %+v", m)
 	}
 	if p, _ := Publish(t.Context(), store, DirSource(cache), log); actions(p)[KEV] != "current" {

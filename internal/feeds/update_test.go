@@ -220,7 +220,7 @@ func TestUpdateKeepsLastGoodCopy(t *testing.T) {
 			if !st.Loaded || st.Meta.SHA256 != before.SHA256 || !st.Meta.CheckedAt.Equal(before.CheckedAt) {
 				t.Fatalf("stored copy changed: %+v, was %+v", st.Meta, before)
 			}
-			if m := e.Lookup(feedstest.RapidReset); !m.InKEV || !m.HasEPSS {
+			if m := e.Lookup(feedstest.RapidReset); !m.InKEV() || !m.HasEPSS {
 				t.Fatal("lookups fail after a failed update")
 			}
 			// Both feeds' copies date from day0: a week and a day later

@@ -170,11 +170,12 @@ func (c *Config) Complete(now time.Time) {
 
 // Validate checks every component's configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Worker.Validate(), c.Report.Validate(), c.Feeds.Validate()}
-	if errs[3] == nil {
+	reportErr := c.Report.Validate()
+	if reportErr == nil {
 		// The policy's content, not only its presence: before any work.
-		errs = append(errs, sla.ValidatePolicyFile(c.Report.SLAConfig))
+		reportErr = sla.ValidatePolicyFile(c.Report.SLAConfig)
 	}
+	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Worker.Validate(), reportErr, c.Feeds.Validate()}
 	if c.NATS.URLs != "" {
 		errs = append(errs, c.NATS.Validate())
 	} else if strings.TrimSpace(c.StateDir) == "" {

@@ -30,7 +30,9 @@ func decompressed(r io.Reader) (io.ReadCloser, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
-		zr.Multistream(false)
+		// Multistream (the default): concatenated members are one file, and
+		// the stream is read to its end (an object store verifies its
+		// digest there); trailing garbage is an error.
 		return &limited{r: zr, c: zr, gz: true, n: MaxFeedSize}, nil
 	}
 	return &limited{r: br, n: MaxFeedSize}, nil

@@ -105,6 +105,19 @@ func TestParseEPSSFixture(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if name == "gzipped" {
+				// FIRST's file is one gzip member; concatenated members
+				// (a re-compressed mirror) are one file too.
+				z := feedstest.EPSSGzip()
+				half := len(feedstest.EPSS()) / 2
+				multi := append(feedstest.Gzip(feedstest.EPSS()[:half]), feedstest.Gzip(feedstest.EPSS()[half:])...)
+				if m, err := ParseEPSS(bytes.NewReader(multi)); err != nil || m.Len() != s.Len() {
+					t.Fatalf("multi-member gzip: %v", err)
+				}
+				if _, err := ParseEPSS(bytes.NewReader(append(z, "trailing garbage"...))); err == nil {
+					t.Fatal("trailing garbage after the gzip stream accepted")
+				}
+			}
 			if s.ModelVersion != feedstest.EPSSModel || s.ScoreDate.Format(time.DateOnly) != feedstest.EPSSDate || s.Len() != feedstest.EPSSEntries {
 				t.Fatalf("model %q date %s, %d scores", s.ModelVersion, s.ScoreDate, s.Len())
 			}

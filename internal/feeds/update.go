@@ -118,6 +118,12 @@ func (u *Updater) Update(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	d := diskStore{dir: Dir(u.CacheDir)}
+	if !u.fetchesAnything() {
+		// Nothing to fetch (feeds disabled, or remote under LocalOnly):
+		// report the stored copies without writing, so a read-only cache
+		// directory works offline.
+		return u.idle(d), nil
+	}
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return Result{}, fmt.Errorf("--cache-dir %s: %w", u.CacheDir, err)
 	}
@@ -136,6 +142,35 @@ func (u *Updater) Update(ctx context.Context) (Result, error) {
 		res.Feeds = append(res.Feeds, fr)
 	}
 	return res, nil
+}
+
+// fetchesAnything reports whether some feed has a source to fetch.
+func (u *Updater) fetchesAnything() bool {
+	for _, k := range Kinds {
+		src, err := parseSource(u.Config.URL(k))
+		if err != nil || (!src.disabled() && (src.local() || !u.Config.LocalOnly)) {
+			return true
+		}
+	}
+	return false
+}
+
+// idle reports every feed as disabled or skipped, with its stored copy.
+func (u *Updater) idle(d diskStore) Result {
+	var res Result
+	for _, k := range Kinds {
+		src, _ := parseSource(u.Config.URL(k))
+		fr := FeedResult{Feed: k, Source: src.String(), Outcome: OutcomeSkipped}
+		if src.disabled() {
+			fr.Outcome = OutcomeDisabled
+		}
+		if m, gen, err := d.current(k); err == nil {
+			fr.Current, fr.HasCurrent, fr.Generation = m, true, filepath.Base(gen)
+		}
+		u.logResult(fr)
+		res.Feeds = append(res.Feeds, fr)
+	}
+	return res
 }
 
 func (u *Updater) logResult(fr FeedResult) {

@@ -298,6 +298,36 @@ func TestUpdateLocalSources(t *testing.T) {
 			t.Fatal("a remote feed was fetched under LocalOnly")
 		}
 	})
+	t.Run("nothing to fetch: a read-only cache directory is not written", func(t *testing.T) {
+		srv := feedstest.NewServer(t)
+		cache := t.TempDir()
+		mustUpdate(t, newUpdater(t, testConfig(srv), cache, &clock{t: day0}))
+		if err := os.Chmod(cache, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Chmod(cache, 0o755) })
+		if err := os.Chmod(Dir(cache), 0o555); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Chmod(Dir(cache), 0o755) })
+		c := testConfig(srv)
+		c.LocalOnly = true
+		res := mustUpdate(t, newUpdater(t, c, cache, &clock{t: day0}))
+		if o := outcomes(res); o[KEV] != OutcomeSkipped || o[EPSS] != OutcomeSkipped || !res.Feeds[0].HasCurrent {
+			t.Fatalf("%v %+v", o, res.Feeds)
+		}
+		empty := t.TempDir()
+		if err := os.Chmod(empty, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		res = mustUpdate(t, newUpdater(t, c, empty, &clock{t: day0}))
+		if res.Feeds[0].HasCurrent || res.Err() != nil {
+			t.Fatalf("%+v", res.Feeds)
+		}
+		if _, err := os.Stat(Dir(empty)); err == nil {
+			t.Fatal("the feeds directory was created")
+		}
+	})
 	t.Run("an empty URL disables a feed", func(t *testing.T) {
 		c := Defaults()
 		c.KEVURL, c.EPSSURL = kevPath, ""

@@ -62,7 +62,7 @@ func TestBadInputBeforeWork(t *testing.T) {
 		{[]string{"--out-dir", file}, "is not a directory"},
 		{[]string{"--accept-file", brokenAccept}, "--accept-file: acceptances " + brokenAccept},
 		{[]string{"--accept-file", typoAccept}, "--accept-file"},
-		{[]string{"--sla-config", dupPolicy}, "--sla-config: SLA config " + dupPolicy + ": days: CRITICAL is given twice"},
+		{[]string{"--sla-config", dupPolicy}, "--sla-config " + dupPolicy + ": days: CRITICAL is given twice"},
 		{[]string{"--sla-config", bigPolicy}, "between 1 and 3650"},
 		{[]string{"--sla", "CRITICAL=106752"}, "--sla"},
 		{[]string{"--sla", "HIGH=3,high=4"}, "HIGH is given twice"},

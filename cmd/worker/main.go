@@ -56,6 +56,12 @@ directory and switches --cache-dir/db to it atomically, so running workers
 never see a half-written DB; they pick the new one up between jobs. Does
 nothing while the DB is fresh.
 
+It also fetches the CISA KEV catalogue (--kev-url) and FIRST's EPSS scores
+(--epss-url) into --cache-dir/feeds the same way: validated in full, switched
+atomically, the last good copy kept when a fetch fails (the command then
+exits 1). With --publish-feeds it publishes the copies in use to JetStream,
+where reporters in other pods read them.
+
 Flags (each also read from the environment variable shown):
 `
 
@@ -196,9 +202,10 @@ func dbUpdate(ctx context.Context, env cli.Env) error {
 	cfg.RegisterFlags(fs)
 	cfg.RegisterUpdateFlags(fs)
 	cfg.Registry.RegisterFlags(fs)
+	feedFlags := newFeedFlags(fs)
 	logCfg.RegisterFlags(fs)
 	if err := parse(fs, env, dbUpdateHelp, func() error {
-		return errors.Join(cfg.ValidateUpdate(), logCfg.Validate())
+		return errors.Join(cfg.ValidateUpdate(), feedFlags.validate(), logCfg.Validate())
 	}); err != nil {
 		return err
 	}
@@ -210,7 +217,7 @@ func dbUpdate(ctx context.Context, env cli.Env) error {
 	log = log.With(zap.String("component", "db-update"), zap.String("version", version.Version))
 	res, err := trivydb.Update(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("update vulnerability DB in %s: %w", cfg.CacheDir, err)
+		return errors.Join(fmt.Errorf("update vulnerability DB in %s: %w", cfg.CacheDir, err), feedFlags.refresh(ctx, cfg.CacheDir, env.Stdout, log))
 	}
 	report := func(what string, r trivydb.ArtifactResult) {
 		state := "fresh, kept"
@@ -224,7 +231,7 @@ func dbUpdate(ctx context.Context, env cli.Env) error {
 	if res.JavaDB != nil {
 		report("java DB", *res.JavaDB)
 	}
-	return nil
+	return feedFlags.refresh(ctx, cfg.CacheDir, env.Stdout, log)
 }
 
 // ensureTopology lays out the JetStream resources and returns.

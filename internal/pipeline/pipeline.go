@@ -24,6 +24,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/dirlock"
 	"github.com/fleetscan/fleetscan/internal/dispatcher"
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 	"github.com/fleetscan/fleetscan/internal/progress"
@@ -53,6 +54,9 @@ type Config struct {
 	Workers int
 	// SkipDBUpdate uses the DB under --cache-dir as it is (offline use).
 	SkipDBUpdate bool
+	// Feeds are the exploit feeds (KEV, EPSS) refreshed into --cache-dir
+	// with the DB.
+	Feeds feeds.Config
 	// ScanWait bounds how long the reporter waits for the scans.
 	ScanWait time.Duration
 	// GracePeriod is how long in-flight scans may finish after the first
@@ -73,6 +77,7 @@ func Defaults() Config {
 		Dispatch: dispatcher.Defaults(),
 		Worker:   worker.DefaultConfig(),
 		Report:   reporter.Defaults(),
+		Feeds:    feeds.Defaults(),
 		Workers:  runtime.NumCPU(),
 		ScanWait: time.Hour,
 
@@ -105,7 +110,7 @@ func xdgDir(env, fallback string) string {
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "embedded NATS state (SLA first-seen dates persist here between runs)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "images scanned at the same time")
-	fs.BoolVar(&c.SkipDBUpdate, "skip-db-update", c.SkipDBUpdate, "use the vulnerability DB under --cache-dir as it is; do not download (offline use)")
+	fs.BoolVar(&c.SkipDBUpdate, "skip-db-update", c.SkipDBUpdate, "use the vulnerability DB and the KEV/EPSS feeds under --cache-dir as they are; do not download (offline use; local --kev-url/--epss-url files are still read)")
 	fs.DurationVar(&c.ScanWait, "scan-wait", c.ScanWait, "give up waiting for scans after this long (what is missing is reported as not scanned)")
 	fs.DurationVar(&c.GracePeriod, "grace-period", c.GracePeriod, "on the first SIGINT/SIGTERM, let in-flight scans finish this long (their results are kept); a second signal exits at once")
 
@@ -125,6 +130,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		c.Worker.RegisterRetryFlags(s)
 		s.DurationVar(&c.Topology.LayerCacheTTL, "layer-cache-ttl", c.Topology.LayerCacheTTL, "drop a shared layer-analysis cache entry not used for this long (each use refreshes it)")
 	})
+	sub(c.Feeds.RegisterFlags)
 	sub(c.Dispatch.Sources.RegisterFlags)
 	sub(func(s *pflag.FlagSet) {
 		s.BoolVar(&c.Dispatch.ResolveTags, "resolve-tags", c.Dispatch.ResolveTags, "resolve the spec tag against its registry (HEAD) when a container status has no manifest digest")
@@ -180,7 +186,7 @@ func (c Config) Validate() error {
 	w, r := c.Worker, c.Report
 	w.Concurrency, w.GracePeriod = max(1, w.Concurrency), max(time.Second, w.GracePeriod)
 	r.Wait = max(0, r.Wait)
-	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Dispatch.Sources.CheckFiles(), w.Validate(), r.Check()}
+	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Dispatch.Sources.CheckFiles(), w.Validate(), r.Check(), c.Feeds.Validate()}
 	if c.GracePeriod <= 0 {
 		errs = append(errs, fmt.Errorf("--grace-period %s: must be positive", c.GracePeriod))
 	}
@@ -269,6 +275,9 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 		}
 	}
 	if err := ensureDB(ctx, cfg, d.now, log); err != nil {
+		return reporter.Outcome{}, interrupted(ctx, err)
+	}
+	if err := refreshFeeds(ctx, cfg, log); err != nil {
 		return reporter.Outcome{}, interrupted(ctx, err)
 	}
 

@@ -32,7 +32,7 @@ func (c Config) Check() error {
 	}
 	if c.SLAConfig != "" {
 		if _, err := sla.LoadPolicy(c.SLAConfig); err != nil {
-			errs = append(errs, fmt.Errorf("--sla-config: %w", err))
+			errs = append(errs, err) // names --sla-config and the file
 		}
 	}
 	if c.AcceptFile != "" {

@@ -140,4 +140,3 @@ func TestTwoEnginesFetchEachSharedLayerOnce(t *testing.T) {
 	}
 	t.Logf("%d images, %d unique layers, scanned by %v", len(results), len(f.layers), workers)
 }
-

@@ -77,7 +77,10 @@ func helmEnv() ([]string, error) {
 
 // runHelm runs the helm CLI and returns its standard output; an error
 // carries its standard error.
-func runHelm(args ...string) ([]byte, error) {
+func runHelm(args ...string) ([]byte, error) { return runHelmWith(nil, args...) }
+
+// runHelmWith is runHelm with more environment variables.
+func runHelmWith(extraEnv []string, args ...string) ([]byte, error) {
 	bin, err := toolPath("helm")
 	if err != nil {
 		return nil, err
@@ -87,7 +90,7 @@ func runHelm(args ...string) ([]byte, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = env
+	cmd.Env = append(env, extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

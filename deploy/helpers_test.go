@@ -282,10 +282,15 @@ func decodeKustomization(data []byte) (types.Kustomization, error) {
 }
 
 // find returns the rendered object of kind and name (the name as written
-// in the manifests: generated ConfigMaps are matched without their hash).
+// in the manifests: kustomize's generated ConfigMaps and the chart's Jobs
+// are matched without their content hash).
 func find(objs []object, kind, name string) (object, bool) {
 	for _, o := range objs {
-		if o.GVK.Kind == kind && (o.Name == name || (kind == "ConfigMap" && generatedName(o.Name) == name)) {
+		if o.GVK.Kind != kind {
+			continue
+		}
+		if o.Name == name || (kind == "ConfigMap" && generatedName(o.Name) == name) ||
+			(kind == "Job" && helmJobHash.MatchString(o.Name) && helmJobHash.FindStringSubmatch(o.Name)[1] == name) {
 			return o, true
 		}
 	}

@@ -175,7 +175,6 @@ func TestHelmLint(t *testing.T) {
 	}
 }
 
-
 // TestHelmRejectsBadValues: values.schema.json refuses misspelt or
 // malformed values, and the templates refuse combinations that cannot work,
 // each with a message naming the value.
@@ -340,7 +339,6 @@ func compareRenderings(t *testing.T, kustomized, helmed []object) []string {
 	}
 	return diffs
 }
-
 
 // TestHelmMatchesKustomize: for every shape, `helm template` with the
 // shape's values renders the same objects as `kustomize build` of the

@@ -83,7 +83,7 @@ test-unit: tools kube-tools ## Run the main module's tests only (builds the Triv
 test-integration: tools kube-tools ## Run the integration module (Docker + testcontainers; builds the images first)
 	@# Without a Docker engine every test prints a SKIPPED line instead.
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; else echo 'SKIPPED: no Docker engine: images not built'; fi
-	cd test/integration && FLEETSCAN_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout 20m -v ./... 2>&1 | tee $(CURDIR)/.tools/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIPPED|\s+---)' ; \
+	cd test/integration && FLEETSCAN_TOOLS=$(TOOLS) FLEETSCAN_IT_IMAGES_OCI=$(IMAGES_CTX)/oci $(GO) test -count=1 -timeout 20m -v ./... 2>&1 | tee $(CURDIR)/.tools/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|SKIPPED|\s+---)' ; \
 	  status=$${PIPESTATUS[0]}; \
 	  if grep -q 'SKIPPED' $(CURDIR)/.tools/integration.log; then echo; echo '!!! SOME INTEGRATION TESTS WERE SKIPPED (see lines marked SKIPPED above) !!!'; fi; \
 	  exit $$status
@@ -123,33 +123,41 @@ lint: ## go vet, plus staticcheck when it installs from the module proxy
 	@if test -x $(TOOLS)/staticcheck; then $(TOOLS)/staticcheck ./...; fi
 
 # Container images FROM scratch, built without pulling anything (no registry
-# is reachable here): the binaries are built statically on the host and each
-# is packed with the host's CA bundle into fleetscan/<name>:$(IMAGE_TAG), the
-# tag deploy/ and the integration tests use. Only commands with a main.go are
-# built. The root Dockerfile builds the same images where golang can be pulled.
-IMAGE_TAG  ?= dev
-IMAGE_CMDS := $(patsubst cmd/%/main.go,%,$(wildcard cmd/*/main.go))
-IMAGES_CTX := $(CURDIR)/.tools/images
-CA_BUNDLE  ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem))
+# is reachable here) and without buildx: every command is cross-compiled
+# statically for each of IMAGE_PLATFORMS, and hack/images packs each binary
+# with the host's CA bundle into a FROM scratch image (nonroot 65532, /tmp,
+# the binary as entrypoint) and the images of a command into one OCI index,
+# written as an OCI layout to .tools/images/$(IMAGE_TAG)/oci/<name>. The
+# image for the host's platform is loaded into Docker as
+# fleetscan/<name>:$(IMAGE_TAG) (the tag deploy/ and the integration tests
+# use); PUSH=registry/prefix pushes every index to prefix/<name>:$(IMAGE_TAG).
+# Only commands with a main.go are built. The root Dockerfile builds the same
+# single-platform images where golang can be pulled.
+IMAGE_TAG       ?= dev
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_CMDS      := $(patsubst cmd/%/main.go,%,$(wildcard cmd/*/main.go))
+IMAGES_CTX      := $(CURDIR)/.tools/images/$(IMAGE_TAG)
+CA_BUNDLE       ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem))
+PUSH            ?=
+comma           := ,
+empty           :=
+space           := $(empty) $(empty)
 
 .PHONY: images
-images: ## Build FROM scratch images fleetscan/<name>:dev from host-built static binaries (no registry needed)
-	@command -v docker >/dev/null || { echo "images: docker is not installed" >&2; exit 1; }
+images: ## Build linux/amd64+arm64 FROM scratch images and OCI indexes; load the host's into Docker (PUSH=registry/prefix pushes)
 	@test -n "$(IMAGE_CMDS)" || { echo "images: no cmd/*/main.go to build" >&2; exit 1; }
 	@test -n "$(CA_BUNDLE)" || { echo "images: no CA bundle found; set CA_BUNDLE=/path/to/ca-certificates.crt" >&2; exit 1; }
 	rm -rf $(IMAGES_CTX) && mkdir -p $(IMAGES_CTX)/bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGES_CTX)/bin/ $(addprefix ./cmd/,$(IMAGE_CMDS))
-	@for b in $(IMAGE_CMDS); do \
-	  ctx=$(IMAGES_CTX)/$$b && \
-	  mkdir -p $$ctx/bin $$ctx/rootfs/etc/ssl/certs $$ctx/rootfs/tmp && chmod 1777 $$ctx/rootfs/tmp && \
-	  cp $(CA_BUNDLE) $$ctx/rootfs/etc/ssl/certs/ca-certificates.crt && \
-	  echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin' > $$ctx/rootfs/etc/passwd && \
-	  echo 'nonroot:x:65532:' > $$ctx/rootfs/etc/group && \
-	  ln $(IMAGES_CTX)/bin/$$b $$ctx/bin/$$b && \
-	  sed "s/@BIN@/$$b/g" deploy/images/Dockerfile > $$ctx/Dockerfile && \
-	  docker build -q -t fleetscan/$$b:$(IMAGE_TAG) $$ctx >/dev/null && \
-	  echo "built fleetscan/$$b:$(IMAGE_TAG)" || exit 1; \
+	@for p in $(IMAGE_PLATFORMS); do \
+	  os=$${p%%/*}; arch=$${p#*/}; echo "building $(IMAGE_CMDS) for $$p"; \
+	  GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGES_CTX)/bin/$${os}_$${arch}/ $(addprefix ./cmd/,$(IMAGE_CMDS)) || exit 1; \
 	done
+	$(GO) build -o $(IMAGES_CTX)/images ./hack/images
+	$(IMAGES_CTX)/images --bin-dir $(IMAGES_CTX)/bin --out $(IMAGES_CTX)/oci \
+	  --cmds $(subst $(space),$(comma),$(IMAGE_CMDS)) --platforms $(subst $(space),$(comma),$(strip $(IMAGE_PLATFORMS))) \
+	  --ca-bundle $(CA_BUNDLE) --tag $(IMAGE_TAG) --version $(VERSION) \
+	  $$(command -v docker >/dev/null && echo --load || echo "images: docker is not installed: not loading" >&2) \
+	  $(if $(PUSH),--push $(PUSH))
 
 # The Helm chart (deploy/helm/fleetscan), packaged with its files/ (the
 # kustomize sources it renders) resolved into the archive.

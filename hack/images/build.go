@@ -167,7 +167,6 @@ func layer(files []file, mtime time.Time) (v1.Layer, error) {
 	}, tarball.WithMediaType(types.OCILayer))
 }
 
-
 // parsePlatforms parses "linux/amd64,linux/arm64".
 func parsePlatforms(s string) ([]v1.Platform, error) {
 	var out []v1.Platform

@@ -140,6 +140,39 @@ func TestInstallInFiveMinutes(t *testing.T) {
 		t.Errorf("namespace platform-ops: %v, labels %v", err, ns.Labels)
 	}
 
+	// Upgrades: the init Job's template cannot change, so the chart names
+	// it after its content — an upgrade that changes it replaces it (and
+	// Helm removes the old one), one that does not leaves it alone.
+	kubeconfig := "KUBECONFIG=" + srv.Kubeconfig(t, "test", map[string]*rest.Config{"test": srv.Config})
+	initJobs := func() []string {
+		t.Helper()
+		jobs, err := srv.Client.BatchV1().Jobs("platform-ops").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=init"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, j := range jobs.Items {
+			names = append(names, j.Name)
+		}
+		return names
+	}
+	before := initJobs()
+	upgrade := func(set string) {
+		t.Helper()
+		if _, err := runHelmWith([]string{kubeconfig, "SSL_CERT_FILE=" + caFile}, "upgrade", "fleetscan", "oci://"+host+"/charts/fleetscan",
+			"--version", version, "--namespace", "default", "--reuse-values", "--set", set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upgrade("config.reporter.FLEETSCAN_WAIT=4h") // the init Job reads nothing of the reporter's
+	if after := initJobs(); len(before) != 1 || fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("init Jobs %v after an upgrade that does not change it, want %v", after, before)
+	}
+	upgrade("config.worker.FLEETSCAN_CACHE_DIR=/var/lib/fleetscan/trivy2")
+	if after := initJobs(); len(after) != 1 || after[0] == before[0] {
+		t.Errorf("init Jobs %v after an upgrade that changes it, want one Job other than %v", after, before)
+	}
+
 	// The Secrets hold working nkeys: each component's seed matches the
 	// public key the NATS servers are given.
 	users, err := srv.Client.CoreV1().Secrets("platform-ops").Get(ctx, "fleetscan-nats-users", metav1.GetOptions{})

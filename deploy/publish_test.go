@@ -53,9 +53,11 @@ func pushChart(t *testing.T, host, caFile, version string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// IMAGE_TAG=dev: the chart deploys the images of the chart directory's
+	// appVersion, so that the archive renders like the directory.
 	cmd := exec.Command("make", "--no-print-directory", "-C", repoRootDir(t), "chart-push",
-		"REGISTRY="+host+"/charts", "CHART_VERSION="+version, "CHART_OUT="+out)
-	cmd.Env = append(env, "SSL_CERT_FILE="+caFile)
+		"REGISTRY="+host+"/charts", "CHART_VERSION="+version, "CHART_OUT="+out, "IMAGE_TAG=dev")
+	cmd.Env = append(withoutMakeVars(env), "SSL_CERT_FILE="+caFile)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make chart-push: %v\n%s", err, b)
 	}
@@ -113,6 +115,7 @@ func TestChartPushPull(t *testing.T) {
 
 	t.Run("REGISTRY is required", func(t *testing.T) {
 		cmd := exec.Command("make", "--no-print-directory", "-C", repoRootDir(t), "chart-push", "CHART_OUT="+t.TempDir())
+		cmd.Env = withoutMakeVars(os.Environ())
 		b, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(b), "set REGISTRY=") {
 			t.Errorf("make chart-push without REGISTRY: %v\n%s", err, b)
@@ -134,4 +137,20 @@ func trusting(t *testing.T, caFile string) http.RoundTripper {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return tr
+}
+
+// withoutMakeVars drops the variables a calling make passes to its children
+// (the tests run under `make test`, whose command-line variables such as
+// IMAGE_TAG would otherwise reach the make the test runs) and REGISTRY.
+func withoutMakeVars(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "REGISTRY", "CHART_VERSION", "CHART_APP_VERSION", "CHART_OUT", "IMAGE_TAG":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }

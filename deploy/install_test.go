@@ -179,7 +179,7 @@ func TestInstallInFiveMinutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []string{"dispatcher", "worker", "reporter"} {
+	for _, c := range []string{"dispatcher", "worker", "reporter", "updater"} {
 		s, err := srv.Client.CoreV1().Secrets("platform-ops").Get(ctx, "fleetscan-nats-"+c, metav1.GetOptions{})
 		if err != nil {
 			t.Errorf("Secret fleetscan-nats-%s: %v", c, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/backoff"
 	"github.com/fleetscan/fleetscan/internal/topology"
 )
 
@@ -46,12 +47,51 @@ func Open(ctx context.Context, c Config, topo topology.Config, log *zap.Logger, 
 		nc.Close()
 		return nil, fmt.Errorf("jetstream on %s: %w", ServerOf(nc), err)
 	}
-	res, err := topology.Ensure(ctx, js, topo)
+	res, err := ensure(ctx, log, EnsureWithin, func() (*topology.Resources, error) { return topology.Ensure(ctx, js, topo) })
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("ensure JetStream topology on %s: %w", ServerOf(nc), err)
 	}
 	return &Session{Conn: nc, JS: js, Res: res, wd: wd}, nil
+}
+
+// EnsureWithin bounds how long Open retries laying out the topology while
+// JetStream is not ready: a cluster that lost a node (SIGKILL, no
+// leadership handed over) answers nothing until it elected new leaders.
+const EnsureWithin = time.Minute
+
+// ensure calls do until it succeeds, fails for good, or within has passed
+// retrying failures that a cluster electing leaders gives.
+func ensure(ctx context.Context, log *zap.Logger, within time.Duration, do func() (*topology.Resources, error)) (*topology.Resources, error) {
+	deadline := time.Now().Add(within)
+	for attempt := 1; ; attempt++ {
+		res, err := do()
+		if err == nil || ctx.Err() != nil || !notReady(err) || !time.Now().Before(deadline) {
+			return res, err
+		}
+		wait := min(backoff.Nominal(250*time.Millisecond, 4*time.Second, attempt), time.Until(deadline))
+		log.Warn("JetStream not ready (a cluster electing leaders?); retrying", zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(max(wait, 0)):
+		}
+	}
+}
+
+// notReady reports whether err is what JetStream answers while it is not
+// ready: a request timing out (its own deadline, not the caller's), no
+// responders, or "temporarily unavailable".
+func notReady(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503 || apiErr.ErrorCode == 10008 // JSClusterNotAvailErr
+	}
+	return strings.Contains(err.Error(), "temporarily unavailable")
 }
 
 // Lost receives one error, naming the server, when the connection has been

@@ -234,7 +234,16 @@ func TestNATSClusterR3NodeDown(t *testing.T) {
 	if err := cluster.WaitHealthy(ctx, time.Minute, leader); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, time.Minute, "three current replicas again", func() bool {
+	// Each poll has its own short timeout: a JetStream request without a
+	// leader to answer it waits for its context's deadline.
+	poll := func(f func(context.Context) bool) func() bool {
+		return func() bool {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return f(pctx)
+		}
+	}
+	waitFor(ctx, t, time.Minute, "three current replicas again", poll(func(ctx context.Context) bool {
 		info, err := res.Jobs.Info(ctx)
 		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
 			return false
@@ -245,7 +254,8 @@ func TestNATSClusterR3NodeDown(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}))
+	t.Logf("%s is back and current", leader.Name)
 	info, err = res.Jobs.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -263,6 +273,8 @@ func TestNATSClusterR3NodeDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("killed stream leader %s with SIGKILL", killed.Name)
+	killedAt := time.Now()
+	defer func() { t.Logf("recovered %s after the kill", time.Since(killedAt).Round(time.Millisecond)) }()
 	more := testJobs(n+50, "2030-01-02")[n:]
 	pubCtx2, pubCancel2 := context.WithTimeout(ctx, 45*time.Second)
 	defer pubCancel2()
@@ -283,6 +295,13 @@ func TestNATSClusterR3NodeDown(t *testing.T) {
 	if info.Cluster == nil || info.Cluster.Leader == killed.Name || info.Cluster.Leader == "" {
 		t.Fatalf("no new leader after killing %s: %+v", killed.Name, info.Cluster)
 	}
+	// The workers' consumer gets a leader of its own (a worker restarted
+	// by Kubernetes would wait the same way).
+	waitFor(ctx, t, time.Minute, "the workers' consumer to have a leader", poll(func(ctx context.Context) bool {
+		ci, err := res.Workers.Info(ctx)
+		return err == nil && ci.Cluster != nil && ci.Cluster.Leader != "" && ci.Cluster.Leader != killed.Name
+	}))
+	t.Logf("new leaders elected; consuming")
 	seen = consumeAll(ctx, t, res.Workers, len(more), time.Minute)
 	for _, j := range more {
 		if seen[j.Digest] != 1 {

@@ -34,6 +34,7 @@ const usage = `Usage: fleetscan <command> [flags]
 Commands:
   scan     scan what your clusters run now and report SLA breaches
   demo     run the real pipeline on a generated fleet, fully offline
+  query    which running images hold a package or are affected by a CVE
   version  print the version
 
 Run 'fleetscan <command> --help' for a command's flags.
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return scan(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
+	case "query":
+		return runQuery(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "fleetscan %s\n", version.Version)
 		return 0

@@ -380,6 +380,15 @@ type Analysis struct {
 	// Scanner is the scanner (version and options) that analysed it.
 	Scanner  contract.ScannerInfo `json:"scanner"`
 	StoredAt time.Time            `json:"storedAt"`
+	// RepoTags, RepoDigests and Config are the image metadata Trivy reads
+	// with the image (SBOMs built from the analysis carry them).
+	// ManifestDigest is the platform image's own manifest digest: the
+	// key's digest when it names a single image, another when it names a
+	// multi-arch index. Analyses recorded before they existed lack them.
+	RepoTags       []string        `json:"repoTags,omitempty"`
+	RepoDigests    []string        `json:"repoDigests,omitempty"`
+	Config         json.RawMessage `json:"config,omitempty"`
+	ManifestDigest string          `json:"manifestDigest,omitempty"`
 }
 
 // PutAnalysis records the analysis of an image key.

@@ -131,6 +131,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		s.StringVar(&r.OutDir, "out-dir", r.OutDir, "directory the report files are written to")
 		s.StringSliceVar(&r.Formats, "format", r.Formats, "report formats: csv, json, html, md, tickets")
 		r.S3.RegisterFlags(s)
+		r.RegisterSBOMFlags(s)
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
@@ -72,11 +73,14 @@ type Deps struct {
 	// Progress is told, at every poll while collecting results, how many
 	// expected images are done (nil: progress only in the log).
 	Progress func(progress.State)
+	// Exporter writes SBOMs (--sbom) and keeps the package index whole
+	// for the report's images (nil: neither).
+	Exporter Exporter
 }
 
 // NewDeps wires the reporter to shared state on JetStream.
 func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
-	return Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out}
+	return Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out, Exporter: newExporter(res, log)}
 }
 
 func (d Deps) now() time.Time {
@@ -97,6 +101,8 @@ type Outcome struct {
 	UploadErr error
 	// ReportID names the report's S3 directory.
 	ReportID string
+	// SBOM is what the export wrote (nil when it did not run).
+	SBOM *sbom.Result
 }
 
 // Breached reports whether an unaccepted finding is past its deadline.
@@ -123,6 +129,9 @@ func (o Outcome) Incomplete() []string {
 	}
 	if o.UploadErr != nil {
 		why = append(why, "the S3 upload failed")
+	}
+	if o.SBOM != nil && len(o.SBOM.Missing) > 0 {
+		why = append(why, fmt.Sprintf("%d images have no SBOM (no cached analysis)", len(o.SBOM.Missing)))
 	}
 	return why
 }
@@ -222,11 +231,15 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if out.Files, err = report.WriteFiles(cfg.OutDir, r, formats); err != nil {
 		return out, err
 	}
+	if err := export(ctx, cfg, d, col.images, &out, log); err != nil {
+		return out, err
+	}
 	if up != nil {
 		files := make([]s3upload.File, len(out.Files))
 		for i, f := range out.Files {
 			files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
 		}
+		files = append(files, out.sbomUploads()...)
 		out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
 		if out.UploadErr != nil {
 			log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))
@@ -253,6 +266,7 @@ func writeConsole(w io.Writer, cfg Config, o Outcome, up Uploader) error {
 		names[i] = f.Name
 	}
 	fmt.Fprintf(w, "\nReport written to %s (%s)\n", cfg.OutDir, strings.Join(names, ", "))
+	writeSBOMSummary(w, cfg, o)
 	switch {
 	case up == nil:
 	case o.UploadErr != nil:

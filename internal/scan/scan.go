@@ -76,6 +76,9 @@ type Report struct {
 	Reference string
 	OS        *contract.OSInfo
 	Findings  []contract.Finding
+	// Packages lists every package found (the caller sets its image
+	// key): the package index's record of the image.
+	Packages  *contract.ImagePackages
 	Scanner   contract.ScannerInfo
 	DB        contract.DBInfo
 	StartedAt time.Time

@@ -500,7 +500,11 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) 
 		return Report{}, fmt.Errorf("prepare analysis of %s: %w", ref, err)
 	}
 	art := &recordingArtifact{Artifact: inner}
-	rep, err := t.detect(sctx, ref, cc, art)
+	manifest := manifestDigestOf(img)
+	if strings.EqualFold(manifest, req.Digest) {
+		manifest = ""
+	}
+	rep, err := t.detect(sctx, ref, cc, art, manifest)
 	if err != nil {
 		return Report{}, err
 	}
@@ -508,11 +512,7 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) 
 	rep.LayersAnalyzed = int(cc.misses.Load())
 	rep.BytesFetched = stats.bytes.Load()
 	if t.shared != nil && art.ref.ID != "" {
-		a := layercache.Analysis{
-			Reference: ref, ArtifactID: art.ref.ID, BlobIDs: art.ref.BlobIDs,
-			ImageID: art.ref.ImageMetadata.ID, DiffIDs: art.ref.ImageMetadata.DiffIDs,
-			Scanner: t.info, StoredAt: time.Now().UTC(),
-		}
+		a := analysisOf(ref, art.ref, t.info, manifestDigestOf(img), time.Now())
 		if err := t.shared.PutAnalysis(ctx, contract.ImageKey{Digest: req.Digest, Platform: req.Platform}, a); err != nil {
 			t.log.Warn("could not record the image's analysis; a rescan after a DB update will contact the registry",
 				zap.String("digest", req.Digest), zap.Error(err))
@@ -523,8 +523,14 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) 
 
 // detect runs Trivy's scan service over an artifact — an image being
 // pulled, or one analysed before — and maps the findings.
-func (t *Trivy) detect(ctx context.Context, ref string, cache tcache.LocalArtifactCache, art artifact.Artifact) (Report, error) {
-	svc := tscan.NewService(local.NewService(applier.NewApplier(cache), t.osMemo, langpkg.NewScanner(),
+//
+// The report also lists every package the image holds (Report.Packages):
+// Trivy's results carry them whether or not they are vulnerable.
+// manifestDigest is the platform manifest's digest when the scanned digest
+// is an index.
+func (t *Trivy) detect(ctx context.Context, ref string, cache tcache.LocalArtifactCache, art artifact.Artifact, manifestDigest string) (Report, error) {
+	rec := &osRecorder{Scanner: t.osMemo}
+	svc := tscan.NewService(local.NewService(applier.NewApplier(cache), rec, langpkg.NewScanner(),
 		vulnerability.NewClient(trivydbcfg.Config{})), art)
 	report, err := svc.ScanArtifact(ctx, ttypes.ScanOptions{
 		PkgTypes:            []string{ttypes.PkgTypeOS, ttypes.PkgTypeLibrary},
@@ -547,6 +553,7 @@ func (t *Trivy) detect(ctx context.Context, ref string, cache tcache.LocalArtifa
 		Reference: ref,
 		OS:        osOf(report),
 		Findings:  findingsOf(report),
+		Packages:  imagePackages(report, rec, t.info, manifestDigest, time.Now()),
 		Scanner:   t.info,
 		DB:        t.db.Info(),
 	}, nil
@@ -576,10 +583,7 @@ func (t *Trivy) redetect(ctx context.Context, req Request) (Report, bool) {
 			zap.Bool("missing_config", missingArtifact), zap.Int("missing_layers", len(missing)), zap.Error(err))
 		return Report{}, false
 	}
-	rep, err := t.detect(ctx, a.Reference, t.shared, storedArtifact{ref: artifact.Reference{
-		Name: a.Reference, Type: ftypes.TypeContainerImage, ID: a.ArtifactID, BlobIDs: a.BlobIDs,
-		ImageMetadata: artifact.ImageMetadata{ID: a.ImageID, DiffIDs: a.DiffIDs},
-	}})
+	rep, err := t.detect(ctx, a.Reference, t.shared, storedArtifact{ref: storedReference(a)}, manifestOf(a, key))
 	if err != nil {
 		log.Warn("detection from the recorded analysis failed; scanning in full", zap.Error(err))
 		return Report{}, false

@@ -189,6 +189,8 @@ func (u updater) needsUpdate(a artifact, dir string) (bool, string, metadata.Met
 		return true, fmt.Sprintf("schema version %d, want %d", m.Version, a.schema), m
 	case now.Sub(m.UpdatedAt) > u.cfg.MaxDBAge:
 		return true, fmt.Sprintf("built %s ago, older than --max-db-age=%s", now.Sub(m.UpdatedAt).Round(time.Minute), u.cfg.MaxDBAge), m
+	case u.cfg.Force:
+		return true, "the newest DB was asked for", m
 	case now.Before(m.NextUpdate):
 		return false, "fresh: next update due at " + m.NextUpdate.UTC().Format(time.RFC3339), m
 	case now.Before(m.DownloadedAt.Add(a.redownloadAfter)):

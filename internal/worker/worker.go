@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/pkgindex"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/scan"
 	"github.com/fleetscan/fleetscan/internal/store"
@@ -56,6 +57,9 @@ type Deps struct {
 	Store *store.Store
 	// Scanner scans images; share one between in-process workers.
 	Scanner Scanner
+	// Packages stores each scanned image's package record (the package
+	// index's input); nil means the store over Resources.
+	Packages PackageStore
 	// Metrics registers the worker's collectors; nil means a private
 	// registry (served on Config.Listen).
 	Metrics prometheus.Registerer
@@ -65,6 +69,11 @@ type Deps struct {
 	Log      *zap.Logger
 }
 
+// PackageStore keeps package records (*pkgindex.Store).
+type PackageStore interface {
+	PutPackages(ctx context.Context, rec contract.ImagePackages) error
+}
+
 // Worker consumes scan jobs.
 type Worker struct {
 	cfg     Config
@@ -72,6 +81,7 @@ type Worker struct {
 	res     *topology.Resources
 	store   *store.Store
 	scanner Scanner
+	pkgs    PackageStore
 	log     *zap.Logger
 	metrics *metrics
 	gather  prometheus.Gatherer
@@ -135,7 +145,15 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		res:     deps.Resources,
 		store:   deps.Store,
 		scanner: deps.Scanner,
+		pkgs:    deps.Packages,
 		log:     log.With(zap.String("worker", cfg.WorkerName)),
+	}
+	if w.pkgs == nil && deps.Resources.Packages != nil {
+		ps, err := pkgindex.NewStore(deps.Resources, log)
+		if err != nil {
+			return nil, err
+		}
+		w.pkgs = ps
 	}
 	info := deps.Scanner.DBInfo()
 	w.dbInfo.Store(&info)
@@ -414,7 +432,23 @@ func (w *Worker) publish(ctx context.Context, job contract.ScanJob, rep scan.Rep
 	if err := w.store.PutResult(ctx, r); err != nil {
 		return queue.Retryable(contract.FailureInternal, fmt.Errorf("publish result: %w", err))
 	}
+	w.putPackages(ctx, job.ImageKey, rep.Packages)
 	return nil
+}
+
+// putPackages stores the image's package record next to its result. A
+// failure is logged, not retried: the result stands, and the reporter
+// rebuilds missing records from the layer cache.
+func (w *Worker) putPackages(ctx context.Context, key contract.ImageKey, p *contract.ImagePackages) {
+	if w.pkgs == nil || p == nil {
+		return
+	}
+	rec := *p
+	rec.ImageKey = key
+	if err := w.pkgs.PutPackages(ctx, rec); err != nil {
+		w.log.Warn("could not store the image's package record; the reporter rebuilds it from the layer cache",
+			zap.String("digest", key.Digest), zap.String("platform", key.Platform.String()), zap.Error(err))
+	}
 }
 
 // recorder records the failure results of this worker's jobs, stamped

@@ -9,7 +9,7 @@ import (
 	pep440 "github.com/aquasecurity/go-pep440-version"
 	"github.com/aquasecurity/go-version/pkg/semver"
 	"github.com/aquasecurity/go-version/pkg/version"
-	apk "github.com/knqyf263/go-apk-version"
+	apkver "github.com/knqyf263/go-apk-version"
 	deb "github.com/knqyf263/go-deb-version"
 	rpm "github.com/knqyf263/go-rpm-version"
 	mvn "github.com/masahiro331/go-mvn-version"
@@ -142,11 +142,11 @@ func comparer(typ string) compareFunc {
 }
 
 func compareAPK(a, b string) (int, error) {
-	va, err := apk.NewVersion(a)
+	va, err := apkver.NewVersion(a)
 	if err != nil {
 		return 0, err
 	}
-	vb, err := apk.NewVersion(b)
+	vb, err := apkver.NewVersion(b)
 	if err != nil {
 		return 0, err
 	}

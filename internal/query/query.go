@@ -48,6 +48,9 @@ type Source struct {
 // OpenResources looks up (never creates or changes) the JetStream
 // resources a query reads: the inventories and the package index.
 func OpenResources(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Source, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	res := &topology.Resources{JS: js}
 	var err error
 	if res.Inventories, err = js.ObjectStore(ctx, topology.InventoriesBucket); err != nil {

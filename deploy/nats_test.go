@@ -30,6 +30,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/fleetscan/fleetscan/internal/natsconn"
+	"github.com/fleetscan/fleetscan/internal/pkgindex"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
@@ -398,6 +399,15 @@ func connectAs(t *testing.T, s *server.Server, p *natsPod, key string) *client {
 // component do its job with fleetscan's own packages (internal/queue, internal/store,
 // internal/topology) under its own nkey — and fail, with a permission violation,
 // at what its role may not do.
+func mustPkgStore(t *testing.T, res *topology.Resources) *pkgindex.Store {
+	t.Helper()
+	s, err := pkgindex.NewStore(res, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestNATSRolePermissions(t *testing.T) {
 	p, _ := layOutNATS(t, baseDir)
 	s := runNATS(t, p)
@@ -412,6 +422,9 @@ func TestNATSRolePermissions(t *testing.T) {
 	result := contract.ScanResult{RunID: "run-1", Cycle: "2026-01-02", ImageKey: key, Status: contract.StatusScanned, CompletedAt: now, Findings: []contract.Finding{}}
 	identity := contract.ScannerIdentity{Scanner: contract.ScannerInfo{Name: "trivy", Version: "0.74.0"},
 		DB: contract.DBInfo{Version: 2, UpdatedAt: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)}, Worker: "w-1", PublishedAt: now}
+
+	packages := contract.ImagePackages{ImageKey: key, AnalyzedAt: now, Packages: []contract.Package{
+		{Name: "musl", Version: "1.2.4-r0", PURL: "pkg:apk/alpine/musl@1.2.4-r0", Type: "alpine", Class: contract.ClassOSPackages}}}
 
 	ctx := func() context.Context {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -463,6 +476,9 @@ func TestNATSRolePermissions(t *testing.T) {
 		}
 		noViolations(t, c)
 		denied(t, c, "writing a result", "fleetscan.results.", func(ctx context.Context) error { return c.st.PutResult(ctx, result) })
+		denied(t, c, "writing a package record", "fleetscan.packages.", func(ctx context.Context) error {
+			return mustPkgStore(t, c.res).PutPackages(ctx, packages)
+		})
 		denied(t, c, "deleting the jobs stream", "$JS.API.STREAM.DELETE.", func(ctx context.Context) error { return c.js.DeleteStream(ctx, topology.JobsStream) })
 	})
 
@@ -515,6 +531,15 @@ func TestNATSRolePermissions(t *testing.T) {
 		if err := c.st.PutScannerIdentity(ctx(), identity); err != nil {
 			t.Errorf("publish the scanner identity: %v", err)
 		}
+		// The image's package record, inline and claim-checked.
+		pkgs := mustPkgStore(t, c.res)
+		if err := pkgs.PutPackages(ctx(), packages); err != nil {
+			t.Errorf("store a package record: %v", err)
+		}
+		pkgs.InlineLimit = 1
+		if err := pkgs.PutPackages(ctx(), packages); err != nil {
+			t.Errorf("store a large package record: %v", err)
+		}
 		noViolations(t, c)
 		denied(t, c, "publishing a job", "fleetscan.jobs.", func(ctx context.Context) error {
 			_, err := queue.NewPublisher(c.js).Publish(ctx, []contract.ScanJob{job})
@@ -565,6 +590,24 @@ func TestNATSRolePermissions(t *testing.T) {
 		}
 		if _, err := c.res.FirstSeen.Put(ctx(), "k", []byte("2026-01-02")); err != nil {
 			t.Errorf("write SLA first-seen date: %v", err)
+		}
+		// The package index: read the records (one claim-checked), rebuild
+		// one from the layer cache, store the compacted snapshot.
+		pkgs := mustPkgStore(t, c.res)
+		ix, _, err := pkgs.Load(ctx())
+		if err != nil || ix.Len() != 1 {
+			t.Errorf("load the package index: %v (%d images)", err, ix.Len())
+		}
+		if _, err := c.res.LayerCache.Get(ctx(), "blob.sha256-00"); err != nil {
+			t.Errorf("read the layer cache: %v", err)
+		}
+		if err := pkgs.PutPackages(ctx(), packages); err != nil {
+			t.Errorf("store a rebuilt package record: %v", err)
+		}
+		if ix != nil {
+			if err := pkgs.Save(ctx(), ix); err != nil {
+				t.Errorf("store the package index snapshot: %v", err)
+			}
 		}
 		noViolations(t, c)
 		denied(t, c, "writing a result", "fleetscan.results.", func(ctx context.Context) error { return c.st.PutResult(ctx, result) })

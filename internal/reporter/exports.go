@@ -35,16 +35,10 @@ func newExporter(res *topology.Resources, log *zap.Logger) Exporter {
 	if err != nil {
 		return nil
 	}
-	// Entries read past half their TTL are written again, as a worker
-	// does: the bucket's own TTL decides. The lease TTL is never used
-	// (the exporter only reads).
-	ttl := topology.Defaults().LayerCacheTTL
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if st, err := res.LayerCache.Status(sctx); err == nil && st.TTL() > 0 {
-		ttl = st.TTL()
-	}
-	cancel()
-	cache, err := layercache.New(res, layercache.Config{TTL: ttl, LeaseTTL: layercache.DefaultLeaseTTL, Owner: "reporter"}, log.Named("layercache"))
+	// The reporter only reads the layer cache (workers keep its entries
+	// alive): TTL and leases are never used.
+	cache, err := layercache.New(res, layercache.Config{TTL: topology.Defaults().LayerCacheTTL, LeaseTTL: layercache.DefaultLeaseTTL,
+		Owner: "reporter", ReadOnly: true}, log.Named("layercache"))
 	if err != nil {
 		return nil
 	}

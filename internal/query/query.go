@@ -276,12 +276,8 @@ func matchCVE(ctx context.Context, cfg Config, ix *pkgindex.Index, running func(
 	groups := make([]scan.PackageGroup, 0, len(osGroups)+len(langUnits))
 	units := make([][]uint32, 0, cap(groups))
 	for _, g := range osGroups {
-		pg := scan.PackageGroup{Class: contract.ClassOSPackages, OS: g.Image.OS, OSExtended: g.Image.OSExtended,
-			OSSupplier: g.Image.OSSupplier, Repository: g.Image.Repository}
-		for _, id := range g.Units {
-			pg.Packages = append(pg.Packages, *ix.Unit(id))
-		}
-		groups = append(groups, pg)
+		groups = append(groups, scan.PackageGroup{Class: contract.ClassOSPackages, OS: g.Image.OS, OSExtended: g.Image.OSExtended,
+			OSSupplier: g.Image.OSSupplier, Repository: g.Image.Repository, Keys: g.Units, Unit: ix.Unit})
 		units = append(units, g.Units)
 	}
 	types := make([]string, 0, len(langUnits))
@@ -290,7 +286,7 @@ func matchCVE(ctx context.Context, cfg Config, ix *pkgindex.Index, running func(
 	}
 	slices.Sort(types)
 	for _, t := range types {
-		pg := scan.PackageGroup{Class: contract.ClassLangPackages, Type: t}
+		pg := scan.PackageGroup{Class: contract.ClassLangPackages, Type: t, Keys: langUnits[t]}
 		for _, id := range langUnits[t] {
 			pg.Packages = append(pg.Packages, *ix.Unit(id))
 		}

@@ -70,6 +70,11 @@ const (
 	ScannerBucket = "fleetscan-scanner"
 	// ScannerIdentityKey is the key of the latest published identity.
 	ScannerIdentityKey = "identity"
+
+	// FeedsBucket is the object store of the exploit feeds (CISA KEV,
+	// FIRST EPSS): one object per feed, the last good copy the updater
+	// (`worker db-update --publish-feeds`) validated, read by reporters.
+	FeedsBucket = "fleetscan-feeds"
 )
 
 // JobSubject is the subject a job for key is published on.
@@ -184,6 +189,8 @@ type Resources struct {
 	// the compacted index with the records too large for a message.
 	Packages     jetstream.Stream
 	PackageIndex jetstream.ObjectStore
+	// Feeds holds the KEV and EPSS feeds (internal/feeds).
+	Feeds jetstream.ObjectStore
 }
 
 func (c Config) storage() jetstream.StorageType {
@@ -328,6 +335,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 		{&r.Inventories, InventoriesBucket, "fleetscan latest inventory per cluster", c.InventoryMaxAge},
 		{&r.Runs, RunsBucket, "fleetscan run manifests", c.InventoryMaxAge},
 		{&r.PackageIndex, PackageIndexBucket, "fleetscan package index snapshot and large package records", c.ResultMaxAge},
+		// No TTL: a feed is replaced by its next good copy, never dropped
+		// (an old copy is reported stale, a missing one never loaded).
+		{&r.Feeds, FeedsBucket, "fleetscan exploit feeds (CISA KEV, FIRST EPSS): the updater's last good copies", 0},
 	}
 	for _, s := range stores {
 		if *s.dst, err = js.CreateOrUpdateObjectStore(ctx, c.objectStore(s.name, s.desc, s.ttl)); err != nil {

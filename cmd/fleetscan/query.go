@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/spf13/pflag"
 
+	"github.com/fleetscan/fleetscan/internal/flagenv"
 	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/pipeline"
 	"github.com/fleetscan/fleetscan/internal/query"
@@ -26,9 +28,13 @@ Examples:
   fleetscan query --purl pkg:npm/lodash@4.17.20 --format json
   fleetscan query --cve CVE-2024-3094 --db-update
 
-Exit status: 0 something matched, 1 nothing did, 4 error (bad flags, no state).
-
 Flags (each also read from the environment variable shown):
+`
+
+const queryExitHelp = `Exit status:
+  0  something matched
+  1  nothing matched
+  4  error: bad flags, no fleetscan state, NATS unreachable, no usable DB
 `
 
 // Exit status of `fleetscan query`.
@@ -45,12 +51,24 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg.RegisterFlags(fs)
 	logCfg := logging.Defaults()
 	logCfg.Level = "warn"
-	log, code, done := parse(fs, queryHead, args, &logCfg, stderr)
-	if done {
-		if code != 0 {
-			return queryFailed
+	logCfg.RegisterFlags(fs)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, queryHead)
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, "\n"+queryExitHelp)
+	}
+	if err := flagenv.Parse(fs, args, nil); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return queryMatched
 		}
-		return code
+		fmt.Fprintf(stderr, "fleetscan query: %v\n", err)
+		return queryFailed
+	}
+	log, err := logging.New(logCfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "fleetscan query: %v\n", err)
+		return queryFailed
 	}
 	defer func() { _ = log.Sync() }()
 	if err := cfg.Validate(); err != nil {

@@ -75,7 +75,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "the all-in-one's state directory (fleetscan scan --state-dir), used unless --nats-url is given")
 	c.NATS.RegisterFlags(fs)
 	c.DB.RegisterFlags(fs)
-	c.DB.RegisterUpdateFlags(fs)
+	fs.StringArrayVar(&c.DB.DBRepositories, "db-repository", c.DB.DBRepositories, "with --db-update: OCI repository of the Trivy DB, tried in order (repeatable)")
 	c.DB.Registry.RegisterFlags(fs)
 }
 

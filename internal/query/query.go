@@ -17,14 +17,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/layercache"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 	"github.com/fleetscan/fleetscan/internal/pkgindex"
@@ -43,6 +46,15 @@ var ErrNoState = errors.New("no fleetscan state")
 type Source struct {
 	Store *store.Store
 	Index *pkgindex.Store
+	// Lister lists a running image's packages from the layer cache when
+	// the index has no record of it (nil: no layer cache).
+	Lister Lister
+}
+
+// Lister lists an image's packages from its recorded analysis
+// (*scan.Inventory).
+type Lister interface {
+	List(ctx context.Context, key contract.ImageKey) (scan.Listing, error)
 }
 
 // OpenResources looks up (never creates or changes) the JetStream
@@ -66,7 +78,16 @@ func OpenResources(ctx context.Context, js jetstream.JetStream, log *zap.Logger)
 	if err != nil {
 		return nil, err
 	}
-	return &Source{Store: store.New(js, res), Index: idx}, nil
+	src := &Source{Store: store.New(js, res), Index: idx}
+	// The layer cache, read only, for images without a package record.
+	res.LayerCache, _ = js.KeyValue(ctx, topology.LayerCacheBucket)
+	res.LayerObjects, _ = js.ObjectStore(ctx, topology.LayerObjectsBucket)
+	res.LayerLeases, _ = js.KeyValue(ctx, topology.LayerLeasesBucket)
+	if cache, err := layercache.New(res, layercache.Config{TTL: topology.Defaults().LayerCacheTTL, LeaseTTL: layercache.DefaultLeaseTTL,
+		Owner: "query", ReadOnly: true}, log.Named("layercache")); err == nil {
+		src.Lister = scan.NewInventory(cache, log.Named("inventory"))
+	}
+	return src, nil
 }
 
 // Connect opens the state the configuration names: the all-in-one's
@@ -194,13 +215,20 @@ func Run(ctx context.Context, cfg Config, src *Source, d Deps) (*Result, error) 
 	}
 	running := func(im *pkgindex.Image) bool { return fleet.Len() > 0 && fleet.has(im.ImageKey) }
 	res.Running = fleet.Len()
+	var missing []contract.ImageKey
 	for k := range fleet.keys {
 		if _, ok := ix.Image(k); ok {
 			res.Indexed++
+		} else {
+			missing = append(missing, k)
 		}
 	}
+	if listed := listMissing(ctx, src, ix, missing, cfg.Parallel, log); listed > 0 {
+		res.Indexed += listed
+		res.Notes = append(res.Notes, fmt.Sprintf("%d running images had no package record yet: listed from the layer cache", listed))
+	}
 	if gap := res.Running - res.Indexed; gap > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d running images have no package record yet (not scanned by this version, or failed): they are not covered", gap, res.Running))
+		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d running images have no package record nor cached analysis (never scanned, or failed): they are not covered", gap, res.Running))
 	}
 	switch {
 	case cfg.CVE != "":
@@ -217,6 +245,51 @@ func Run(ctx context.Context, cfg Config, src *Source, d Deps) (*Result, error) 
 		zap.Int("indexed", res.Indexed), zap.Int("units", ix.Units()), zap.Int("snapshot_images", st.SnapshotImages),
 		zap.Int("delta_records", st.Delta), zap.Duration("index_load", st.Took), zap.Duration("took", res.Took))
 	return res, nil
+}
+
+// listMissing lists the packages of running images the index has no
+// record of from their cached analyses (no registry), adds them to ix and
+// stores their records for the next reader (best effort: a read-only
+// identity only logs). It returns how many it listed.
+func listMissing(ctx context.Context, src *Source, ix *pkgindex.Index, keys []contract.ImageKey, parallel int, log *zap.Logger) int {
+	if src.Lister == nil || len(keys) == 0 {
+		return 0
+	}
+	if parallel <= 0 {
+		parallel = runtime.GOMAXPROCS(0)
+	}
+	var (
+		mu   sync.Mutex
+		recs []contract.ImagePackages
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, parallel)
+	)
+	for _, k := range keys {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			l, err := src.Lister.List(ctx, k)
+			if err != nil {
+				if !errors.Is(err, scan.ErrNoAnalysis) {
+					log.Warn("could not list a running image's packages from the layer cache", zap.String("image", k.String()), zap.Error(err))
+				}
+				return
+			}
+			if err := src.Index.PutPackages(ctx, l.Packages); err != nil {
+				log.Debug("could not store the listed package record", zap.String("image", k.String()), zap.Error(err))
+			}
+			mu.Lock()
+			recs = append(recs, l.Packages)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, r := range recs {
+		ix.Apply(r, 0)
+	}
+	return len(recs)
 }
 
 // openDB updates the DB when asked, then opens it read-only (Trivy's

@@ -17,6 +17,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/internal/trivydb"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -275,8 +276,29 @@ func TestQueryFixtureFleet(t *testing.T) {
 		if _, ok := ix.Image(s.pushed["python-app"].Key(contract.DefaultPlatform)); !ok {
 			t.Error("python-app left the package index")
 		}
+	})
+
+	t.Run("records lost: listed from the layer cache", func(t *testing.T) {
+		before := s.lines(s.run(t, func(c *Config) { c.Package = "openssl" }))
+		if err := s.nats.Res.Packages.Purge(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.nats.Res.PackageIndex.Delete(t.Context(), topology.PackageIndexSnapshot); err != nil {
+			t.Fatal(err)
+		}
+		res := s.run(t, func(c *Config) { c.Package = "openssl" })
+		if got := s.lines(res); !reflect.DeepEqual(got, before) {
+			t.Errorf("after losing the records:\n%s\nbefore:\n%s", strings.Join(got, "\n"), strings.Join(before, "\n"))
+		}
+		if res.Indexed != res.Running || !strings.Contains(strings.Join(res.Notes, "\n"), "listed from the layer cache") {
+			t.Errorf("indexed %d of %d, notes %q", res.Indexed, res.Running, res.Notes)
+		}
+		// The listed records were stored again: the next query needs no listing.
+		if res := s.run(t, func(c *Config) { c.CVE = "CVE-2021-23337" }); len(res.Matches) != 2 || len(res.Notes) != 0 {
+			t.Errorf("next query: %q, notes %q", s.lines(res), res.Notes)
+		}
 		// A cluster whose inventory is too old is left out, and said so.
-		res := s.run(t, func(c *Config) { c.Package, c.MaxAge = "flask", time.Nanosecond })
+		res = s.run(t, func(c *Config) { c.Package, c.MaxAge = "flask", time.Nanosecond })
 		if res.Running != 0 || len(res.Notes) == 0 || !strings.Contains(strings.Join(res.Notes, "\n"), "left out") {
 			t.Errorf("stale clusters: running %d, notes %q", res.Running, res.Notes)
 		}

@@ -26,8 +26,8 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	pods  = filepath.Join("..", "..", "pkg", "inventory", "testdata", "pods.json")
-	nodes = filepath.Join("..", "..", "pkg", "inventory", "testdata", "nodes.json")
+	pods  = filepath.Join("..", "..", "internal", "inventory", "testdata", "pods.json")
+	nodes = filepath.Join("..", "..", "internal", "inventory", "testdata", "nodes.json")
 )
 
 func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {

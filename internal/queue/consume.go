@@ -237,7 +237,7 @@ func (c *Consumer) process(runCtx, workCtx context.Context, msg jetstream.Msg) {
 		log.Info("scan interrupted by shutdown; returning job to the queue", zap.Error(herr))
 		_ = msg.Nak()
 	default:
-		class, retryable := Classify(herr)
+		class, retryable := contract.Classify(herr)
 		if retryable && !d.LastAttempt() {
 			delay := backoff.Exponential(c.cfg.RetryBase, c.cfg.RetryMax, d.Attempt)
 			log.Warn("scan failed; will retry", zap.String("class", string(class)), zap.Duration("delay", delay), zap.Error(herr))
@@ -269,7 +269,7 @@ func (c *Consumer) safeHandle(ctx context.Context, d Delivery) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("scan panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			err = Permanent(contract.FailureInternal, fmt.Errorf("scan panicked: %v", r))
+			err = contract.Permanent(contract.FailureInternal, fmt.Errorf("scan panicked: %v", r))
 		}
 	}()
 	return c.handler.Handle(ctx, d)

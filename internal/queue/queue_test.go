@@ -254,7 +254,7 @@ func TestPermanentErrorIsRecordedAndTerminated(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
 		calls.Add(1)
-		return queue.Permanent(contract.FailureNotFound, errors.New("manifest unknown"))
+		return contract.Permanent(contract.FailureNotFound, errors.New("manifest unknown"))
 	}), rec, queue.ConsumerConfig{Concurrency: 1, FetchWait: 300 * time.Millisecond})
 	waitFor(t, "failure recorded", 10*time.Second, func() bool { _, _, ok := rec.get(j.Digest); return ok })
 	time.Sleep(2500 * time.Millisecond) // > 2 AckWaits: a Term'd job must not come back
@@ -285,7 +285,7 @@ func TestRetryableErrorRetriesThenRecordsFailure(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
 		calls.Add(1)
-		return queue.Retryable(contract.FailureRateLimited, errors.New("429 too many requests"))
+		return contract.Retryable(contract.FailureRateLimited, errors.New("429 too many requests"))
 	}), rec, queue.ConsumerConfig{Concurrency: 1, RetryBase: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond, FetchWait: 300 * time.Millisecond})
 	waitFor(t, "failure recorded", 20*time.Second, func() bool { _, _, ok := rec.get(j.Digest); return ok })
 	stop()

@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
-	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/trivydb"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -139,7 +138,7 @@ func assertClass(t testing.TB, err error, class contract.FailureClass, retryable
 	if err == nil {
 		t.Fatalf("want a %s failure, got success", class)
 	}
-	got, retry := queue.Classify(err)
+	got, retry := contract.Classify(err)
 	if got != class || retry != retryable {
 		t.Fatalf("class = %s (retryable %v), want %s (retryable %v); error: %v", got, retry, class, retryable, err)
 	}

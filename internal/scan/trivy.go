@@ -41,7 +41,6 @@ import (
 	xos "github.com/aquasecurity/trivy/pkg/x/os"
 
 	"github.com/fleetscan/fleetscan/internal/layercache"
-	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/version"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -318,17 +317,17 @@ func (t *Trivy) Close() error {
 // limited, registry errors); the error returned is classified for the queue.
 func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 	if err := req.Validate(); err != nil {
-		return Report{}, queue.Permanent(contract.FailureUnsupported, fmt.Errorf("scan request: %w", err))
+		return Report{}, contract.Permanent(contract.FailureUnsupported, fmt.Errorf("scan request: %w", err))
 	}
 	t.gate.RLock()
 	defer t.gate.RUnlock()
 	if t.closed {
-		return Report{}, queue.Retryable(contract.FailureInternal, errors.New("scanner closed"))
+		return Report{}, contract.Retryable(contract.FailureInternal, errors.New("scanner closed"))
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			t.log.Error("Trivy panicked", zap.String("digest", req.Digest), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			err = queue.Permanent(contract.FailureInternal, fmt.Errorf("scanner panicked: %v", r))
+			err = contract.Permanent(contract.FailureInternal, fmt.Errorf("scanner panicked: %v", r))
 		}
 	}()
 
@@ -342,7 +341,7 @@ func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 	for _, raw := range req.References {
 		ref, reg, perr := pin(raw, req.Digest, hostSet(t.cfg.InsecureRegistries))
 		if perr != nil {
-			failures = append(failures, refFailure{ref: raw, err: queue.Permanent(contract.FailureUnsupported, perr)})
+			failures = append(failures, refFailure{ref: raw, err: contract.Permanent(contract.FailureUnsupported, perr)})
 			continue
 		}
 		r, serr := t.scanRef(ctx, ref, reg, req)
@@ -353,7 +352,7 @@ func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 		}
 		serr = classify(serr)
 		failures = append(failures, refFailure{ref: ref, err: serr})
-		class, _ := queue.Classify(serr)
+		class, _ := contract.Classify(serr)
 		if ctx.Err() != nil || !registryClass(class) {
 			break
 		}
@@ -371,25 +370,25 @@ type refFailure struct {
 // first reference's class stands. Known secrets are scrubbed.
 func (t *Trivy) combine(failures []refFailure) error {
 	if len(failures) == 0 {
-		return queue.Permanent(contract.FailureUnsupported, errors.New("no reference to pull from"))
+		return contract.Permanent(contract.FailureUnsupported, errors.New("no reference to pull from"))
 	}
 	pick := failures[0]
 	for _, f := range failures {
-		if _, retry := queue.Classify(f.err); retry {
+		if _, retry := contract.Classify(f.err); retry {
 			pick = f
 			break
 		}
 	}
-	class, retry := queue.Classify(pick.err)
+	class, retry := contract.Classify(pick.err)
 	msgs := make([]string, 0, len(failures))
 	for _, f := range failures {
 		msgs = append(msgs, fmt.Sprintf("%s: %s", f.ref, conciseError(f.err)))
 	}
 	err := &scanError{msg: redactor(t.keyring().secrets()).redact(strings.Join(msgs, "; ")), cause: pick.err}
 	if retry {
-		return queue.Retryable(class, err)
+		return contract.Retryable(class, err)
 	}
-	return queue.Permanent(class, err)
+	return contract.Permanent(class, err)
 }
 
 // scanError carries a scrubbed, bounded message while keeping the cause
@@ -407,7 +406,7 @@ func (e *scanError) Unwrap() error { return e.cause }
 const maxReason = 1024
 
 func conciseError(err error) string {
-	var qe *queue.Error
+	var qe *contract.FailureError
 	if errors.As(err, &qe) {
 		err = qe.Err
 	}

@@ -19,7 +19,6 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/xerrors"
 
-	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -193,7 +192,7 @@ func TestClassOf(t *testing.T) {
 			if got := classOf(tc.err); got != tc.want {
 				t.Fatalf("classOf = %s, want %s", got, tc.want)
 			}
-			c, retry := queue.Classify(classify(tc.err))
+			c, retry := contract.Classify(classify(tc.err))
 			if c != tc.want || retry != tc.want.Retryable() {
 				t.Fatalf("classify = %s/%v, want %s/%v", c, retry, tc.want, tc.want.Retryable())
 			}

@@ -322,9 +322,9 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 		return nil
 	}
 	if timedOut {
-		err = queue.Retryable(contract.FailureTimeout, fmt.Errorf("scan exceeded --scan-timeout %s: %w", w.cfg.ScanTimeout, err))
+		err = contract.Retryable(contract.FailureTimeout, fmt.Errorf("scan exceeded --scan-timeout %s: %w", w.cfg.ScanTimeout, err))
 	}
-	class, retryable := queue.Classify(err)
+	class, retryable := contract.Classify(err)
 	outcome := OutcomeFailed
 	switch {
 	case ctx.Err() != nil:
@@ -389,7 +389,7 @@ func (w *Worker) publishReused(ctx context.Context, job contract.ScanJob, prev c
 	r.Worker = w.cfg.WorkerName
 	r.Reused = true
 	if err := w.store.PutResult(ctx, r); err != nil {
-		return queue.Retryable(contract.FailureInternal, fmt.Errorf("publish reused result: %w", err))
+		return contract.Retryable(contract.FailureInternal, fmt.Errorf("publish reused result: %w", err))
 	}
 	return nil
 }
@@ -412,7 +412,7 @@ func (w *Worker) publish(ctx context.Context, job contract.ScanJob, rep scan.Rep
 		Worker:        w.cfg.WorkerName,
 	}
 	if err := w.store.PutResult(ctx, r); err != nil {
-		return queue.Retryable(contract.FailureInternal, fmt.Errorf("publish result: %w", err))
+		return contract.Retryable(contract.FailureInternal, fmt.Errorf("publish result: %w", err))
 	}
 	return nil
 }

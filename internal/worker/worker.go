@@ -27,7 +27,6 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/scan"
-	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -45,15 +44,37 @@ type Scanner interface {
 	Info() contract.ScannerInfo
 }
 
+// ResultStore is where a worker finds reusable results and publishes
+// results, failures and its scanner identity. *store.Store implements it.
+type ResultStore interface {
+	// ReusableResult returns the stored result of key when its fingerprint
+	// is fingerprint.
+	ReusableResult(ctx context.Context, key contract.ImageKey, fingerprint string) (contract.ScanResult, bool, error)
+	PutResult(ctx context.Context, r contract.ScanResult) error
+	PutScannerIdentity(ctx context.Context, id contract.ScannerIdentity) error
+	// RecordFailure stores the failure of a job whose delivery budget ran
+	// out with no worker replying.
+	queue.FailureRecorder
+}
+
+// Conn is what a worker needs of its NATS connection. *nats.Conn
+// implements it.
+type Conn interface {
+	// Status is reported by /readyz.
+	Status() nats.Status
+	// Subscriber receives the exhausted-job advisories.
+	queue.Subscriber
+}
+
 // Deps are the already-connected resources a worker uses.
 type Deps struct {
 	// Conn is the NATS connection (readiness, exhausted-job advisories).
-	Conn *nats.Conn
+	Conn Conn
 	// Resources are the ensured JetStream resources (the jobs stream and
 	// the workers' consumer).
 	Resources *topology.Resources
-	// Store publishes results.
-	Store *store.Store
+	// Store publishes results (a *store.Store).
+	Store ResultStore
 	// Scanner scans images; share one between in-process workers.
 	Scanner Scanner
 	// Metrics registers the worker's collectors; nil means a private
@@ -68,9 +89,9 @@ type Deps struct {
 // Worker consumes scan jobs.
 type Worker struct {
 	cfg     Config
-	conn    *nats.Conn
+	conn    Conn
 	res     *topology.Resources
-	store   *store.Store
+	store   ResultStore
 	scanner Scanner
 	log     *zap.Logger
 	metrics *metrics
@@ -210,6 +231,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		Grace:       w.cfg.GracePeriod,
 		RetryBase:   w.cfg.RetryDelay,
 		RetryMax:    w.cfg.RetryMaxDelay,
+		OnDecision:  w.decided,
 	}, w.log)
 	if err != nil {
 		return fmt.Errorf("workers consumer: %w", err)
@@ -266,12 +288,12 @@ func (w *Worker) refreshDB(ctx context.Context) {
 }
 
 // Handle scans one job and publishes its result. It returns an error
-// classified for the queue (retry, or record and terminate).
+// classified for the queue (retry, or record and terminate); the queue
+// reports what it did with it to decided.
 func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	w.refreshDB(ctx)
 	job := d.Job
-	log := w.log.With(zap.String("job_id", job.ID()), zap.String("digest", job.Digest),
-		zap.String("platform", job.Platform.String()), zap.Int("attempt", d.Attempt))
+	log := w.jobLogger(d)
 
 	w.metrics.inFlight.Inc()
 	defer w.metrics.inFlight.Dec()
@@ -279,16 +301,7 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	rescan := w.cfg.Rescan || job.Rescan
 	if !rescan {
 		if prev, ok := w.reusable(ctx, job, log); ok {
-			if err := w.publishReused(ctx, job, prev, start); err != nil {
-				return err
-			}
-			dur := time.Since(start)
-			w.metrics.observe(OutcomeReused, "", dur)
-			w.metrics.reused.Inc()
-			w.reused.Add(1)
-			log.Info("result reused", zap.String("outcome", OutcomeReused), zap.Duration("duration", dur),
-				zap.String("scanned_in_run", prev.RunID), zap.Int("findings", len(prev.Findings)))
-			return nil
+			return w.reuse(ctx, job, prev, start, log)
 		}
 	}
 	req := scan.RequestFor(job)
@@ -300,47 +313,78 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	if err == nil {
 		err = w.publish(ctx, job, rep, start)
 	}
-	dur := time.Since(start)
 	if err == nil {
-		w.metrics.observe(OutcomeScanned, "", dur)
-		w.metrics.countFindings(rep.Findings)
-		w.metrics.layerHits.Add(float64(rep.LayersCached))
-		w.metrics.layerMisses.Add(float64(rep.LayersAnalyzed))
-		w.metrics.registryB.Add(float64(rep.BytesFetched))
-		if rep.DetectionOnly {
-			w.metrics.redetected.Inc()
-			w.redetected.Add(1)
-		}
-		w.scanned.Add(1)
-		w.layersCached.Add(int64(rep.LayersCached))
-		w.layersAnalyzed.Add(int64(rep.LayersAnalyzed))
-		w.pulledB.Add(rep.BytesFetched)
-		log.Info("scanned", zap.String("outcome", OutcomeScanned), zap.Duration("duration", dur),
-			zap.String("reference", rep.Reference), zap.Int("findings", len(rep.Findings)),
-			zap.Int("layers_cached", rep.LayersCached), zap.Int("layers_analyzed", rep.LayersAnalyzed),
-			zap.Int64("bytes_pulled", rep.BytesFetched), zap.Bool("detection_only", rep.DetectionOnly))
+		w.countScanned(rep, time.Since(start), log)
 		return nil
 	}
 	if timedOut {
 		err = contract.Retryable(contract.FailureTimeout, fmt.Errorf("scan exceeded --scan-timeout %s: %w", w.cfg.ScanTimeout, err))
 	}
-	class, retryable := contract.Classify(err)
-	outcome := OutcomeFailed
-	switch {
-	case ctx.Err() != nil:
-		outcome = OutcomeInterrupted
-	case retryable && !d.LastAttempt():
-		outcome = OutcomeRetried
-	}
-	// A recorded failure is counted by the recorder, after it is stored.
-	if outcome != OutcomeFailed {
-		w.metrics.observe(outcome, string(class), dur)
-	} else {
-		w.metrics.duration.WithLabelValues(outcome).Observe(dur.Seconds())
-	}
-	log.Warn("scan failed", zap.String("outcome", outcome), zap.String("class", string(class)),
-		zap.Duration("duration", dur), zap.Error(err))
 	return err
+}
+
+func (w *Worker) jobLogger(d queue.Delivery) *zap.Logger {
+	return w.log.With(zap.String("job_id", d.Job.ID()), zap.String("digest", d.Job.Digest),
+		zap.String("platform", d.Job.Platform.String()), zap.Int("attempt", d.Attempt))
+}
+
+// reuse answers a job with the stored result prev.
+func (w *Worker) reuse(ctx context.Context, job contract.ScanJob, prev contract.ScanResult, start time.Time, log *zap.Logger) error {
+	if err := w.publishReused(ctx, job, prev, start); err != nil {
+		return err
+	}
+	dur := time.Since(start)
+	w.metrics.observe(OutcomeReused, "", dur)
+	w.metrics.reused.Inc()
+	w.reused.Add(1)
+	log.Info("result reused", zap.String("outcome", OutcomeReused), zap.Duration("duration", dur),
+		zap.String("scanned_in_run", prev.RunID), zap.Int("findings", len(prev.Findings)))
+	return nil
+}
+
+// countScanned records a published scan in the metrics, the stats and the log.
+func (w *Worker) countScanned(rep scan.Report, dur time.Duration, log *zap.Logger) {
+	w.metrics.observe(OutcomeScanned, "", dur)
+	w.metrics.countFindings(rep.Findings)
+	w.metrics.layerHits.Add(float64(rep.LayersCached))
+	w.metrics.layerMisses.Add(float64(rep.LayersAnalyzed))
+	w.metrics.registryB.Add(float64(rep.BytesFetched))
+	if rep.DetectionOnly {
+		w.metrics.redetected.Inc()
+		w.redetected.Add(1)
+	}
+	w.scanned.Add(1)
+	w.layersCached.Add(int64(rep.LayersCached))
+	w.layersAnalyzed.Add(int64(rep.LayersAnalyzed))
+	w.pulledB.Add(rep.BytesFetched)
+	log.Info("scanned", zap.String("outcome", OutcomeScanned), zap.Duration("duration", dur),
+		zap.String("reference", rep.Reference), zap.Int("findings", len(rep.Findings)),
+		zap.Int("layers_cached", rep.LayersCached), zap.Int("layers_analyzed", rep.LayersAnalyzed),
+		zap.Int64("bytes_pulled", rep.BytesFetched), zap.Bool("detection_only", rep.DetectionOnly))
+}
+
+// decided counts and logs a failed job as the queue answered it: retried,
+// handed back at shutdown (interrupted) or recorded as failed. Successes
+// are counted by Handle, recorded failures by the recorder once stored.
+func (w *Worker) decided(d queue.Decision) {
+	var outcome string
+	switch d.Action {
+	case queue.ActionAck:
+		return
+	case queue.ActionRetry:
+		outcome = OutcomeRetried
+	case queue.ActionHandBack:
+		outcome = OutcomeInterrupted
+	default:
+		outcome = OutcomeFailed
+	}
+	if outcome != OutcomeFailed {
+		w.metrics.observe(outcome, string(d.Class), d.Duration)
+	} else {
+		w.metrics.duration.WithLabelValues(outcome).Observe(d.Duration.Seconds())
+	}
+	w.jobLogger(d.Delivery).Warn("scan failed", zap.String("outcome", outcome), zap.String("class", string(d.Class)),
+		zap.Duration("duration", d.Duration), zap.Error(d.Err))
 }
 
 // reusable returns the stored result of the job's key when it answers the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/reporter"
 )
 
@@ -64,7 +65,7 @@ func TestScanOfflineWithoutDBNamesTheFix(t *testing.T) {
 func TestScanInventoryFile(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	reg := fixture.NewRegistry(t)
+	reg := fixturetest.NewRegistry(t)
 	spec, err := fixture.SampleImage("alpine-3.18")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/queue"
@@ -110,7 +111,7 @@ func TestRunScansAndStops(t *testing.T) {
 	keepTMPDIR(t)
 	nats := natstest.Start(t)
 	cacheDir := buildDB(t, time.Hour)
-	reg := fixture.NewRegistry(t)
+	reg := fixturetest.NewRegistry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	spec, err := fixture.SampleImage("alpine-curl")
@@ -167,7 +168,7 @@ func TestRunScansAndStops(t *testing.T) {
 // updates from it through the command.
 func TestDBUpdate(t *testing.T) {
 	keepTMPDIR(t)
-	reg := fixture.NewRegistry(t)
+	reg := fixturetest.NewRegistry(t)
 	src := buildDB(t, time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

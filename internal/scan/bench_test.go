@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 // fleetSize is the number of images a benchmark iteration scans.
@@ -132,7 +133,7 @@ func BenchmarkFleetScan(b *testing.B) {
 		reportRate(b, elapsed)
 	})
 	b.Run("trivy-cli-one-by-one", func(b *testing.B) {
-		bin, err := fixture.TrivyCLI()
+		bin, err := fixturetest.TrivyCLI()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -141,7 +142,7 @@ func BenchmarkFleetScan(b *testing.B) {
 			start := time.Now()
 			for _, r := range reqs {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				_, err := fixture.CLIScan(ctx, bin, e.cacheDir, r.References[0]+"@"+r.Digest, r.Platform)
+				_, err := fixturetest.CLIScan(ctx, bin, e.cacheDir, r.References[0]+"@"+r.Digest, r.Platform)
 				cancel()
 				if err != nil {
 					b.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 // TestConcurrentScans runs every sample image several times at once on one
@@ -30,8 +31,8 @@ func TestConcurrentScans(t *testing.T) {
 						return
 					}
 					want := spec.ExpectedWith(1)
-					fixture.SortFindings(want)
-					if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+					fixturetest.SortFindings(want)
+					if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 						errs <- errors.New(spec.Name + ": " + diff)
 					}
 				})
@@ -75,7 +76,7 @@ func TestLayerCacheReusesSharedLayers(t *testing.T) {
 	if st := e.reg.Stats(); st.BlobRequests > 1 {
 		t.Errorf("warm scan fetched %d blobs, want only the config", st.BlobRequests)
 	}
-	if diff := fixture.DiffFindings(tuples(shared.Findings), tuples(warm.Findings)); diff != "" {
+	if diff := fixturetest.DiffFindings(tuples(shared.Findings), tuples(warm.Findings)); diff != "" {
 		t.Errorf("cached analysis changed the findings:\n%s", diff)
 	}
 }
@@ -92,8 +93,8 @@ func TestRefreshDBSwapsWithNoScanRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := spec.ExpectedWith(gen)
-		fixture.SortFindings(want)
-		if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+		fixturetest.SortFindings(want)
+		if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 			t.Errorf("DB generation %d: findings differ:\n%s", gen, diff)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 // TestFidelityWithTrivyCLI guards Trivy upgrades: for every sample image and
@@ -14,7 +15,7 @@ import (
 // with the same DB (--skip-db-update --offline-scan), on (vulnerability ID,
 // package, installed version, fixed version, severity, status).
 func TestFidelityWithTrivyCLI(t *testing.T) {
-	bin, err := fixture.TrivyCLI()
+	bin, err := fixturetest.TrivyCLI()
 	if err != nil {
 		t.Fatalf("the fidelity test needs the Trivy CLI: %v", err)
 	}
@@ -32,7 +33,7 @@ func TestFidelityWithTrivyCLI(t *testing.T) {
 					p := e.pushed[spec.Name]
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 					defer cancel()
-					cli, err := fixture.CLIScan(ctx, bin, e.cacheDir, p.Ref(), pl)
+					cli, err := fixturetest.CLIScan(ctx, bin, e.cacheDir, p.Ref(), pl)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -40,7 +41,7 @@ func TestFidelityWithTrivyCLI(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if diff := fixture.DiffFindings(cli, tuples(rep.Findings)); diff != "" {
+					if diff := fixturetest.DiffFindings(cli, tuples(rep.Findings)); diff != "" {
 						t.Errorf("library findings differ from `trivy image` (- CLI only, + library only):\n%s", diff)
 					}
 					// Guard against both sides silently finding nothing.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 // TestOSDetectionSharedBetweenSameBase: images built on the same base share
@@ -30,8 +31,8 @@ func TestOSDetectionSharedBetweenSameBase(t *testing.T) {
 			t.Fatalf("%s: %v", p.Spec.Name, err)
 		}
 		want := append([]fixture.Finding(nil), p.Spec.Expected...)
-		fixture.SortFindings(want)
-		if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+		fixturetest.SortFindings(want)
+		if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 			t.Errorf("%s: findings differ:\n%s", p.Spec.Name, diff)
 		}
 	}

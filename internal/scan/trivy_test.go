@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -23,8 +24,8 @@ func TestScanSampleImages(t *testing.T) {
 					t.Fatalf("scan: %v", err)
 				}
 				want := spec.ExpectedWith(1)
-				fixture.SortFindings(want)
-				if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+				fixturetest.SortFindings(want)
+				if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 					t.Errorf("findings differ from the advisories:\n%s", diff)
 				}
 				if rep.Reference != p.Repository+"@"+p.Digest {

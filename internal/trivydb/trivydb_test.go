@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -123,7 +124,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	reg := fixture.NewRegistry(t)
+	reg := fixturetest.NewRegistry(t)
 	cfg := Defaults()
 	cfg.CacheDir = t.TempDir()
 	repo := reg.Ref("aquasec/trivy-db:2")

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/store"
@@ -48,7 +49,7 @@ func newEnv(t testing.TB, topo func(*topology.Config)) *env {
 	if _, err := fixture.BuildDB(e.cacheDir, set, fixture.DBOptions{UpdatedAt: time.Now().Add(-time.Hour).UTC().Truncate(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	e.reg = fixture.NewRegistry(t)
+	e.reg = fixturetest.NewRegistry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pushed, err := fixture.PushSamples(ctx, e.reg.Host, fixture.SampleImages())
@@ -219,6 +220,6 @@ func tuples(fs []contract.Finding) []fixture.Finding {
 		out = append(out, fixture.Finding{VulnerabilityID: f.VulnerabilityID, PkgName: f.PkgName, InstalledVersion: f.PkgVersion,
 			FixedVersion: f.FixedVersion, Severity: f.Severity, Status: f.Status})
 	}
-	fixture.SortFindings(out)
+	fixturetest.SortFindings(out)
 	return out
 }

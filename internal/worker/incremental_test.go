@@ -18,6 +18,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/layercache"
 	"github.com/fleetscan/fleetscan/internal/scan"
 	"github.com/fleetscan/fleetscan/internal/topology"
@@ -84,7 +85,7 @@ type fleet struct {
 func newFleet(t *testing.T, delay time.Duration) *fleet {
 	t.Helper()
 	f := &fleet{log: &blobLog{delay: delay, blobs: map[string]int{}}}
-	f.reg = fixture.NewRegistry(t, fixture.WithMiddleware(f.log.wrap))
+	f.reg = fixturetest.NewRegistry(t, fixture.WithMiddleware(f.log.wrap))
 	f.push(t, fixture.SampleImages())
 	return f
 }
@@ -178,8 +179,8 @@ func checkFindings(t *testing.T, f *fleet, results map[contract.ImageKey]contrac
 	t.Helper()
 	for k, r := range results {
 		want := f.spec(k).ExpectedWith(generation)
-		fixture.SortFindings(want)
-		if diff := fixture.DiffFindings(want, tuples(r.Findings)); diff != "" {
+		fixturetest.SortFindings(want)
+		if diff := fixturetest.DiffFindings(want, tuples(r.Findings)); diff != "" {
 			t.Errorf("%s (DB generation %d): findings differ:\n%s", k, generation, diff)
 		}
 	}
@@ -374,7 +375,7 @@ func TestEntriesOfOtherAnalyzerVersionsAreNotUsed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	want := p.Spec.ExpectedWith(1)
-	fixture.SortFindings(want)
+	fixturetest.SortFindings(want)
 
 	steps := []struct {
 		name        string
@@ -402,7 +403,7 @@ func TestEntriesOfOtherAnalyzerVersionsAreNotUsed(t *testing.T) {
 		if got := f.layerFetches(); got != s.wantFetched {
 			t.Errorf("%s: %d layers fetched, want %d", s.name, got, s.wantFetched)
 		}
-		if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+		if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 			t.Errorf("%s: findings differ:\n%s", s.name, diff)
 		}
 	}

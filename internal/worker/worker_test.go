@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/scan"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -71,8 +72,8 @@ func TestWorkerScansJobs(t *testing.T) {
 			continue
 		}
 		exp := w.spec.ExpectedWith(1)
-		fixture.SortFindings(exp)
-		if diff := fixture.DiffFindings(exp, tuples(res.Findings)); diff != "" {
+		fixturetest.SortFindings(exp)
+		if diff := fixturetest.DiffFindings(exp, tuples(res.Findings)); diff != "" {
 			t.Errorf("%s %s: findings differ:\n%s", w.spec.Name, w.job.Platform, diff)
 		}
 		if res.Worker != "test-worker" || res.RunID != "run-1" || res.Cycle != "c1" || res.Reference != w.job.Reference {
@@ -424,8 +425,8 @@ func TestWorkerSwapsDBBetweenJobs(t *testing.T) {
 	e.publish(t, first)
 	res1 := e.waitResult(t, first.ImageKey, time.Minute, nil)
 	want := spec.ExpectedWith(1)
-	fixture.SortFindings(want)
-	if diff := fixture.DiffFindings(want, tuples(res1.Findings)); diff != "" {
+	fixturetest.SortFindings(want)
+	if diff := fixturetest.DiffFindings(want, tuples(res1.Findings)); diff != "" {
 		t.Fatalf("first DB generation:\n%s", diff)
 	}
 
@@ -440,8 +441,8 @@ func TestWorkerSwapsDBBetweenJobs(t *testing.T) {
 	e.publish(t, second)
 	res2 := e.waitResult(t, second.ImageKey, time.Minute, func(r contract.ScanResult) bool { return r.Cycle == "c2" })
 	want = spec.ExpectedWith(2)
-	fixture.SortFindings(want)
-	if diff := fixture.DiffFindings(want, tuples(res2.Findings)); diff != "" {
+	fixturetest.SortFindings(want)
+	if diff := fixturetest.DiffFindings(want, tuples(res2.Findings)); diff != "" {
 		t.Errorf("after the DB swap:\n%s", diff)
 	}
 	if !res2.DB.UpdatedAt.After(res1.DB.UpdatedAt) {

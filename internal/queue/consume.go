@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/backoff"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -250,8 +251,8 @@ func (c *Consumer) process(runCtx, workCtx context.Context, msg jetstream.Msg) {
 		return
 	}
 	job := d.Job
-	log := c.log.With(zap.String("digest", job.Digest), zap.String("platform", job.Platform.String()),
-		zap.String("run_id", job.RunID), zap.Int("attempt", d.Attempt), zap.Uint64("stream_seq", d.StreamSeq))
+	log := c.log.With(logging.Digest(job.Digest), logging.Platform(job.Platform),
+		logging.RunID(job.RunID), logging.Attempt(d.Attempt), zap.Uint64("stream_seq", d.StreamSeq))
 
 	hbCtx, stopHB := context.WithCancel(workCtx)
 	go c.heartbeat(hbCtx, msg, log)
@@ -324,12 +325,12 @@ func (c *Consumer) reply(ctx context.Context, msg jetstream.Msg, dec *Decision, 
 		log.Info("scan interrupted by shutdown; returning job to the queue", zap.Error(dec.Err))
 		_ = msg.Nak()
 	case ActionRetry:
-		log.Warn("scan failed; will retry", zap.String("class", string(dec.Class)), zap.Duration("delay", dec.Delay), zap.Error(dec.Err))
+		log.Warn("scan failed; will retry", logging.FailureClass(dec.Class), zap.Duration("delay", dec.Delay), zap.Error(dec.Err))
 		if err := msg.NakWithDelay(dec.Delay); err != nil {
 			log.Warn("nak failed", zap.Error(err))
 		}
 	case ActionTerm:
-		log.Error("scan failed; recording failure", zap.String("class", string(dec.Class)), zap.Bool("retryable", dec.Retryable), zap.Error(dec.Err))
+		log.Error("scan failed; recording failure", logging.FailureClass(dec.Class), zap.Bool("retryable", dec.Retryable), zap.Error(dec.Err))
 		if err := c.recordAndTerm(ctx, msg, dec.Delivery.Job, dec.Class, dec.Err.Error(), dec.Delivery.Attempt); err != nil {
 			dec.RecordErr = err
 			log.Error("could not record failure; job left for redelivery", zap.Error(err))

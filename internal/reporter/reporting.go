@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
@@ -233,9 +234,9 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		}
 	}
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
-		zap.Int("breachedUnaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
-		zap.Int("firstSeenWrites", led.Writes), zap.Int("exitStatus", out.ExitCode()),
-		zap.Duration("took", d.now().Sub(started).Round(time.Millisecond)))
+		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
+		zap.Int("first_seen_writes", led.Writes), zap.Int("exit_status", out.ExitCode()),
+		logging.Took(d.now().Sub(started).Round(time.Millisecond)))
 	if d.Out != nil {
 		if err := writeConsole(d.Out, cfg, out, up); err != nil {
 			log.Warn("console summary", zap.Error(err))

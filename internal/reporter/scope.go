@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
@@ -198,15 +199,15 @@ func fleetScope(ctx context.Context, st Store, maxAge time.Duration, wall time.T
 			continue
 		case errors.As(err, &bad):
 			// One corrupt object must not hide the rest of the fleet.
-			log.Error("stored inventory unreadable; cluster reported unreachable", zap.String("cluster", name), zap.Error(err))
+			log.Error("stored inventory unreadable; cluster reported unreachable", logging.Cluster(name), zap.Error(err))
 			unreadable[name] = err.Error()
 			continue
 		case err != nil:
 			return nil, err
 		}
 		if age := wall.Sub(inv.CollectedAt); age > maxAge {
-			log.Info("cluster left out: inventory older than --max-age", zap.String("cluster", name),
-				zap.Duration("age", age.Round(time.Minute)), zap.String("runId", inv.RunID))
+			log.Info("cluster left out: inventory older than --max-age", logging.Cluster(name),
+				zap.Duration("age", age.Round(time.Minute)), logging.RunID(inv.RunID))
 			continue
 		}
 		fresh[name] = inv
@@ -246,7 +247,7 @@ func fleetScope(ctx context.Context, st Store, maxAge time.Duration, wall time.T
 			reused = reusedKeys(m)
 		} else {
 			log.Warn("no run manifest for an inventory; results must be newer than the inventory",
-				zap.String("cluster", name), zap.String("runId", inv.RunID))
+				logging.Cluster(name), logging.RunID(inv.RunID))
 		}
 		b.addInventory(inv, q, reused)
 	}
@@ -321,9 +322,9 @@ func runScope(ctx context.Context, st Store, runID string, log *zap.Logger) (*sc
 			continue
 		case err == nil:
 			log.Warn("the cluster's inventory now belongs to a later run; its workloads are unknown for this run",
-				zap.String("cluster", cs.Name), zap.String("runId", runID), zap.String("inventoryRunId", inv.RunID))
+				logging.Cluster(cs.Name), logging.RunID(runID), zap.String("inventory_run_id", inv.RunID))
 		case errors.Is(err, store.ErrNotFound):
-			log.Warn("no inventory stored for the cluster; its workloads are unknown", zap.String("cluster", cs.Name))
+			log.Warn("no inventory stored for the cluster; its workloads are unknown", logging.Cluster(cs.Name))
 		default:
 			return nil, err
 		}

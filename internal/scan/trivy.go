@@ -41,6 +41,7 @@ import (
 	xos "github.com/aquasecurity/trivy/pkg/x/os"
 
 	"github.com/fleetscan/fleetscan/internal/layercache"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/version"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -326,7 +327,7 @@ func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			t.log.Error("Trivy panicked", zap.String("digest", req.Digest), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			t.log.Error("Trivy panicked", logging.Digest(req.Digest), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			err = contract.Permanent(contract.FailureInternal, fmt.Errorf("scanner panicked: %v", r))
 		}
 	}()
@@ -514,7 +515,7 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) 
 		}
 		if err := t.shared.PutAnalysis(ctx, contract.ImageKey{Digest: req.Digest, Platform: req.Platform}, a); err != nil {
 			t.log.Warn("could not record the image's analysis; a rescan after a DB update will contact the registry",
-				zap.String("digest", req.Digest), zap.Error(err))
+				logging.Digest(req.Digest), zap.Error(err))
 		}
 	}
 	return rep, nil
@@ -560,7 +561,7 @@ func (t *Trivy) redetect(ctx context.Context, req Request) (Report, bool) {
 		return Report{}, false
 	}
 	key := contract.ImageKey{Digest: req.Digest, Platform: req.Platform}
-	log := t.log.With(zap.String("digest", req.Digest), zap.String("platform", req.Platform.String()))
+	log := t.log.With(logging.Digest(req.Digest), logging.Platform(req.Platform))
 	a, ok, err := t.shared.Analysis(ctx, key)
 	if err != nil {
 		log.Warn("could not read the image's recorded analysis; scanning it in full", zap.Error(err))

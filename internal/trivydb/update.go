@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -273,8 +274,8 @@ func (u updater) update(ctx context.Context, a artifact) (ArtifactResult, error)
 		return res, fmt.Errorf("update %s: switch to %s: %w", a.what, gen, err)
 	}
 	res.Updated, res.Generation = true, gen
-	u.log.Info(a.what+" switched", zap.String("generation", gen), zap.Time("updatedAt", meta.UpdatedAt),
-		zap.Time("nextUpdate", meta.NextUpdate))
+	u.log.Info(a.what+" switched", zap.String("generation", gen), logging.DBUpdatedAt(meta.UpdatedAt),
+		logging.DBNextUpdate(meta.NextUpdate))
 	if err := prune(u.cfg.CacheDir, a.link, gen, u.cfg.KeepGenerations, u.log); err != nil {
 		u.log.Warn("pruning old "+a.what+" generations failed", zap.Error(err))
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/scan"
 	"github.com/fleetscan/fleetscan/internal/topology"
@@ -156,7 +157,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		res:     deps.Resources,
 		store:   deps.Store,
 		scanner: deps.Scanner,
-		log:     log.With(zap.String("worker", cfg.WorkerName)),
+		log:     log.With(logging.Worker(cfg.WorkerName)),
 	}
 	info := deps.Scanner.DBInfo()
 	w.dbInfo.Store(&info)
@@ -237,7 +238,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("workers consumer: %w", err)
 	}
 	w.log.Info("worker started", zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("scan_timeout", w.cfg.ScanTimeout),
-		zap.Duration("grace_period", w.cfg.GracePeriod), zap.Time("db_updated_at", w.dbInfo.Load().UpdatedAt))
+		zap.Duration("grace_period", w.cfg.GracePeriod), logging.DBUpdatedAt(w.dbInfo.Load().UpdatedAt))
 	err = cons.Run(ctx)
 	w.log.Info("worker stopped")
 	return err
@@ -277,7 +278,7 @@ func (w *Worker) refreshDB(ctx context.Context) {
 	info := w.scanner.DBInfo()
 	if prev := w.dbInfo.Load(); *prev != info {
 		w.dbInfo.Store(&info)
-		w.log.Info("newer vulnerability DB in use", zap.Int("db_version", info.Version), zap.Time("db_updated_at", info.UpdatedAt))
+		w.log.Info("newer vulnerability DB in use", logging.DBVersion(info.Version), logging.DBUpdatedAt(info.UpdatedAt))
 		if err := w.Announce(ctx); err != nil {
 			w.log.Warn("could not publish the scanner identity; the dispatcher will not skip images for this DB", zap.Error(err))
 		}
@@ -324,8 +325,8 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 }
 
 func (w *Worker) jobLogger(d queue.Delivery) *zap.Logger {
-	return w.log.With(zap.String("job_id", d.Job.ID()), zap.String("digest", d.Job.Digest),
-		zap.String("platform", d.Job.Platform.String()), zap.Int("attempt", d.Attempt))
+	return w.log.With(logging.JobID(d.Job.ID()), logging.Digest(d.Job.Digest),
+		logging.Platform(d.Job.Platform), logging.Attempt(d.Attempt))
 }
 
 // reuse answers a job with the stored result prev.
@@ -337,7 +338,7 @@ func (w *Worker) reuse(ctx context.Context, job contract.ScanJob, prev contract.
 	w.metrics.observe(OutcomeReused, "", dur)
 	w.metrics.reused.Inc()
 	w.reused.Add(1)
-	log.Info("result reused", zap.String("outcome", OutcomeReused), zap.Duration("duration", dur),
+	log.Info("result reused", logging.Outcome(OutcomeReused), zap.Duration("duration", dur),
 		zap.String("scanned_in_run", prev.RunID), zap.Int("findings", len(prev.Findings)))
 	return nil
 }
@@ -357,7 +358,7 @@ func (w *Worker) countScanned(rep scan.Report, dur time.Duration, log *zap.Logge
 	w.layersCached.Add(int64(rep.LayersCached))
 	w.layersAnalyzed.Add(int64(rep.LayersAnalyzed))
 	w.pulledB.Add(rep.BytesFetched)
-	log.Info("scanned", zap.String("outcome", OutcomeScanned), zap.Duration("duration", dur),
+	log.Info("scanned", logging.Outcome(OutcomeScanned), zap.Duration("duration", dur),
 		zap.String("reference", rep.Reference), zap.Int("findings", len(rep.Findings)),
 		zap.Int("layers_cached", rep.LayersCached), zap.Int("layers_analyzed", rep.LayersAnalyzed),
 		zap.Int64("bytes_pulled", rep.BytesFetched), zap.Bool("detection_only", rep.DetectionOnly))
@@ -383,7 +384,7 @@ func (w *Worker) decided(d queue.Decision) {
 	} else {
 		w.metrics.duration.WithLabelValues(outcome).Observe(d.Duration.Seconds())
 	}
-	w.jobLogger(d.Delivery).Warn("scan failed", zap.String("outcome", outcome), zap.String("class", string(d.Class)),
+	w.jobLogger(d.Delivery).Warn("scan failed", logging.Outcome(outcome), logging.FailureClass(d.Class),
 		zap.Duration("duration", d.Duration), zap.Error(d.Err))
 }
 
@@ -420,7 +421,7 @@ func (w *Worker) Announce(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("scanner identity published", zap.String("scanner", id.Scanner.Version),
-		zap.Int("db_version", id.DB.Version), zap.Time("db_updated_at", id.DB.UpdatedAt), zap.Time("db_next_update", id.DB.NextUpdate))
+		logging.DBVersion(id.DB.Version), logging.DBUpdatedAt(id.DB.UpdatedAt), logging.DBNextUpdate(id.DB.NextUpdate))
 	return nil
 }
 

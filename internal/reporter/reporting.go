@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	}
 	log.Info("report scope", zap.String("mode", sc.mode.Mode), zap.Int("clusters", len(sc.clusters)),
 		zap.Int("runs", len(sc.runs)), zap.Int("images", len(sc.req)), zap.Int("unresolved", len(sc.unresolved)))
-	col, err := collect(ctx, d.Store, sc, cfg.Wait, cfg.PollInterval, d.now, log, d.Progress)
+	col, err := collect(ctx, d.Store, sc, waitOptions{Wait: cfg.Wait, Interval: cfg.PollInterval, Now: d.now, OnProgress: d.Progress}, log)
 	if err != nil {
 		return Outcome{}, err
 	}

@@ -175,48 +175,14 @@ func NewTrivy(cfg TrivyConfig, db Database, log *zap.Logger) (*Trivy, error) {
 	}
 	if t.shared != nil {
 		t.cache = t.shared
-	} else {
-		scratch := cfg.ScratchDir
-		if scratch == "" {
-			scratch = os.TempDir()
-		}
-		if err := os.MkdirAll(scratch, 0o700); err != nil {
-			return nil, fmt.Errorf("scratch dir %s: %w", scratch, err)
-		}
-		// A private directory: Trivy's FS cache is an exclusively locked
-		// bolt file, so two processes must never share one.
-		layerDir, err := os.MkdirTemp(scratch, "fleetscan-layers-")
-		if err != nil {
-			return nil, fmt.Errorf("scratch dir %s: %w", scratch, err)
-		}
-		fsCache, err := tcache.NewFSCache(layerDir)
-		if err != nil {
-			_ = os.RemoveAll(layerDir)
-			return nil, fmt.Errorf("layer cache in %s: %w", layerDir, err)
-		}
-		t.layerDir, t.cache = layerDir, fsCache
+	} else if err := t.openScratchCache(cfg.ScratchDir); err != nil {
+		return nil, err
 	}
 	t.secure = http.DefaultTransport.(*http.Transport).Clone()
 	t.secure.MaxIdleConnsPerHost = 16
 	t.insecure = t.secure.Clone()
 	t.insecure.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --insecure-registry asks for it
-
-	// Analyzers `trivy image --scanners vuln` disables, plus the image
-	// config secret analyzer (it rewrites a global rules slice, racing with
-	// concurrent scans).
-	t.disabled = append([]analyzer.Type{}, analyzer.TypeLockfiles...)
-	t.disabled = append(t.disabled, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
-		analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable, analyzer.TypeRpmArchive, analyzer.TypeImageConfigSecret)
-	t.disabled = append(t.disabled, analyzer.TypeConfigFiles...)
-
-	// Jars are only analysed with the Java DB: without it the analyzer fails.
-	if _, err := os.Stat(filepath.Join(cfg.CacheDir, "java-db", "metadata.json")); err == nil {
-		javadb.Init(cfg.CacheDir, nil, true, true, ftypes.RegistryOptions{})
-		t.javaDB = true
-	} else {
-		t.disabled = append(t.disabled, analyzer.TypeJar)
-		log.Info("no Java DB under the cache dir: jar files are not scanned", zap.String("java_db", filepath.Join(cfg.CacheDir, "java-db")))
-	}
+	t.chooseAnalyzers()
 
 	opts := scannerOptions
 	if t.javaDB {
@@ -233,6 +199,48 @@ func NewTrivy(cfg TrivyConfig, db Database, log *zap.Logger) (*Trivy, error) {
 	log.Info("Trivy scanner ready", zap.String("trivy", t.info.Version), zap.String("layer_cache", layerCache),
 		zap.Int("registries_with_credentials", t.keyring().Len()), zap.Strings("insecure_registries", cfg.InsecureRegistries))
 	return t, nil
+}
+
+// openScratchCache opens a private layer cache under scratch (default: the
+// temporary directory).
+func (t *Trivy) openScratchCache(scratch string) error {
+	if scratch == "" {
+		scratch = os.TempDir()
+	}
+	if err := os.MkdirAll(scratch, 0o700); err != nil {
+		return fmt.Errorf("scratch dir %s: %w", scratch, err)
+	}
+	// A private directory: Trivy's FS cache is an exclusively locked
+	// bolt file, so two processes must never share one.
+	layerDir, err := os.MkdirTemp(scratch, "fleetscan-layers-")
+	if err != nil {
+		return fmt.Errorf("scratch dir %s: %w", scratch, err)
+	}
+	fsCache, err := tcache.NewFSCache(layerDir)
+	if err != nil {
+		_ = os.RemoveAll(layerDir)
+		return fmt.Errorf("layer cache in %s: %w", layerDir, err)
+	}
+	t.layerDir, t.cache = layerDir, fsCache
+	return nil
+}
+
+// chooseAnalyzers disables the analyzers `trivy image --scanners vuln`
+// disables, plus the image config secret analyzer (it rewrites a global
+// rules slice, racing with concurrent scans); jars are only analysed with
+// the Java DB (without it the analyzer fails).
+func (t *Trivy) chooseAnalyzers() {
+	t.disabled = append([]analyzer.Type{}, analyzer.TypeLockfiles...)
+	t.disabled = append(t.disabled, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
+		analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable, analyzer.TypeRpmArchive, analyzer.TypeImageConfigSecret)
+	t.disabled = append(t.disabled, analyzer.TypeConfigFiles...)
+	if _, err := os.Stat(filepath.Join(t.cfg.CacheDir, "java-db", "metadata.json")); err == nil {
+		javadb.Init(t.cfg.CacheDir, nil, true, true, ftypes.RegistryOptions{})
+		t.javaDB = true
+	} else {
+		t.disabled = append(t.disabled, analyzer.TypeJar)
+		t.log.Info("no Java DB under the cache dir: jar files are not scanned", zap.String("java_db", filepath.Join(t.cfg.CacheDir, "java-db")))
+	}
 }
 
 func (t *Trivy) keyring() *Keyring {
@@ -439,19 +447,8 @@ func pin(ref, digest string, insecure hostSet) (string, string, error) {
 
 // scanRef scans one pinned reference.
 func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) (Report, error) {
-	p := req.Platform
-	insecure := hostSet(t.cfg.InsecureRegistries).match(registry)
-	regOpts := ftypes.RegistryOptions{
-		Insecure: insecure,
-		Platform: ftypes.Platform{Platform: &v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}},
-	}
-	if c, ok := t.keyring().lookup(registry); ok {
-		if c.Token != "" {
-			regOpts.RegistryToken = c.Token
-		} else {
-			regOpts.Credentials = []ftypes.Credential{{Username: c.Username, Password: c.Password}}
-		}
-	}
+	regOpts := t.registryOptions(registry, req.Platform)
+	insecure := regOpts.Insecure
 	base := t.secure
 	if insecure {
 		base = t.insecure
@@ -508,17 +505,40 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) 
 	rep.LayersAnalyzed = int(cc.misses.Load())
 	rep.BytesFetched = stats.bytes.Load()
 	if t.shared != nil && art.ref.ID != "" {
-		a := layercache.Analysis{
-			Reference: ref, ArtifactID: art.ref.ID, BlobIDs: art.ref.BlobIDs,
-			ImageID: art.ref.ImageMetadata.ID, DiffIDs: art.ref.ImageMetadata.DiffIDs,
-			Scanner: t.info, StoredAt: time.Now().UTC(),
-		}
-		if err := t.shared.PutAnalysis(ctx, contract.ImageKey{Digest: req.Digest, Platform: req.Platform}, a); err != nil {
-			t.log.Warn("could not record the image's analysis; a rescan after a DB update will contact the registry",
-				logging.Digest(req.Digest), zap.Error(err))
-		}
+		t.recordAnalysis(ctx, ref, req, art)
 	}
 	return rep, nil
+}
+
+// registryOptions are Trivy's options for pulling from registry: the
+// platform, TLS verification and the keyring's credentials.
+func (t *Trivy) registryOptions(registry string, p contract.Platform) ftypes.RegistryOptions {
+	regOpts := ftypes.RegistryOptions{
+		Insecure: hostSet(t.cfg.InsecureRegistries).match(registry),
+		Platform: ftypes.Platform{Platform: &v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}},
+	}
+	if c, ok := t.keyring().lookup(registry); ok {
+		if c.Token != "" {
+			regOpts.RegistryToken = c.Token
+		} else {
+			regOpts.Credentials = []ftypes.Credential{{Username: c.Username, Password: c.Password}}
+		}
+	}
+	return regOpts
+}
+
+// recordAnalysis stores which cache entries the image's analysis is made
+// of, so a rescan after a DB update runs detection without the registry.
+func (t *Trivy) recordAnalysis(ctx context.Context, ref string, req Request, art *recordingArtifact) {
+	a := layercache.Analysis{
+		Reference: ref, ArtifactID: art.ref.ID, BlobIDs: art.ref.BlobIDs,
+		ImageID: art.ref.ImageMetadata.ID, DiffIDs: art.ref.ImageMetadata.DiffIDs,
+		Scanner: t.info, StoredAt: time.Now().UTC(),
+	}
+	if err := t.shared.PutAnalysis(ctx, contract.ImageKey{Digest: req.Digest, Platform: req.Platform}, a); err != nil {
+		t.log.Warn("could not record the image's analysis; a rescan after a DB update will contact the registry",
+			logging.Digest(req.Digest), zap.Error(err))
+	}
 }
 
 // detect runs Trivy's scan service over an artifact — an image being

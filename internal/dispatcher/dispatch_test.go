@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/fleetscan/fleetscan/internal/goldentest"
 	"github.com/fleetscan/fleetscan/internal/inventory"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/queue"
@@ -30,8 +29,6 @@ import (
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const (
 	dA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -391,32 +388,12 @@ func TestDryRunGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "plan.golden.json", out.Bytes())
-	golden(t, "summary.golden.txt", summary.Bytes())
+	goldentest.Assert(t, "plan.golden.json", out.Bytes())
+	goldentest.Assert(t, "summary.golden.txt", summary.Bytes())
 	// Same digests on other platforms in staging (no nodes file): the keys
 	// differ, so the jobs do too.
 	if got := len(plan.Expected()); got != 7 {
 		t.Fatalf("%d jobs, want 7", got)
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (run go test -update after checking):\n--- got\n%s", path, got)
 	}
 }
 

@@ -3,62 +3,21 @@ package report
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/fleetscan/fleetscan/internal/goldentest"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/report -run %s -update to create it)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run with -update if the change is intended):\n%s", name, firstDiff(string(want), string(got)))
-	}
-}
-
-func firstDiff(want, got string) string {
-	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < max(len(wl), len(gl)); i++ {
-		var w, g string
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if w != g {
-			return "line " + strconv.Itoa(i+1) + ":\n  want: " + w + "\n  got:  " + g
-		}
-	}
-	return "(no line differs)"
-}
 
 func render(t *testing.T, r *Report, write func(io.Writer, *Report) error) []byte {
 	t.Helper()
@@ -82,7 +41,7 @@ func TestGoldenOutputs(t *testing.T) {
 		{"tickets.json", WriteTicketsJSON},
 		{"console.txt", WriteConsole},
 	} {
-		t.Run(tt.name, func(t *testing.T) { golden(t, tt.name, render(t, r, tt.write)) })
+		t.Run(tt.name, func(t *testing.T) { goldentest.Assert(t, tt.name, render(t, r, tt.write)) })
 	}
 }
 

@@ -9,10 +9,11 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/pkg/contract"
+	"github.com/fleetscan/fleetscan/pkg/reportjson"
 )
 
-// SchemaVersion is the version of the JSON report (report.schema.json).
-const SchemaVersion = "1.0"
+// SchemaVersion is the version of the JSON report (pkg/reportjson).
+const SchemaVersion = reportjson.SchemaVersion
 
 // Report is the whole report. Build fills it; the renderers only read it.
 type Report struct {

@@ -371,7 +371,7 @@ func connectAs(t *testing.T, s *server.Server, p *natsPod, key string) *client {
 		t.Fatal(err)
 	}
 	c := &client{}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	nc, err := natsconn.Connect(ctx, cfg, zaptest.NewLogger(t), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		c.mu.Lock()
@@ -414,7 +414,7 @@ func TestNATSRolePermissions(t *testing.T) {
 		DB: contract.DBInfo{Version: 2, UpdatedAt: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)}, Worker: "w-1", PublishedAt: now}
 
 	ctx := func() context.Context {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		t.Cleanup(cancel)
 		return c
 	}
@@ -425,7 +425,7 @@ func TestNATSRolePermissions(t *testing.T) {
 	denied := func(t *testing.T, c *client, what, subject string, op func(context.Context) error) {
 		t.Helper()
 		c.resetErrors()
-		opCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		opCtx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		seen := make(chan bool, 1)
 		go func() {
@@ -590,7 +590,7 @@ func TestNATSFleetMemberOverTLS(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	key := contract.ImageKey{Digest: "sha256:" + strings.Repeat("cd", 32), Platform: contract.Platform{OS: "linux", Architecture: "arm64"}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if _, err := queue.NewPublisher(c.js).Publish(ctx, []contract.ScanJob{contract.NewScanJob("run-m", "2026-01-02", key, "r.example/x@"+key.Digest, nil, now)}); err != nil {
 		t.Errorf("member publishes a job: %v", err)
@@ -599,7 +599,7 @@ func TestNATSFleetMemberOverTLS(t *testing.T) {
 		t.Errorf("member stores its inventory: %v", err)
 	}
 	c.resetErrors()
-	rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+	rctx, rcancel := context.WithTimeout(t.Context(), time.Second)
 	defer rcancel()
 	err := c.st.PutResult(rctx, contract.ScanResult{RunID: "run-m", Cycle: "2026-01-02", ImageKey: key, Status: contract.StatusScanned, CompletedAt: now, Findings: []contract.Finding{}})
 	if err == nil || !c.violation("fleetscan.results.") {

@@ -115,7 +115,7 @@ func testConfig(cycle string) Config {
 // storedJobs reads every job in the jobs stream without consuming it.
 func storedJobs(t *testing.T, env *natstest.Env) []contract.ScanJob {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	info, err := env.Res.Jobs.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func storedJobs(t *testing.T, env *natstest.Env) []contract.ScanJob {
 
 func TestRunDeduplicatesAcrossClusters(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	cfg := testConfig("2026-11-27")
 	cfg.RunID = "20261127T060000Z-abcdef"
 	m, err := Run(ctx, cfg, runDeps(t, env, fleet()))
@@ -204,7 +204,7 @@ func TestRunDeduplicatesAcrossClusters(t *testing.T) {
 // every job once. A new cycle publishes again.
 func TestTwoDispatchersSameCycle(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	dispatcher := func(sources []inventory.Source, cycle string) (contract.RunManifest, error) {
 		nc, err := nats.Connect(env.Server.URL())
 		if err != nil {
@@ -264,7 +264,7 @@ func TestTwoDispatchersSameCycle(t *testing.T) {
 
 func TestRunRecordsFailedClusters(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	sources := append(fleet()[:1], &podSource{cluster: "down", err: errors.New("dial tcp 10.0.0.1:6443: connect: connection refused")})
 	deps := runDeps(t, env, sources)
 	core, logs := observer.New(zapcore.ErrorLevel)
@@ -343,7 +343,7 @@ func (s *memStore) PutManifest(_ context.Context, m contract.RunManifest) error 
 }
 
 func TestRunPublishOrStoreFailure(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	t.Run("publish", func(t *testing.T) {
 		st := &memStore{}
 		m, err := Run(ctx, testConfig("c"), Deps{Sources: fleet(), Publisher: &failingPublisher{published: 1}, Store: st, Log: zaptest.NewLogger(t)})
@@ -384,7 +384,7 @@ func TestDryRunGolden(t *testing.T) {
 	}
 	failed = append(failed, inventory.ClusterFailure{Cluster: "dr", Err: errors.New("Unauthorized")})
 	var out, summary bytes.Buffer
-	plan, err := DryRun(context.Background(), cfg, Deps{Sources: sources, Failed: failed, Log: zaptest.NewLogger(t)}, &out, &summary)
+	plan, err := DryRun(t.Context(), cfg, Deps{Sources: sources, Failed: failed, Log: zaptest.NewLogger(t)}, &out, &summary)
 	if err != nil {
 		t.Fatal(err)
 	}

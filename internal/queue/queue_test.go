@@ -103,7 +103,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 
 func TestPublishDeduplicatesAndDeliversOnce(t *testing.T) {
 	env := natstest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	// 10,000 jobs of which half repeat a digest (same cycle).
@@ -170,7 +170,7 @@ func TestPublishDeduplicatesAndDeliversOnce(t *testing.T) {
 
 func TestUnackedJobIsRedeliveredAfterAckWait(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c")}); err != nil {
 		t.Fatal(err)
@@ -210,7 +210,7 @@ func TestUnackedJobIsRedeliveredAfterAckWait(t *testing.T) {
 
 func TestHeartbeatsKeepLongScanFromRedelivery(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c")}); err != nil {
 		t.Fatal(err)
@@ -242,7 +242,7 @@ func TestHeartbeatsKeepLongScanFromRedelivery(t *testing.T) {
 
 func TestPermanentErrorIsRecordedAndTerminated(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	j := job(7, "c")
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{j}); err != nil {
@@ -274,7 +274,7 @@ func TestPermanentErrorIsRecordedAndTerminated(t *testing.T) {
 
 func TestRetryableErrorRetriesThenRecordsFailure(t *testing.T) {
 	env := natstest.Start(t, fastAck(5*time.Second, 3))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	j := job(8, "c")
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{j}); err != nil {
@@ -359,7 +359,7 @@ func TestOnDecisionReportsEveryReply(t *testing.T) {
 
 func TestPanicIsRecoveredAndRecorded(t *testing.T) {
 	env := natstest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c"), job(2, "c")}); err != nil {
 		t.Fatal(err)
@@ -384,7 +384,7 @@ func TestPanicIsRecoveredAndRecorded(t *testing.T) {
 
 func TestMaxDeliverExhaustedByDeadWorkersYieldsFailureResult(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 2))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	j := job(9, "c")
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{j}); err != nil {
@@ -443,7 +443,7 @@ func TestMaxDeliverExhaustedByDeadWorkersYieldsFailureResult(t *testing.T) {
 
 func TestPoisonMessageIsTerminatedAndLoggedOnce(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := env.JS.Publish(ctx, topology.JobsSubjectPrefix+".garbage", []byte("\x00not a job")); err != nil {
 		t.Fatal(err)
@@ -476,7 +476,7 @@ func TestPoisonMessageIsTerminatedAndLoggedOnce(t *testing.T) {
 
 func TestGracefulShutdownNaksUnfinishedJobs(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Minute, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c")}); err != nil {
 		t.Fatal(err)
@@ -511,7 +511,7 @@ func TestGracefulShutdownNaksUnfinishedJobs(t *testing.T) {
 
 func TestLagMatchesServerJsz(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Minute, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	jobs := make([]contract.ScanJob, 25)
 	for i := range jobs {

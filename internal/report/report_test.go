@@ -29,6 +29,7 @@ func render(t *testing.T, r *Report, write func(io.Writer, *Report) error) []byt
 }
 
 func TestGoldenOutputs(t *testing.T) {
+	t.Parallel()
 	r := Build(fixture(t))
 	for _, tt := range []struct {
 		name  string
@@ -46,6 +47,7 @@ func TestGoldenOutputs(t *testing.T) {
 }
 
 func TestJSONMatchesSchema(t *testing.T) {
+	t.Parallel()
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(Schema))
@@ -88,6 +90,7 @@ func TestJSONMatchesSchema(t *testing.T) {
 // TestBuildSemantics checks the SLA arithmetic, acceptance status, change
 // classification and order row by row.
 func TestBuildSemantics(t *testing.T) {
+	t.Parallel()
 	r := Build(fixture(t))
 	type row struct {
 		id        string
@@ -140,6 +143,7 @@ func TestBuildSemantics(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		filter Filter
@@ -177,6 +181,7 @@ func TestFilters(t *testing.T) {
 }
 
 func TestNoLedgerStartsClockAtAsOf(t *testing.T) {
+	t.Parallel()
 	in := fixture(t)
 	in.Ledger = nil
 	r := Build(in)
@@ -188,6 +193,7 @@ func TestNoLedgerStartsClockAtAsOf(t *testing.T) {
 }
 
 func TestSightingsCoverEveryRepository(t *testing.T) {
+	t.Parallel()
 	in := fixture(t)
 	s := Sightings(in.Images)
 	// nginx: 5 vulns × 2 repositories; api: 2 vulns × 1.
@@ -202,6 +208,7 @@ func TestSightingsCoverEveryRepository(t *testing.T) {
 }
 
 func TestTickets(t *testing.T) {
+	t.Parallel()
 	r := Build(fixture(t))
 	got := map[string]Ticket{}
 	for _, tk := range r.Tickets {
@@ -237,6 +244,7 @@ func TestTickets(t *testing.T) {
 }
 
 func TestCompareVersions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b string
 		want int
@@ -269,6 +277,7 @@ func TestCompareVersions(t *testing.T) {
 }
 
 func TestParseFormats(t *testing.T) {
+	t.Parallel()
 	got, err := ParseFormats([]string{"csv,JSON", "markdown", "csv"})
 	if err != nil || len(got) != 3 || got[2] != FormatMarkdown {
 		t.Fatalf("got %v, %v", got, err)
@@ -279,6 +288,7 @@ func TestParseFormats(t *testing.T) {
 }
 
 func TestWriteFiles(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "out")
 	files, err := WriteFiles(dir, Build(fixture(t)), Formats)
 	if err != nil {
@@ -310,6 +320,7 @@ func TestWriteFiles(t *testing.T) {
 }
 
 func TestFleetUsage(t *testing.T) {
+	t.Parallel()
 	f := NewFleet()
 	k := contract.ImageKey{Digest: digest('e'), Platform: amd64}
 	f.Add("c1", entry("ns", "", "", "b.example/x:1", k.Digest))
@@ -334,6 +345,7 @@ func TestFleetUsage(t *testing.T) {
 // TestAppendJSONStringMatchesEncodingJSON keeps the hand-written encoder
 // byte-compatible with encoding/json.
 func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "plain", `quote " backslash \ slash /`, "ctl \x00\x01\x1f\t\n\r", "<b>&amp;</b>",
 		"ünïcødé ✓ 😀", "line\u2028para\u2029", "bad \xff\xfe utf8", "</script>"} {
 		for _, html := range []bool{false, true} {
@@ -368,6 +380,7 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 }
 
 func TestSortFindingsPermutesInPlace(t *testing.T) {
+	t.Parallel()
 	// Reverse order, plus ties broken by image and ID, over several cycles.
 	img := &Image{Reference: "r", Platform: "linux/amd64"}
 	var rows []Finding

@@ -23,7 +23,7 @@ func TestConcurrentScans(t *testing.T) {
 			for _, pl := range spec.Platforms {
 				wg.Go(func() {
 					p := e.pushed[spec.Name]
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 					defer cancel()
 					rep, err := e.scanner.Scan(ctx, Request{Digest: p.Digest, Platform: pl, References: []string{p.Repository}})
 					if err != nil {
@@ -50,7 +50,7 @@ func TestLayerCacheReusesSharedLayers(t *testing.T) {
 	e := newEnv(t, TrivyConfig{})
 	scan := func(name string) Report {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		rep, err := e.scanner.Scan(ctx, e.request(t, name))
 		if err != nil {
@@ -86,7 +86,7 @@ func TestRefreshDBSwapsWithNoScanRunning(t *testing.T) {
 	spec := e.pushed["node-app"].Spec
 	scanGen := func(gen int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		rep, err := e.scanner.Scan(ctx, e.request(t, "node-app"))
 		if err != nil {
@@ -99,13 +99,13 @@ func TestRefreshDBSwapsWithNoScanRunning(t *testing.T) {
 		}
 	}
 	scanGen(1)
-	if changed, err := e.scanner.RefreshDB(context.Background()); err != nil || changed {
+	if changed, err := e.scanner.RefreshDB(t.Context()); err != nil || changed {
 		t.Fatalf("RefreshDB on an unchanged DB = %v, %v; want false, nil", changed, err)
 	}
 	before := e.scanner.DBInfo()
 
 	// Scans keep running while the DB is swapped underneath.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
@@ -121,7 +121,7 @@ func TestRefreshDBSwapsWithNoScanRunning(t *testing.T) {
 		})
 	}
 	e.rebuildDB(t)
-	changed, err := e.scanner.RefreshDB(context.Background())
+	changed, err := e.scanner.RefreshDB(t.Context())
 	cancel()
 	wg.Wait()
 	if err != nil || !changed {

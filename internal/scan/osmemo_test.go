@@ -15,7 +15,7 @@ import (
 // packages differ (alpine with and without curl) never share.
 func TestOSDetectionSharedBetweenSameBase(t *testing.T) {
 	e := newEnv(t, TrivyConfig{})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	specs := fixture.FleetImages(12) // every base twice or more, each image with a layer of its own
 	pushed, err := fixture.PushSamples(ctx, e.reg.Host, specs)

@@ -94,7 +94,7 @@ func newFleet(t *testing.T, delay time.Duration) *fleet {
 func (f *fleet) push(t *testing.T, specs []fixture.ImageSpec) {
 	t.Helper()
 	f.layers, f.configs = map[string]bool{}, map[string]bool{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	pushed, err := fixture.PushSamples(ctx, f.reg.Host, specs)
 	if err != nil {
@@ -241,7 +241,7 @@ func TestSecondRunSameDBPullsNothing(t *testing.T) {
 
 	// The identity the dispatcher compares stored results with: this
 	// worker's scanner and DB, published when it started.
-	id, err := e.store.ScannerIdentity(context.Background())
+	id, err := e.store.ScannerIdentity(t.Context())
 	if err != nil {
 		t.Fatalf("scanner identity: %v", err)
 	}
@@ -324,7 +324,7 @@ func TestDBUpdateRedetectsWithoutRegistry(t *testing.T) {
 
 	// A cold scan with the new DB, everything pulled and analysed again,
 	// finds exactly the same.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	f.log.reset()
 	for k, res := range updated {
@@ -372,7 +372,7 @@ func TestEntriesOfOtherAnalyzerVersionsAreNotUsed(t *testing.T) {
 	}
 	layers := len(p.Spec.Layers)
 	req := scan.Request{Digest: p.Digest, Platform: p.Spec.Platforms[0], References: []string{p.Ref()}, Pull: true}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	want := p.Spec.ExpectedWith(1)
 	fixturetest.SortFindings(want)
@@ -419,7 +419,7 @@ func TestCrashedLeaseHolderIsTakenOverAfterTTL(t *testing.T) {
 		}
 	}
 	key := p.Key(p.Spec.Platforms[0])
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	// Learn the layer's cache key from a first scan, then drop its entry.
 	if _, err := e.engine.Scan(ctx, scan.Request{Digest: p.Digest, Platform: key.Platform, References: []string{p.Ref()}, Pull: true}); err != nil {

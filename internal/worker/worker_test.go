@@ -211,7 +211,7 @@ func TestWorkerRedeliversAfterCrash(t *testing.T) {
 	e.publish(t, job)
 
 	// A worker takes the job and dies: no ack, no heartbeat, no nak.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	batch, err := e.nats.Res.Workers.Fetch(1, jetstream.FetchContext(ctx))
 	if err != nil {
@@ -245,7 +245,7 @@ func TestWorkerRecordsJobsOfDeadWorkers(t *testing.T) {
 	job := e.job(t, "debian-12", "c1")
 	e.publish(t, job)
 	// The only delivery the budget allows goes to a worker that dies.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	batch, err := e.nats.Res.Workers.Fetch(1, jetstream.FetchContext(ctx))
 	if err != nil {
@@ -319,7 +319,7 @@ func TestWorkerGracefulShutdown(t *testing.T) {
 		if err := r.stop(t); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		res, err := e.store.Result(ctx, job.ImageKey)
 		if err != nil || res.Status != contract.StatusScanned {
@@ -350,7 +350,7 @@ func TestWorkerGracefulShutdown(t *testing.T) {
 			testutil.ToFloat64(r.w.metrics.scans.WithLabelValues(OutcomeInterrupted, string(contract.FailureTimeout))); got != 1 {
 			t.Errorf("interrupted scans = %v, want 1", got)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		if res, err := e.store.Result(ctx, job.ImageKey); err == nil {
 			t.Fatalf("an interrupted scan recorded a result: %+v", res)
@@ -384,7 +384,7 @@ func TestWorkerLargeResult(t *testing.T) {
 	pl := contract.Platform{OS: "linux", Architecture: "amd64"}
 	spec := fixture.ImageSpec{Name: "monorepo", Repository: "fixtures/monorepo", Tags: []string{"1"}, Platforms: []contract.Platform{pl},
 		Layers: []fixture.LayerSpec{fixture.FilesLayer("vendored dependencies", files...)}}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	p, err := fixture.PushSample(ctx, e.reg.Host, spec)
 	if err != nil {

@@ -2,7 +2,8 @@
 // the fleet (or one run) expects, waits for their scan results, advances
 // the SLA first-seen clocks, builds and writes the report, uploads it to S3
 // and decides the exit status. The reporter command and the all-in-one
-// command both call Run.
+// command both call Run. The report itself — its model and writers — is
+// package report.
 package reporter
 
 import (

@@ -29,6 +29,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
+	"github.com/fleetscan/fleetscan/internal/feeds/feedstest"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/store"
@@ -525,7 +527,39 @@ func TestNATSRolePermissions(t *testing.T) {
 			_, err := c.res.FirstSeen.Put(ctx, "k", []byte("2026-01-02"))
 			return err
 		})
+		// A worker parses untrusted images: it must not be able to rewrite
+		// the exploit feeds every deadline depends on.
+		denied(t, c, "writing a feed", "$O.fleetscan-feeds.", func(ctx context.Context) error {
+			_, err := c.res.Feeds.PutBytes(ctx, "kev", []byte(`{}`))
+			return err
+		})
 		denied(t, c, "deleting the results stream", "$JS.API.STREAM.DELETE.", func(ctx context.Context) error { return c.js.DeleteStream(ctx, topology.ResultsStream) })
+	})
+
+	// The DB updater publishes the exploit feeds it validated, and nothing
+	// else.
+	t.Run("updater", func(t *testing.T) {
+		c := connectAs(t, s, p, "updater")
+		kevFile, epssFile := feedstest.WriteFiles(t, t.TempDir())
+		cfg := feeds.Defaults()
+		cfg.KEVURL, cfg.EPSSURL = kevFile, epssFile
+		cache := t.TempDir()
+		if res, err := feeds.Update(ctx(), cfg, cache, zaptest.NewLogger(t)); err != nil || res.Err() != nil {
+			t.Fatalf("update feeds: %v %v", err, res.Err())
+		}
+		if _, err := feeds.Publish(ctx(), c.res.Feeds, feeds.DirSource(cache), zaptest.NewLogger(t)); err != nil {
+			t.Errorf("publish feeds: %v", err)
+		}
+		noViolations(t, c)
+		denied(t, c, "writing a result", "fleetscan.results.", func(ctx context.Context) error { return c.st.PutResult(ctx, result) })
+		denied(t, c, "writing an SLA date", "$KV.fleetscan-firstseen.", func(ctx context.Context) error {
+			_, err := c.res.FirstSeen.Put(ctx, "k", []byte("2026-01-02"))
+			return err
+		})
+		denied(t, c, "publishing a job", "fleetscan.jobs.", func(ctx context.Context) error {
+			_, err := queue.NewPublisher(c.js).Publish(ctx, []contract.ScanJob{job})
+			return err
+		})
 	})
 
 	// After the workers: the dispatcher reads their identity and the stored
@@ -566,7 +600,16 @@ func TestNATSRolePermissions(t *testing.T) {
 		if _, err := c.res.FirstSeen.Put(ctx(), "k", []byte("2026-01-02")); err != nil {
 			t.Errorf("write SLA first-seen date: %v", err)
 		}
+		// The feeds the updater published.
+		enr, err := feeds.Load(ctx(), feeds.ObjectStoreSource(c.res.Feeds), feeds.DefaultMaxAge)
+		if err != nil || !enr.Status(feeds.KEV).Loaded || !enr.Status(feeds.EPSS).Loaded {
+			t.Errorf("read the feeds: %+v %v", enr.Statuses(), err)
+		}
 		noViolations(t, c)
+		denied(t, c, "writing a feed", "$O.fleetscan-feeds.", func(ctx context.Context) error {
+			_, err := c.res.Feeds.PutBytes(ctx, "epss", []byte("x"))
+			return err
+		})
 		denied(t, c, "writing a result", "fleetscan.results.", func(ctx context.Context) error { return c.st.PutResult(ctx, result) })
 		denied(t, c, "publishing a job", "fleetscan.jobs.", func(ctx context.Context) error {
 			_, err := queue.NewPublisher(c.js).Publish(ctx, []contract.ScanJob{job})

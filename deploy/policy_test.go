@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/fleetscan/fleetscan/internal/dispatcher"
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/flagenv"
 	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
@@ -922,6 +923,13 @@ func commandFlags(cmd command) *pflag.FlagSet {
 		c.RegisterFlags(fs)
 		c.RegisterUpdateFlags(fs)
 		c.Registry.RegisterFlags(fs)
+		f := feeds.Defaults()
+		f.RegisterFlags(fs)
+		withNATS()
+		// Registered by cmd/worker itself: publish the feeds to JetStream.
+		if mainDefinesFlag("worker", "publish-feeds") {
+			fs.Bool("publish-feeds", false, "")
+		}
 	case command{"reporter", ""}:
 		c := reporter.Defaults()
 		c.RegisterFlags(fs)
@@ -1059,6 +1067,7 @@ var documentedSecretKeys = map[string][]string{
 	"fleetscan-nats-dispatcher": {"nkey"},
 	"fleetscan-nats-worker":     {"nkey"},
 	"fleetscan-nats-reporter":   {"nkey"},
+	"fleetscan-nats-updater":    {"nkey"},
 	"fleetscan-nats-ca":         {"ca.crt"},
 	"fleetscan-nats-server-tls": {"tls.crt", "tls.key", "ca.crt"},
 	"fleetscan-registry-auth":   {".dockerconfigjson"},

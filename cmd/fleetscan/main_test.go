@@ -10,12 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
+	"github.com/fleetscan/fleetscan/internal/feeds/feedstest"
 	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/reporter"
 )
 
 func TestUsage(t *testing.T) {
+	badPolicy := filepath.Join(t.TempDir(), "sla.yaml")
+	if err := os.WriteFile(badPolicy, []byte("kev: {days: 0}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -31,6 +37,8 @@ func TestUsage(t *testing.T) {
 		{"bad flag", []string{"scan", "--no-such-flag"}, reporter.ExitNoReport, "unknown flag"},
 		{"bad value", []string{"scan", "--workers", "0", "--skip-db-update"}, reporter.ExitNoReport, "--workers 0"},
 		{"stray argument", []string{"demo", "extra"}, reporter.ExitNoReport, "unexpected arguments"},
+		{"bad --kev-url", []string{"scan", "--skip-db-update", "--kev-url", "ftp://mirror/kev.json"}, reporter.ExitNoReport, "--kev-url: ftp://mirror/kev.json: unsupported scheme"},
+		{"bad --sla-config rule", []string{"scan", "--skip-db-update", "--sla-config", badPolicy}, reporter.ExitNoReport, "--sla-config " + badPolicy + ": kev.days: 0: want 1 to 3650"},
 		{"version", []string{"version"}, 0, "fleetscan"},
 	}
 	for _, tt := range tests {
@@ -91,8 +99,11 @@ func TestScanInventoryFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
+	// An explicitly given local KEV file is read even with --skip-db-update;
+	// the remote default EPSS feed is not fetched.
+	kevFile, _ := feedstest.WriteFiles(t, t.TempDir())
 	var stdout, stderr bytes.Buffer
-	args := []string{"scan", "--skip-db-update", "--cache-dir", cache, "--state-dir", t.TempDir(),
+	args := []string{"scan", "--skip-db-update", "--cache-dir", cache, "--state-dir", t.TempDir(), "--kev-url", kevFile,
 		"--inventory-file", "laptop=" + inv, "--insecure-registry", reg.Host, "--workers", "2",
 		"--out-dir", out, "--scratch-dir", t.TempDir(),
 		// One SLA clock for both runs below, so days remaining compare.
@@ -119,6 +130,10 @@ func TestScanInventoryFile(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "Scans: 0 reused") {
 		t.Fatalf("first run: no incremental-scanning line, or something reused:\n%s", stdout.String())
+	}
+	enr, err := feeds.Load(ctx, feeds.DirSource(cache), feeds.DefaultMaxAge)
+	if err != nil || !enr.Status(feeds.KEV).Loaded || enr.Status(feeds.EPSS).State(time.Now()) != feeds.StateNeverLoaded {
+		t.Fatalf("feeds in --cache-dir after the scan: %+v %v", enr.Statuses(), err)
 	}
 
 	// The same fleet again with the same state and DB: the stored result is

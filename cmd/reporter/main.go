@@ -23,6 +23,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/reporter"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/internal/version"
@@ -88,6 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := errors.Join(cfg.Validate(), natsCfg.Validate(), topoCfg.Validate(), logCfg.Validate()); err != nil {
 		return fail(err)
+	}
+	if err := sla.ValidatePolicyFile(cfg.SLAConfig); err != nil {
+		return fail(err) // the policy's content, before NATS is reached
 	}
 	log, err := logging.New(logCfg)
 	if err != nil {

@@ -41,6 +41,10 @@ func TestExitStatus(t *testing.T) {
 		os.Unsetenv(k)
 	}
 	out := filepath.Join(t.TempDir(), "out")
+	badPolicy := filepath.Join(t.TempDir(), "sla.yaml")
+	if err := os.WriteFile(badPolicy, []byte("epss: {percentile: 1.5, days: 14}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		env    map[string]string
@@ -53,6 +57,9 @@ func TestExitStatus(t *testing.T) {
 		{name: "bad flag value", args: []string{"--wait", "soon"}, code: reporter.ExitNoReport, stderr: "--wait"},
 		{name: "stray argument", args: []string{"extra"}, code: reporter.ExitNoReport, stderr: "unexpected arguments"},
 		{name: "invalid --sla", args: []string{"--sla", "CRITICAL=x"}, code: reporter.ExitNoReport, stderr: "--sla"},
+		// Before NATS is reached (the URL is unreachable).
+		{name: "invalid --sla-config rule", args: []string{"--sla-config", badPolicy, "--nats-url", closedURL(t), "--out-dir", out},
+			code: reporter.ExitNoReport, stderr: "--sla-config " + badPolicy + ": epss.percentile: 1.5: want 0 to 1"},
 		{name: "REPORT_BUCKET feeds --s3-url", env: map[string]string{"REPORT_BUCKET": "not-an-s3-url"}, code: reporter.ExitNoReport,
 			stderr: `--s3-url "not-an-s3-url"`},
 		{name: "NATS unreachable", args: []string{"--nats-url", closedURL(t), "--nats-timeout", "1s", "--out-dir", out},

@@ -64,6 +64,12 @@ directory and switches --cache-dir/db to it atomically, so running workers
 never see a half-written DB; they pick the new one up between jobs. Does
 nothing while the DB is fresh.
 
+It also fetches the CISA KEV catalogue (--kev-url) and FIRST's EPSS scores
+(--epss-url) into --cache-dir/feeds the same way: validated in full, switched
+atomically, the last good copy kept when a fetch fails (the command then
+exits 1). With --publish-feeds it publishes the copies in use to JetStream,
+where reporters in other pods read them.
+
 Flags (each also read from the environment variable shown):
 `
 
@@ -230,9 +236,10 @@ func dbUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.RegisterFlags(fs)
 	cfg.RegisterUpdateFlags(fs)
 	cfg.Registry.RegisterFlags(fs)
+	feedFlags := newFeedFlags(fs)
 	logCfg.RegisterFlags(fs)
 	if err := parse(fs, args, stdout, stderr, dbUpdateHelp, func() error {
-		return errors.Join(cfg.ValidateUpdate(), logCfg.Validate())
+		return errors.Join(cfg.ValidateUpdate(), feedFlags.validate(), logCfg.Validate())
 	}); err != nil {
 		return err
 	}
@@ -244,7 +251,7 @@ func dbUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log = log.With(zap.String("component", "db-update"), zap.String("version", version.Version))
 	res, err := trivydb.Update(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("update vulnerability DB in %s: %w", cfg.CacheDir, err)
+		return errors.Join(fmt.Errorf("update vulnerability DB in %s: %w", cfg.CacheDir, err), feedFlags.refresh(ctx, cfg.CacheDir, stdout, log))
 	}
 	report := func(what string, r trivydb.ArtifactResult) {
 		state := "fresh, kept"
@@ -258,7 +265,7 @@ func dbUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if res.JavaDB != nil {
 		report("java DB", *res.JavaDB)
 	}
-	return nil
+	return feedFlags.refresh(ctx, cfg.CacheDir, stdout, log)
 }
 
 // ensureTopology lays out the JetStream resources and returns.

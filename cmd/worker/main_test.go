@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
+	"github.com/fleetscan/fleetscan/internal/feeds/feedstest"
 	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
@@ -177,13 +179,17 @@ func TestDBUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	cache := t.TempDir()
-	args := []string{"db-update", "--cache-dir", cache, "--db-repository", ref, "--insecure-registry", reg.Host, "--log-format", "json"}
+	feedSrv := feedstest.NewServer(t)
+	args := []string{"db-update", "--cache-dir", cache, "--db-repository", ref, "--insecure-registry", reg.Host, "--log-format", "json",
+		"--kev-url", feedSrv.FeedURL(feedstest.KEVPath), "--epss-url", feedSrv.FeedURL(feedstest.EPSSPath)}
 	code, stdout, stderr := runMain(ctx, args...)
-	if code != exitOK || !strings.Contains(stdout, "trivy DB: updated from "+ref) {
+	if code != exitOK || !strings.Contains(stdout, "trivy DB: updated from "+ref) ||
+		!strings.Contains(stdout, "KEV catalogue: updated ("+feedSrv.FeedURL(feedstest.KEVPath)+"); in use: KEV catalogue 2025.08.25 (3 CVEs") ||
+		!strings.Contains(stdout, "EPSS scores: updated") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	code, stdout, stderr = runMain(ctx, args...)
-	if code != exitOK || !strings.Contains(stdout, "fresh, kept") {
+	if code != exitOK || !strings.Contains(stdout, "fresh, kept") || !strings.Contains(stdout, "KEV catalogue: unchanged") {
 		t.Fatalf("second update: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	// A worker accepts what the updater wrote.
@@ -221,5 +227,41 @@ func TestEnsureTopologyOnly(t *testing.T) {
 	}
 	if _, err := js.Consumer(ctx, topology.JobsStream, topology.WorkersConsumer); err != nil {
 		t.Errorf("consumer %s/%s not created: %v", topology.JobsStream, topology.WorkersConsumer, err)
+	}
+}
+
+// TestDBUpdateFeeds: the feeds are fetched, a failing one makes the command
+// exit 1 naming its flag while the other feed is stored, and with
+// --publish-feeds the copies in use land in JetStream, where a reporter
+// reads them. An explicitly given local file is read like a download.
+func TestDBUpdateFeeds(t *testing.T) {
+	keepTMPDIR(t)
+	env := natstest.Start(t)
+	feedSrv := feedstest.NewServer(t)
+	feedSrv.Set(feedstest.EPSSPath, feedstest.Response{Status: 502})
+	kevFile, _ := feedstest.WriteFiles(t, t.TempDir())
+	// A fresh DB in the cache, so only the feeds are fetched; the DB
+	// repository is never contacted.
+	cache := buildDB(t, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, stdout, stderr := runMain(ctx, "db-update", "--cache-dir", cache, "--db-repository", "127.0.0.1:1/none:2", "--log-format", "json",
+		"--kev-url", kevFile, "--epss-url", feedSrv.FeedURL(feedstest.EPSSPath), "--feed-timeout", "5s",
+		"--publish-feeds", "--nats-url", env.Server.URL())
+	if code != exitFailed || !strings.Contains(stderr, "EPSS scores (--epss-url "+feedSrv.FeedURL(feedstest.EPSSPath)+"): fetch: HTTP 502") ||
+		!strings.Contains(stdout, "trivy DB: fresh, kept") || !strings.Contains(stdout, "KEV catalogue: updated ("+kevFile+")") || !strings.Contains(stdout, "KEV catalogue: published to fleetscan-feeds: uploaded") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	e, err := feeds.Load(ctx, feeds.ObjectStoreSource(env.Res.Feeds), feeds.DefaultMaxAge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.KEV(feedstest.RapidReset); !ok || e.Status(feeds.EPSS).Loaded {
+		t.Fatalf("published feeds: %+v", e.Statuses())
+	}
+	// Invalid feed flags are usage errors before any work.
+	code, _, stderr = runMain(ctx, "db-update", "--cache-dir", cache, "--kev-url", "ftp://mirror/kev.json", "--log-format", "json")
+	if code != exitUsage || !strings.Contains(stderr, "--kev-url: ftp://mirror/kev.json: unsupported scheme") {
+		t.Fatalf("bad --kev-url: exit %d: %s", code, stderr)
 	}
 }

@@ -38,7 +38,7 @@ func Attempt(n int) zap.Field { return zap.Int("attempt", n) }
 // FailureClass classifies a failed scan.
 func FailureClass(c contract.FailureClass) zap.Field { return zap.String("class", string(c)) }
 
-// Outcome is how a scan attempt ended (worker.Outcome*).
+// Outcome is how an attempt ended (worker.Outcome*, feeds.Outcome*).
 func Outcome(outcome string) zap.Field { return zap.String("outcome", outcome) }
 
 // Worker names a worker.

@@ -25,11 +25,13 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/fleetscan/fleetscan/internal/dispatcher"
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/reporter"
+	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/internal/trivydb"
@@ -54,6 +56,9 @@ type Config struct {
 	Workers int
 	// SkipDBUpdate uses the DB under --cache-dir as it is (offline use).
 	SkipDBUpdate bool
+	// Feeds are the exploit feeds (KEV, EPSS) refreshed into --cache-dir
+	// with the DB.
+	Feeds feeds.Config
 	// ScanWait bounds how long the reporter waits for the scans.
 	ScanWait time.Duration
 }
@@ -68,6 +73,7 @@ func Defaults() Config {
 		Dispatch: dispatcher.Defaults(),
 		Worker:   worker.DefaultConfig(),
 		Report:   reporter.Defaults(),
+		Feeds:    feeds.Defaults(),
 		Workers:  runtime.NumCPU(),
 		ScanWait: time.Hour,
 	}
@@ -98,7 +104,7 @@ func xdgDir(env, fallback string) string {
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "embedded NATS state (SLA first-seen dates persist here between runs)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "images scanned at the same time")
-	fs.BoolVar(&c.SkipDBUpdate, "skip-db-update", c.SkipDBUpdate, "use the vulnerability DB under --cache-dir as it is; do not download (offline use)")
+	fs.BoolVar(&c.SkipDBUpdate, "skip-db-update", c.SkipDBUpdate, "use the vulnerability DB and the KEV/EPSS feeds under --cache-dir as they are; do not download (offline use; local --kev-url/--epss-url files are still read)")
 	fs.DurationVar(&c.ScanWait, "scan-wait", c.ScanWait, "give up waiting for scans after this long (what is missing is reported as not scanned)")
 
 	sub := func(register func(*pflag.FlagSet)) {
@@ -116,6 +122,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		c.Worker.RegisterIncrementalFlags(s)
 		s.DurationVar(&c.Topology.LayerCacheTTL, "layer-cache-ttl", c.Topology.LayerCacheTTL, "drop a shared layer-analysis cache entry not used for this long (each use refreshes it)")
 	})
+	sub(c.Feeds.RegisterFlags)
 	sub(c.Dispatch.Sources.RegisterFlags)
 	sub(func(s *pflag.FlagSet) {
 		s.BoolVar(&c.Dispatch.ResolveTags, "resolve-tags", c.Dispatch.ResolveTags, "resolve the spec tag against its registry (HEAD) when a container status has no manifest digest")
@@ -163,7 +170,12 @@ func (c *Config) Complete(now time.Time) {
 
 // Validate checks every component's configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Worker.Validate(), c.Report.Validate()}
+	reportErr := c.Report.Validate()
+	if reportErr == nil {
+		// The policy's content, not only its presence: before any work.
+		reportErr = sla.ValidatePolicyFile(c.Report.SLAConfig)
+	}
+	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Worker.Validate(), reportErr, c.Feeds.Validate()}
 	if c.NATS.URLs != "" {
 		errs = append(errs, c.NATS.Validate())
 	} else if strings.TrimSpace(c.StateDir) == "" {
@@ -210,6 +222,9 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 		return reporter.Outcome{}, err
 	}
 	if err := ensureDB(ctx, cfg, log); err != nil {
+		return reporter.Outcome{}, err
+	}
+	if err := refreshFeeds(ctx, cfg, log); err != nil {
 		return reporter.Outcome{}, err
 	}
 

@@ -163,14 +163,20 @@ func (o Override) label(i int) string {
 	return fmt.Sprintf("overrides[%d]", i)
 }
 
-// Policy is the remediation policy: base days per severity plus overrides.
+// Policy is the remediation policy: base days per severity plus
+// overrides, and the exploit-aware rules that can only bring a deadline
+// forward (see Deadline).
 type Policy struct {
 	Days      Days       `json:"days"`
 	Overrides []Override `json:"overrides,omitempty"`
+	KEV       KEVRule    `json:"kev"`
+	EPSS      EPSSRule   `json:"epss"`
+	EOL       EOLRule    `json:"eol"`
 }
 
-// DefaultPolicy returns the default days and no overrides.
-func DefaultPolicy() Policy { return Policy{Days: DefaultDays()} }
+// DefaultPolicy returns the default days, no overrides, the KEV rule on
+// (CISA's due date) and the EPSS and end-of-life rules off.
+func DefaultPolicy() Policy { return Policy{Days: DefaultDays(), KEV: KEVRule{Enabled: true}} }
 
 // Scope is where a finding runs: one cluster and namespace.
 type Scope struct {
@@ -213,7 +219,8 @@ func (p Policy) DaysFor(severity string, scopes []Scope) (int, string) {
 // WithDays returns a copy of p whose base days are replaced for the
 // severities in d (the --sla flag). Overrides still apply on top.
 func (p Policy) WithDays(d Days) Policy {
-	out := Policy{Days: Days{}, Overrides: p.Overrides}
+	out := p
+	out.Days = Days{}
 	for k, v := range p.Days {
 		out.Days[k] = v
 	}
@@ -230,6 +237,9 @@ func (p Policy) Validate() error {
 		errs = append(errs, fmt.Errorf("days: %w", err))
 	}
 	for i, o := range p.Overrides {
+		if isRuleName(o.Name) {
+			errs = append(errs, fmt.Errorf("overrides[%d]: name %q is reserved for a rule (%s)", i, o.Name, strings.Join(ruleNames, ", ")))
+		}
 		if len(o.Days) == 0 {
 			errs = append(errs, fmt.Errorf("%s: days: at least one SEVERITY: DAYS entry is required", o.label(i)))
 		}
@@ -242,11 +252,29 @@ func (p Policy) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, p.validateRules()...)
 	return errors.Join(errs...)
 }
 
+// policyDoc is the YAML document; pointers tell a key left out from a
+// zero.
+type policyDoc struct {
+	Days      Days       `json:"days"`
+	Overrides []Override `json:"overrides,omitempty"`
+	KEV       *ruleDoc   `json:"kev,omitempty"`
+	EPSS      *ruleDoc   `json:"epss,omitempty"`
+	EOL       *ruleDoc   `json:"eol,omitempty"`
+}
+
+type ruleDoc struct {
+	Enabled    *bool    `json:"enabled,omitempty"`
+	Days       *int     `json:"days,omitempty"`
+	Percentile *float64 `json:"percentile,omitempty"`
+}
+
 // ParsePolicy reads a policy YAML document. Severities it does not list keep
-// their default days. Unknown fields are errors, so a typo cannot silently
+// their default days; rules it does not list keep their defaults (KEV on,
+// EPSS and EOL off). Unknown fields are errors, so a typo cannot silently
 // fall back to a default.
 //
 //	days: {CRITICAL: 7, HIGH: 30, MEDIUM: 90, LOW: 180, UNKNOWN: 365}
@@ -255,8 +283,11 @@ func (p Policy) Validate() error {
 //	    clusters: ["prod-*"]
 //	    namespaces: ["payments", "billing-*"]
 //	    days: {CRITICAL: 3, HIGH: 14}
+//	kev: {enabled: true, days: 14}      # CISA due date, and at most 14 days after listing
+//	epss: {percentile: 0.95, days: 30}  # top 5 % by EPSS: at most 30 days
+//	eol: {days: 60}                     # end-of-life OS images: at most 60 days
 func ParsePolicy(data []byte) (Policy, error) {
-	var doc Policy
+	var doc policyDoc
 	if err := yaml.UnmarshalStrict(data, &doc); err != nil {
 		return Policy{}, err
 	}
@@ -265,23 +296,46 @@ func ParsePolicy(data []byte) (Policy, error) {
 	}
 	p := DefaultPolicy().WithDays(upperKeys(doc.Days))
 	p.Overrides = doc.Overrides
+	var errs []error
+	if doc.KEV != nil {
+		p.KEV, errs = doc.KEV.kev(errs)
+	}
+	if doc.EPSS != nil {
+		p.EPSS, errs = doc.EPSS.epss(errs)
+	}
+	if doc.EOL != nil {
+		p.EOL, errs = doc.EOL.eol(errs)
+	}
+	if len(errs) > 0 {
+		return Policy{}, errors.Join(errs...)
+	}
 	if err := p.Validate(); err != nil {
 		return Policy{}, err
 	}
 	return p, nil
 }
 
-// LoadPolicy reads a policy file; errors name the file.
+// LoadPolicy reads a policy file; errors name the flag and the file.
 func LoadPolicy(path string) (Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Policy{}, fmt.Errorf("SLA config %s: %w", path, err)
+		return Policy{}, fmt.Errorf("--sla-config %s: %w", path, err)
 	}
 	p, err := ParsePolicy(data)
 	if err != nil {
-		return Policy{}, fmt.Errorf("SLA config %s: %w", path, err)
+		return Policy{}, fmt.Errorf("--sla-config %s: %w", path, err)
 	}
 	return p, nil
+}
+
+// ValidatePolicyFile loads a policy file to check it (no file: nil), so a
+// command can refuse a bad --sla-config before doing any work.
+func ValidatePolicyFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	_, err := LoadPolicy(path)
+	return err
 }
 
 func upperKeys(d Days) Days {

@@ -59,6 +59,11 @@ const (
 	ScannerBucket = "fleetscan-scanner"
 	// ScannerIdentityKey is the key of the latest published identity.
 	ScannerIdentityKey = "identity"
+
+	// FeedsBucket is the object store of the exploit feeds (CISA KEV,
+	// FIRST EPSS): one object per feed, the last good copy the updater
+	// (`worker db-update --publish-feeds`) validated, read by reporters.
+	FeedsBucket = "fleetscan-feeds"
 )
 
 // JobSubject is the subject a job for key is published on.
@@ -163,6 +168,8 @@ type Resources struct {
 	LayerLeases  jetstream.KeyValue
 	// Scanner holds the workers' scanner identity.
 	Scanner jetstream.KeyValue
+	// Feeds holds the KEV and EPSS feeds (internal/feeds).
+	Feeds jetstream.ObjectStore
 }
 
 func (c Config) storage() jetstream.StorageType {
@@ -287,6 +294,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 		{&r.ResultBlobs, ResultBlobsBucket, "fleetscan results too large for one message", c.ResultMaxAge},
 		{&r.Inventories, InventoriesBucket, "fleetscan latest inventory per cluster", c.InventoryMaxAge},
 		{&r.Runs, RunsBucket, "fleetscan run manifests", c.InventoryMaxAge},
+		// No TTL: a feed is replaced by its next good copy, never dropped
+		// (an old copy is reported stale, a missing one never loaded).
+		{&r.Feeds, FeedsBucket, "fleetscan exploit feeds (CISA KEV, FIRST EPSS): the updater's last good copies", 0},
 	}
 	for _, s := range stores {
 		if *s.dst, err = js.CreateOrUpdateObjectStore(ctx, c.objectStore(s.name, s.desc, s.ttl)); err != nil {

@@ -45,10 +45,15 @@ func TestEnsureIsIdempotentAndAppliesChanges(t *testing.T) {
 	if results.Config.MaxMsgsPerSubject != 1 {
 		t.Fatalf("results stream keeps %d per subject", results.Config.MaxMsgsPerSubject)
 	}
-	for _, b := range []string{topology.ResultBlobsBucket, topology.InventoriesBucket, topology.RunsBucket, topology.LayerObjectsBucket} {
+	for _, b := range []string{topology.ResultBlobsBucket, topology.InventoriesBucket, topology.RunsBucket, topology.LayerObjectsBucket, topology.FeedsBucket} {
 		if _, err := env.JS.ObjectStore(ctx, b); err != nil {
 			t.Errorf("object store %s: %v", b, err)
 		}
+	}
+	if st, err := res.Feeds.Status(ctx); err != nil {
+		t.Errorf("object store %s: %v", topology.FeedsBucket, err)
+	} else if st.TTL() != 0 {
+		t.Errorf("object store %s: TTL %s: feeds are replaced, never expired", topology.FeedsBucket, st.TTL())
 	}
 	for _, b := range []string{topology.LayerCacheBucket, topology.LayerLeasesBucket, topology.ScannerBucket} {
 		kv, err := env.JS.KeyValue(ctx, b)

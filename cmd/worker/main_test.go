@@ -243,7 +243,7 @@ func TestDBUpdateFeeds(t *testing.T) {
 	// A fresh DB in the cache, so only the feeds are fetched; the DB
 	// repository is never contacted.
 	cache := buildDB(t, time.Hour)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	code, stdout, stderr := runMain(ctx, "db-update", "--cache-dir", cache, "--db-repository", "127.0.0.1:1/none:2", "--log-format", "json",
 		"--kev-url", kevFile, "--epss-url", feedSrv.FeedURL(feedstest.EPSSPath), "--feed-timeout", "5s",

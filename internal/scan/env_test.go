@@ -59,7 +59,7 @@ func newEnv(t testing.TB, cfg TrivyConfig, regOpts ...fixture.RegistryOption) *e
 		t.Fatal(err)
 	}
 	e.reg = fixturetest.NewRegistry(t, regOpts...)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	pushed, err := fixture.PushSamples(ctx, e.reg.Host, fixture.SampleImages())
 	if err != nil {

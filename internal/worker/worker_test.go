@@ -480,7 +480,7 @@ func TestWorkerReadiness(t *testing.T) {
 
 func consumerLag(t testing.TB, e *env) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	info, err := e.nats.Res.Workers.Info(ctx)
 	if err != nil {

@@ -169,7 +169,7 @@ func (p *natsPod) port(t *testing.T, name string) int {
 // and checks it against the manifests: names, ports, routes, storage on the
 // volume, one user per key in the Secret, TLS where enabled.
 func TestNATSConfigLoads(t *testing.T) {
-	for _, dir := range []string{baseDir, singleClusterDir, fleetDir, allComponentsDir} {
+	for _, dir := range []string{baseDir, singleClusterDir, fleetDir, allComponentsDir, helmSingleCluster, helmFleet, helmAllOptions} {
 		t.Run(dir, func(t *testing.T) {
 			p, objs := layOutNATS(t, dir)
 			conf := p.confPath()
@@ -219,7 +219,7 @@ func TestNATSConfigLoads(t *testing.T) {
 			if tlsOn != strings.HasPrefix(url, "tls://") {
 				t.Errorf("server TLS %v but clients connect to %s", tlsOn, url)
 			}
-			if dir == fleetDir && !tlsOn {
+			if shape(dir) == fleetDir && !tlsOn {
 				t.Error("the fleet's NATS must require TLS (members connect across networks)")
 			}
 		})
@@ -247,18 +247,21 @@ func TestNATSFleetPermissionsMatchBase(t *testing.T) {
 		}
 		return byKey
 	}
-	base, fleet := perms(baseDir), perms(fleetDir)
-	for key, p := range fleet {
-		role := key
-		if strings.HasPrefix(key, "member-") {
-			role = "dispatcher"
+	base := perms(baseDir)
+	for _, dir := range []string{fleetDir, helmFleet} {
+		fleet := perms(dir)
+		for key, p := range fleet {
+			role := key
+			if strings.HasPrefix(key, "member-") {
+				role = "dispatcher"
+			}
+			if fmt.Sprint(p.Publish, p.Subscribe) != fmt.Sprint(base[role].Publish, base[role].Subscribe) {
+				t.Errorf("%s user %s: permissions %v %v, want the base's %s role %v %v", dir, key, p.Publish, p.Subscribe, role, base[role].Publish, base[role].Subscribe)
+			}
 		}
-		if fmt.Sprint(p.Publish, p.Subscribe) != fmt.Sprint(base[role].Publish, base[role].Subscribe) {
-			t.Errorf("fleet user %s: permissions %v %v, want the base's %s role %v %v", key, p.Publish, p.Subscribe, role, base[role].Publish, base[role].Subscribe)
+		if len(fleet) != len(base)+2 {
+			t.Errorf("%s has %d users, want the base's %d plus the 2 members", dir, len(fleet), len(base))
 		}
-	}
-	if len(fleet) <= len(base) {
-		t.Errorf("the fleet has %d users, want the base's %d plus the members", len(fleet), len(base))
 	}
 }
 
@@ -622,7 +625,13 @@ func TestNATSRolePermissions(t *testing.T) {
 // connects over TLS with its own nkey and may publish jobs and its
 // inventory, but not results.
 func TestNATSFleetMemberOverTLS(t *testing.T) {
-	p, _ := layOutNATS(t, fleetDir)
+	for _, dir := range []string{fleetDir, helmFleet} {
+		t.Run(dir, func(t *testing.T) { testNATSFleetMemberOverTLS(t, dir) })
+	}
+}
+
+func testNATSFleetMemberOverTLS(t *testing.T, dir string) {
+	p, _ := layOutNATS(t, dir)
 	s := runNATS(t, p)
 	if !p.tls {
 		t.Fatal("the fleet's NATS does not require TLS")

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -93,13 +94,15 @@ func (d *dryRunner) apply(ctx context.Context, raw []byte, dryRun bool) ([]strin
 // schema (unknown fields are rejected), defaulting, validation and
 // admission — including the restricted Pod Security Standard the
 // namespace enforces, whose warnings for workloads fail the test too.
-// KEDA's ScaledObject is the one object not applied: its CRD is not part
-// of Kubernetes (TestPolicyKEDA and the strict decoding check it).
+// KEDA's ScaledObject is applied against a stand-in of KEDA's CRD
+// (testdata/keda-scaledobject-crd.yaml), whose schema reports unknown fields.
+// Every kustomize build and every Helm shape is applied.
 func TestServerSideDryRun(t *testing.T) {
 	srv := kubeapitest.Start(t)
 	d := newDryRunner(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
+	installKEDACRD(ctx, t, d)
 
 	ns := mustFind(t, render(t, baseDir), "Namespace", "platform-ops")
 	if w, err := d.apply(ctx, ns.Raw, false); err != nil || len(w) > 0 {
@@ -110,10 +113,7 @@ func TestServerSideDryRun(t *testing.T) {
 		t.Run(dir, func(t *testing.T) {
 			var applied int
 			for _, o := range render(t, dir) {
-				if o.GVK == scaledObjectGVK {
-					continue
-				}
-				if o.Typed == nil {
+				if o.Typed == nil && o.GVK != scaledObjectGVK {
 					t.Errorf("%s: not a built-in kind", o)
 					continue
 				}
@@ -156,5 +156,36 @@ func TestServerSideDryRun(t *testing.T) {
 		if _, err := d.apply(ctx, []byte(bad), true); err == nil || !strings.Contains(err.Error(), "backofLimit") {
 			t.Errorf("a misspelt field: error %v, want it refused", err)
 		}
+
+		so := mustFind(t, objs, "ScaledObject", "fleetscan-worker")
+		badSO := strings.Replace(string(so.Raw), "maxReplicaCount:", "maxReplicas:", 1)
+		w, err = d.apply(ctx, []byte(badSO), true)
+		if err == nil && !strings.Contains(strings.Join(w, "\n"), "maxReplicas") {
+			t.Errorf("a ScaledObject with a misspelt field: error %v, warnings %q; want it reported", err, w)
+		}
 	})
+}
+
+// installKEDACRD creates the stand-in of KEDA's ScaledObject CRD and waits
+// until the API server serves it.
+func installKEDACRD(ctx context.Context, t *testing.T, d *dryRunner) {
+	t.Helper()
+	crd, err := os.ReadFile("testdata/keda-scaledobject-crd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err := d.apply(ctx, crd, false); err != nil || len(w) > 0 {
+		t.Fatalf("create the ScaledObject CRD: %v (warnings %v)", err, w)
+	}
+	for {
+		d.mapper.Reset()
+		if _, err := d.mapper.RESTMapping(scaledObjectGVK.GroupKind(), scaledObjectGVK.Version); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the ScaledObject CRD is not served")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

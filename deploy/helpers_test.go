@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -39,8 +40,36 @@ const (
 	allComponentsDir = "overlays/zz-all-components"
 )
 
-// builds lists every kustomization a test renders.
-var builds = []string{baseDir, singleClusterDir, fleetDir, fleetMemberDir, allComponentsDir}
+// The Helm chart (helm/fleetscan) rendered with the values of each shape
+// (helm/fleetscan/ci/<shape>-values.yaml); helmShapes names the kustomize
+// build each must equal.
+const (
+	helmSingleCluster = "helm/single-cluster"
+	helmFleet         = "helm/fleet"
+	helmFleetMember   = "helm/fleet-member"
+	helmAllOptions    = "helm/all-options"
+)
+
+var helmShapes = map[string]string{
+	helmSingleCluster: singleClusterDir,
+	helmFleet:         fleetDir,
+	helmFleetMember:   fleetMemberDir,
+	helmAllOptions:    allComponentsDir,
+}
+
+// builds lists every rendering a test checks: the kustomizations and the
+// chart's shapes, so every policy below holds for kustomize and Helm alike.
+var builds = []string{baseDir, singleClusterDir, fleetDir, fleetMemberDir, allComponentsDir,
+	helmSingleCluster, helmFleet, helmFleetMember, helmAllOptions}
+
+// shape is the kustomize build a rendering stands for: a Helm shape's
+// overlay, or dir itself.
+func shape(dir string) string {
+	if k, ok := helmShapes[dir]; ok {
+		return k
+	}
+	return dir
+}
 
 // strictDecoder decodes YAML into client-go's types and fails on unknown or
 // duplicate fields.
@@ -135,13 +164,20 @@ func isKustomization(path string) bool {
 	return filepath.Base(path) == "kustomization.yaml"
 }
 
-// yamlFiles lists every YAML file under dir.
+// skipDirs are not kustomize sources: the Helm chart (templates, values;
+// its files/ links back to the kustomize sources) and test fixtures.
+var skipDirs = map[string]bool{"helm": true, "testdata": true}
+
+// yamlFiles lists every YAML file under dir (but skipDirs).
 func yamlFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.IsDir() && skipDirs[p] {
+			return filepath.SkipDir
 		}
 		if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
 			files = append(files, p)
@@ -188,6 +224,9 @@ func render(t *testing.T, dir string) []object {
 }
 
 func renderUncached(dir string) ([]object, error) {
+	if _, ok := helmShapes[dir]; ok {
+		return helmTemplate(dir)
+	}
 	mem, err := deployTreeInMemory()
 	if err != nil {
 		return nil, err
@@ -217,6 +256,9 @@ func renderUncached(dir string) ([]object, error) {
 func deployTreeInMemory() (filesys.FileSystem, error) {
 	mem := filesys.MakeFsInMemory()
 	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && skipDirs[p] {
+			return filepath.SkipDir
+		}
 		if err != nil || d.IsDir() || strings.HasSuffix(p, ".go") {
 			return err
 		}
@@ -240,10 +282,15 @@ func decodeKustomization(data []byte) (types.Kustomization, error) {
 }
 
 // find returns the rendered object of kind and name (the name as written
-// in the manifests: generated ConfigMaps are matched without their hash).
+// in the manifests: kustomize's generated ConfigMaps and the chart's Jobs
+// are matched without their content hash).
 func find(objs []object, kind, name string) (object, bool) {
 	for _, o := range objs {
-		if o.GVK.Kind == kind && (o.Name == name || (kind == "ConfigMap" && generatedName(o.Name) == name)) {
+		if o.GVK.Kind != kind {
+			continue
+		}
+		if o.Name == name || (kind == "ConfigMap" && generatedName(o.Name) == name) ||
+			(kind == "Job" && helmJobHash.MatchString(o.Name) && helmJobHash.FindStringSubmatch(o.Name)[1] == name) {
 			return o, true
 		}
 	}
@@ -259,13 +306,17 @@ func mustFind(t *testing.T, objs []object, kind, name string) object {
 	return o
 }
 
-// generatedName strips kustomize's content-hash suffix (-<10 chars>).
+// kustomizeHash is the content-hash suffix kustomize gives generated
+// objects: ten characters of its alphabet (hex with 0, 1, 3, a, e replaced
+// by g, h, k, m, t so that no word is spelt).
+var kustomizeHash = regexp.MustCompile(`^(.+)-[2456789bcdfghkmt]{10}$`)
+
+// generatedName strips kustomize's content-hash suffix.
 func generatedName(name string) string {
-	i := strings.LastIndex(name, "-")
-	if i < 0 || len(name)-i-1 != 10 {
-		return name
+	if m := kustomizeHash.FindStringSubmatch(name); m != nil {
+		return m[1]
 	}
-	return name[:i]
+	return name
 }
 
 // pod is a pod template found in a workload.

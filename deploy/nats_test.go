@@ -170,7 +170,7 @@ func (p *natsPod) port(t *testing.T, name string) int {
 // and checks it against the manifests: names, ports, routes, storage on the
 // volume, one user per key in the Secret, TLS where enabled.
 func TestNATSConfigLoads(t *testing.T) {
-	for _, dir := range []string{baseDir, singleClusterDir, fleetDir, allComponentsDir} {
+	for _, dir := range []string{baseDir, singleClusterDir, fleetDir, allComponentsDir, helmSingleCluster, helmFleet, helmAllOptions} {
 		t.Run(dir, func(t *testing.T) {
 			p, objs := layOutNATS(t, dir)
 			conf := p.confPath()
@@ -220,7 +220,7 @@ func TestNATSConfigLoads(t *testing.T) {
 			if tlsOn != strings.HasPrefix(url, "tls://") {
 				t.Errorf("server TLS %v but clients connect to %s", tlsOn, url)
 			}
-			if dir == fleetDir && !tlsOn {
+			if shape(dir) == fleetDir && !tlsOn {
 				t.Error("the fleet's NATS must require TLS (members connect across networks)")
 			}
 		})
@@ -248,18 +248,21 @@ func TestNATSFleetPermissionsMatchBase(t *testing.T) {
 		}
 		return byKey
 	}
-	base, fleet := perms(baseDir), perms(fleetDir)
-	for key, p := range fleet {
-		role := key
-		if strings.HasPrefix(key, "member-") {
-			role = "dispatcher"
+	base := perms(baseDir)
+	for _, dir := range []string{fleetDir, helmFleet} {
+		fleet := perms(dir)
+		for key, p := range fleet {
+			role := key
+			if strings.HasPrefix(key, "member-") {
+				role = "dispatcher"
+			}
+			if fmt.Sprint(p.Publish, p.Subscribe) != fmt.Sprint(base[role].Publish, base[role].Subscribe) {
+				t.Errorf("%s user %s: permissions %v %v, want the base's %s role %v %v", dir, key, p.Publish, p.Subscribe, role, base[role].Publish, base[role].Subscribe)
+			}
 		}
-		if fmt.Sprint(p.Publish, p.Subscribe) != fmt.Sprint(base[role].Publish, base[role].Subscribe) {
-			t.Errorf("fleet user %s: permissions %v %v, want the base's %s role %v %v", key, p.Publish, p.Subscribe, role, base[role].Publish, base[role].Subscribe)
+		if len(fleet) != len(base)+2 {
+			t.Errorf("%s has %d users, want the base's %d plus the 2 members", dir, len(fleet), len(base))
 		}
-	}
-	if len(fleet) <= len(base) {
-		t.Errorf("the fleet has %d users, want the base's %d plus the members", len(fleet), len(base))
 	}
 }
 
@@ -374,7 +377,7 @@ func connectAs(t *testing.T, s *server.Server, p *natsPod, key string) *client {
 		t.Fatal(err)
 	}
 	c := &client{}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	nc, err := natsconn.Connect(ctx, cfg, zaptest.NewLogger(t), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		c.mu.Lock()
@@ -429,7 +432,7 @@ func TestNATSRolePermissions(t *testing.T) {
 		{Name: "musl", Version: "1.2.4-r0", PURL: "pkg:apk/alpine/musl@1.2.4-r0", Type: "alpine", Class: contract.ClassOSPackages}}}
 
 	ctx := func() context.Context {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		t.Cleanup(cancel)
 		return c
 	}
@@ -440,7 +443,7 @@ func TestNATSRolePermissions(t *testing.T) {
 	denied := func(t *testing.T, c *client, what, subject string, op func(context.Context) error) {
 		t.Helper()
 		c.resetErrors()
-		opCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		opCtx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		seen := make(chan bool, 1)
 		go func() {
@@ -665,7 +668,13 @@ func TestNATSRolePermissions(t *testing.T) {
 // connects over TLS with its own nkey and may publish jobs and its
 // inventory, but not results.
 func TestNATSFleetMemberOverTLS(t *testing.T) {
-	p, _ := layOutNATS(t, fleetDir)
+	for _, dir := range []string{fleetDir, helmFleet} {
+		t.Run(dir, func(t *testing.T) { testNATSFleetMemberOverTLS(t, dir) })
+	}
+}
+
+func testNATSFleetMemberOverTLS(t *testing.T, dir string) {
+	p, _ := layOutNATS(t, dir)
 	s := runNATS(t, p)
 	if !p.tls {
 		t.Fatal("the fleet's NATS does not require TLS")
@@ -676,7 +685,7 @@ func TestNATSFleetMemberOverTLS(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	key := contract.ImageKey{Digest: "sha256:" + strings.Repeat("cd", 32), Platform: contract.Platform{OS: "linux", Architecture: "arm64"}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if _, err := queue.NewPublisher(c.js).Publish(ctx, []contract.ScanJob{contract.NewScanJob("run-m", "2026-01-02", key, "r.example/x@"+key.Digest, nil, now)}); err != nil {
 		t.Errorf("member publishes a job: %v", err)
@@ -685,7 +694,7 @@ func TestNATSFleetMemberOverTLS(t *testing.T) {
 		t.Errorf("member stores its inventory: %v", err)
 	}
 	c.resetErrors()
-	rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+	rctx, rcancel := context.WithTimeout(t.Context(), time.Second)
 	defer rcancel()
 	err := c.st.PutResult(rctx, contract.ScanResult{RunID: "run-m", Cycle: "2026-01-02", ImageKey: key, Status: contract.StatusScanned, CompletedAt: now, Findings: []contract.Finding{}})
 	if err == nil || !c.violation("fleetscan.results.") {

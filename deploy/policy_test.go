@@ -337,7 +337,7 @@ func TestPolicyWorker(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, dir string, objs []object) {
 		o, ok := find(objs, "Deployment", "fleetscan-worker")
 		if !ok {
-			if dir == fleetMemberDir {
+			if shape(dir) == fleetMemberDir {
 				return
 			}
 			t.Fatal("no worker Deployment")
@@ -465,7 +465,7 @@ func TestPolicyWorker(t *testing.T) {
 func TestPolicyDBUpdater(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, dir string, objs []object) {
 		if _, ok := find(objs, "CronJob", "fleetscan-db-updater"); !ok {
-			if dir == fleetMemberDir {
+			if shape(dir) == fleetMemberDir {
 				return
 			}
 			t.Fatal("no DB updater CronJob")
@@ -514,7 +514,7 @@ func TestPolicyKEDA(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, dir string, objs []object) {
 		o, ok := find(objs, "ScaledObject", "fleetscan-worker")
 		if !ok {
-			if dir == fleetMemberDir {
+			if shape(dir) == fleetMemberDir {
 				return
 			}
 			t.Fatal("no ScaledObject")
@@ -591,7 +591,7 @@ func TestPolicyKEDA(t *testing.T) {
 func TestPolicyNATS(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, dir string, objs []object) {
 		natsClients := natsClientPods(objs)
-		if dir == fleetMemberDir {
+		if shape(dir) == fleetMemberDir {
 			if _, ok := find(objs, "StatefulSet", "fleetscan-nats"); ok {
 				t.Error("a member cluster must not run NATS")
 			}

@@ -155,6 +155,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("run manifest stored", zap.String("runId", m.RunID), zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused))
+	log.Info("run manifest stored", logging.RunID(m.RunID), zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused))
 	return nil
 }

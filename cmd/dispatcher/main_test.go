@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -33,7 +32,7 @@ var (
 func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	err := run(context.Background(), args, &out, &errb)
+	err := run(t.Context(), args, &out, &errb)
 	code = exitCode(err, &errb)
 	return code, out.String(), errb.String()
 }
@@ -105,7 +104,7 @@ func TestPublishes(t *testing.T) {
 	if code != exitOK || stdout != "" {
 		t.Fatalf("exit %d stdout %q:\n%s", code, stdout, stderr)
 	}
-	m, err := store.New(env.JS, env.Res).Manifest(context.Background(), "run-from-env")
+	m, err := store.New(env.JS, env.Res).Manifest(t.Context(), "run-from-env")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,14 +145,14 @@ func TestTwoProcessesSameCycle(t *testing.T) {
 			t.Fatalf("dispatcher %d: %v\n%s", i, errs[i], outs[i].String())
 		}
 	}
-	info, err := env.Res.Jobs.Info(context.Background())
+	info, err := env.Res.Jobs.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := store.New(env.JS, env.Res)
 	published, duplicates := 0, 0
 	for _, run := range []string{"run-prod", "run-staging"} {
-		m, err := st.Manifest(context.Background(), run)
+		m, err := st.Manifest(t.Context(), run)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/reporter"
 )
 
@@ -55,7 +56,7 @@ func TestQueryUsage(t *testing.T) {
 func TestScanSBOMThenQuery(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	reg := fixture.NewRegistry(t)
+	reg := fixturetest.NewRegistry(t)
 	var pushed []fixture.Pushed
 	for _, name := range []string{"alpine-3.18", "node-app"} {
 		spec, err := fixture.SampleImage(name)

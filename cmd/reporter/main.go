@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	out, err := report(ctx, cfg, natsCfg, topoCfg, log, stdout)
 	code := reporter.ExitCode(out, err)
 	if err != nil {
-		log.Error("no report produced", zap.Error(err), zap.Int("exitStatus", code))
+		log.Error("no report produced", zap.Error(err), zap.Int("exit_status", code))
 		fmt.Fprintf(stderr, "reporter: %v\n", err)
 	}
 	return code

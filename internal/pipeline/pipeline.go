@@ -245,59 +245,107 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	st := store.New(js, res)
 	st.Worker = cfg.Worker.WorkerName
 
+	workers, err := startWorkers(ctx, cfg, nc, res, st, log)
+	if err != nil {
+		return reporter.Outcome{}, err
+	}
+	defer workers.close()
+
+	manifest, err := dispatch(ctx, cfg, js, st, log)
+	if err != nil {
+		return reporter.Outcome{}, err
+	}
+	if d.OnManifest != nil {
+		d.OnManifest(manifest)
+	}
+	out, err := reporter.Run(ctx, cfg.Report, reporterDeps(st, res, log, d))
+	workers.stop() // their counters are final once they stopped
+	if d.Out != nil && err == nil {
+		writeIncremental(d.Out, manifest.Reused, workers.w.Stats())
+	}
+	return out, err
+}
+
+// inProcessWorkers are the run's workers over one scanner.
+type inProcessWorkers struct {
+	w      *worker.Worker
+	engine *worker.Engine
+	log    *zap.Logger
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// startWorkers opens the scanner and starts the workers; they publish the
+// scanner identity first, so the dispatcher does not race them.
+func startWorkers(ctx context.Context, cfg Config, nc *nats.Conn, res *topology.Resources, st *store.Store, log *zap.Logger) (*inProcessWorkers, error) {
 	// Trivy's own warnings (end-of-life distributions, ...) are in the
 	// results; on a laptop only its errors belong on the terminal.
 	engine, err := worker.OpenEngine(ctx, cfg.Worker, log.Named("worker").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)), worker.WithResources(res))
 	if err != nil {
-		return reporter.Outcome{}, dbError(cfg, err)
+		return nil, dbError(cfg, err)
 	}
-	defer func() {
-		if err := engine.Close(); err != nil {
-			log.Warn("close scanner", zap.Error(err))
-		}
-	}()
-	w, err := worker.New(cfg.Worker, worker.Deps{Conn: nc, Resources: res, Store: st, Scanner: engine, Log: log.Named("worker")})
+	p := &inProcessWorkers{engine: engine, log: log, done: make(chan error, 1)}
+	p.w, err = worker.New(cfg.Worker, worker.Deps{Conn: nc, Resources: res, Store: st, Scanner: engine, Log: log.Named("worker")})
 	if err != nil {
-		return reporter.Outcome{}, err
+		p.closeEngine()
+		return nil, err
 	}
 	// The dispatcher compares stored results with the identity the workers
 	// publish; publish it before dispatching rather than racing Run.
-	if err := w.Announce(ctx); err != nil {
+	if err := p.w.Announce(ctx); err != nil {
 		log.Warn("could not publish the scanner identity; every image will be queued", zap.Error(err))
 	}
-	workerCtx, cancelWorkers := context.WithCancel(ctx)
-	workerDone := make(chan error, 1)
-	go func() { workerDone <- w.Run(workerCtx) }()
-	var stopOnce sync.Once
-	stopWorkers := func() {
-		stopOnce.Do(func() {
-			cancelWorkers()
-			if err := <-workerDone; err != nil {
-				log.Warn("workers stopped with an error", zap.Error(err))
-			}
-		})
-	}
-	defer stopWorkers()
+	workerCtx, cancel := context.WithCancel(ctx)
+	p.cancel = cancel
+	go func() { p.done <- p.w.Run(workerCtx) }()
+	return p, nil
+}
 
+// stop stops the workers and waits for them (once).
+func (p *inProcessWorkers) stop() {
+	p.once.Do(func() {
+		p.cancel()
+		if err := <-p.done; err != nil {
+			p.log.Warn("workers stopped with an error", zap.Error(err))
+		}
+	})
+}
+
+// close stops the workers, then closes the scanner.
+func (p *inProcessWorkers) close() {
+	p.stop()
+	p.closeEngine()
+}
+
+func (p *inProcessWorkers) closeEngine() {
+	if err := p.engine.Close(); err != nil {
+		p.log.Warn("close scanner", zap.Error(err))
+	}
+}
+
+// dispatch runs the dispatcher over the configured clusters.
+func dispatch(ctx context.Context, cfg Config, js jetstream.JetStream, st *store.Store, log *zap.Logger) (contract.RunManifest, error) {
 	resolver, err := cfg.Dispatch.Resolver()
 	if err != nil {
-		return reporter.Outcome{}, err
+		return contract.RunManifest{}, err
 	}
 	sources, failed, err := cfg.Dispatch.Sources.Open(log.Named("dispatcher"))
 	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("open clusters: %w", err)
+		return contract.RunManifest{}, fmt.Errorf("open clusters: %w", err)
 	}
 	manifest, err := dispatcher.Run(ctx, cfg.Dispatch, dispatcher.Deps{
 		Sources: sources, Failed: failed, Resolver: resolver,
 		Publisher: queue.NewPublisher(js), Store: st, Reuse: st, Log: log.Named("dispatcher"),
 	})
 	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("dispatch: %w", err)
+		return contract.RunManifest{}, fmt.Errorf("dispatch: %w", err)
 	}
-	if d.OnManifest != nil {
-		d.OnManifest(manifest)
-	}
+	return manifest, nil
+}
 
+// reporterDeps wires the reporter to the run's store and progress display.
+func reporterDeps(st *store.Store, res *topology.Resources, log *zap.Logger, d Deps) reporter.Deps {
 	rd := reporter.NewDeps(st, res, log.Named("reporter"), d.Out)
 	if d.Progress != nil || d.OnProgress != nil {
 		rd.Progress = func(s progress.State) {
@@ -316,12 +364,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	if d.Progress != nil && d.Out != nil {
 		rd.Out = d.Progress.BreakWriter(d.Out)
 	}
-	out, err := reporter.Run(ctx, cfg.Report, rd)
-	stopWorkers() // their counters are final once they stopped
-	if d.Out != nil && err == nil {
-		writeIncremental(d.Out, manifest.Reused, w.Stats())
-	}
-	return out, err
+	return rd
 }
 
 // writeIncremental prints what incremental scanning saved in this run:

@@ -43,6 +43,37 @@ func (t *strTable) id(s string) uint64 {
 // are left out (ids are renumbered).
 func (ix *Index) Encode() ([]byte, error) {
 	images := ix.sortedImages()
+	order, remap := ix.liveUnits(images)
+	w := &writer{st: &strTable{ids: map[string]uint64{}}}
+	w.u(uint64(len(order)))
+	for _, id := range order {
+		w.unit(&ix.units[id])
+	}
+	w.u(uint64(len(images)))
+	for _, im := range images {
+		w.image(im, remap)
+	}
+	var head []byte
+	head = append(head, snapshotMagic...)
+	head = binary.AppendUvarint(head, snapshotVersion)
+	head = binary.AppendUvarint(head, ix.LastSeq)
+	head = binary.AppendUvarint(head, uint64(len(w.st.list)))
+	for _, str := range w.st.list {
+		head = binary.AppendUvarint(head, uint64(len(str)))
+		head = append(head, str...)
+	}
+	raw := append(head, w.body...)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	return enc.EncodeAll(raw, make([]byte, 0, len(raw)/4)), nil
+}
+
+// liveUnits lists the units the images hold, in their old order (so ids
+// stay stable across compactions), and maps old ids to new ones.
+func (ix *Index) liveUnits(images []*Image) ([]uint32, []int64) {
 	remap := make([]int64, len(ix.units))
 	for i := range remap {
 		remap[i] = -1
@@ -56,95 +87,78 @@ func (ix *Index) Encode() ([]byte, error) {
 			}
 		}
 	}
-	// Keep the old relative order so ids stay stable across compactions.
 	slices.Sort(order)
 	for i, id := range order {
 		remap[id] = int64(i)
 	}
+	return order, remap
+}
 
-	st := &strTable{ids: map[string]uint64{}}
-	var body []byte
-	u := func(v uint64) { body = binary.AppendUvarint(body, v) }
-	s := func(v string) { u(st.id(v)) }
-	b := func(v bool) {
-		if v {
-			u(1)
-		} else {
-			u(0)
-		}
-	}
+// writer appends varints and string-table ids to the snapshot body.
+type writer struct {
+	st   *strTable
+	body []byte
+}
 
-	u(uint64(len(order)))
-	for _, id := range order {
-		x := &ix.units[id]
-		for _, f := range []string{x.Name, x.Version, x.PURL, x.Type, x.Class, x.Path, x.ID, x.RawVersion, x.Release,
-			x.Arch, x.SrcName, x.SrcVersion, x.SrcRelease, x.Modularitylabel, x.BuildNvr, x.BuildArch,
-			x.RepositoryClass, x.Relationship} {
-			s(f)
-		}
-		u(uint64(x.Epoch))
-		u(uint64(x.SrcEpoch))
-		b(x.Dev)
-		u(uint64(len(x.ContentSets)))
-		for _, c := range x.ContentSets {
-			s(c)
-		}
+func (w *writer) u(v uint64) { w.body = binary.AppendUvarint(w.body, v) }
+func (w *writer) s(v string) { w.u(w.st.id(v)) }
+func (w *writer) i(v int64)  { w.body = binary.AppendVarint(w.body, v) }
+func (w *writer) flag(v bool) {
+	if v {
+		w.u(1)
+	} else {
+		w.u(0)
 	}
-	u(uint64(len(images)))
-	for _, im := range images {
-		s(im.Digest)
-		s(im.Platform.OS)
-		s(im.Platform.Architecture)
-		s(im.Platform.Variant)
-		u(im.Seq)
-		s(im.Reference)
-		s(im.ManifestDigest)
-		s(im.Scanner.Name)
-		s(im.Scanner.Version)
-		s(im.Scanner.Options)
-		body = binary.AppendVarint(body, im.AnalyzedAt.UnixNano())
-		b(im.OS != nil)
-		if im.OS != nil {
-			s(im.OS.Family)
-			s(im.OS.Name)
-			b(im.OS.EOSL)
-		}
-		b(im.OSExtended)
-		s(im.OSSupplier)
-		b(im.Repository != nil)
-		if im.Repository != nil {
-			s(im.Repository.Family)
-			s(im.Repository.Release)
-		}
-		ids := make([]uint32, len(im.Units))
-		for i, id := range im.Units {
-			ids[i] = uint32(remap[id])
-		}
-		slices.Sort(ids)
-		u(uint64(len(ids)))
-		prev := uint32(0)
-		for _, id := range ids {
-			u(uint64(id - prev))
-			prev = id
-		}
-	}
+}
 
-	var head []byte
-	head = append(head, snapshotMagic...)
-	head = binary.AppendUvarint(head, snapshotVersion)
-	head = binary.AppendUvarint(head, ix.LastSeq)
-	head = binary.AppendUvarint(head, uint64(len(st.list)))
-	for _, str := range st.list {
-		head = binary.AppendUvarint(head, uint64(len(str)))
-		head = append(head, str...)
+func (w *writer) unit(x *Unit) {
+	for _, f := range []string{x.Name, x.Version, x.PURL, x.Type, x.Class, x.Path, x.ID, x.RawVersion, x.Release,
+		x.Arch, x.SrcName, x.SrcVersion, x.SrcRelease, x.Modularitylabel, x.BuildNvr, x.BuildArch,
+		x.RepositoryClass, x.Relationship} {
+		w.s(f)
 	}
-	raw := append(head, body...)
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return nil, err
+	w.u(uint64(x.Epoch))
+	w.u(uint64(x.SrcEpoch))
+	w.flag(x.Dev)
+	w.u(uint64(len(x.ContentSets)))
+	for _, c := range x.ContentSets {
+		w.s(c)
 	}
-	defer enc.Close()
-	return enc.EncodeAll(raw, make([]byte, 0, len(raw)/4)), nil
+}
+
+func (w *writer) image(im *Image, remap []int64) {
+	for _, f := range []string{im.Digest, im.Platform.OS, im.Platform.Architecture, im.Platform.Variant} {
+		w.s(f)
+	}
+	w.u(im.Seq)
+	for _, f := range []string{im.Reference, im.ManifestDigest, im.Scanner.Name, im.Scanner.Version, im.Scanner.Options} {
+		w.s(f)
+	}
+	w.i(im.AnalyzedAt.UnixNano())
+	w.flag(im.OS != nil)
+	if im.OS != nil {
+		w.s(im.OS.Family)
+		w.s(im.OS.Name)
+		w.flag(im.OS.EOSL)
+	}
+	w.flag(im.OSExtended)
+	w.s(im.OSSupplier)
+	w.flag(im.Repository != nil)
+	if im.Repository != nil {
+		w.s(im.Repository.Family)
+		w.s(im.Repository.Release)
+	}
+	ids := make([]uint32, len(im.Units))
+	for i, id := range im.Units {
+		ids[i] = uint32(remap[id])
+	}
+	slices.Sort(ids)
+	w.u(uint64(len(ids)))
+	prev := uint32(0)
+	for _, id := range ids {
+		w.u(uint64(id - prev))
+		prev = id
+	}
 }
 
 type reader struct {

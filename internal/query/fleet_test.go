@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/pipeline"
 	"github.com/fleetscan/fleetscan/internal/reporter"
@@ -129,7 +130,7 @@ func scanFleet(t *testing.T) *scanned {
 	t.Helper()
 	s := &scanned{pushed: map[string]fixture.Pushed{}, cacheDir: t.TempDir(), outDir: t.TempDir()}
 	s.nats = natstest.Start(t)
-	s.reg = fixture.NewRegistry(t)
+	s.reg = fixturetest.NewRegistry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	pushed, err := fixture.PushSamples(ctx, s.reg.Host, fixture.SampleImages())

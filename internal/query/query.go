@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/layercache"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 	"github.com/fleetscan/fleetscan/internal/pkgindex"
@@ -243,7 +244,7 @@ func Run(ctx context.Context, cfg Config, src *Source, d Deps) (*Result, error) 
 	res.Took = time.Since(start)
 	log.Debug("query answered", zap.Int("matches", len(res.Matches)), zap.Int("running", res.Running),
 		zap.Int("indexed", res.Indexed), zap.Int("units", ix.Units()), zap.Int("snapshot_images", st.SnapshotImages),
-		zap.Int("delta_records", st.Delta), zap.Duration("index_load", st.Took), zap.Duration("took", res.Took))
+		zap.Int("delta_records", st.Delta), zap.Duration("index_load", st.Took), logging.Took(res.Took))
 	return res, nil
 }
 
@@ -273,12 +274,12 @@ func listMissing(ctx context.Context, src *Source, ix *pkgindex.Index, keys []co
 			l, err := src.Lister.List(ctx, k)
 			if err != nil {
 				if !errors.Is(err, scan.ErrNoAnalysis) {
-					log.Warn("could not list a running image's packages from the layer cache", zap.String("image", k.String()), zap.Error(err))
+					log.Warn("could not list a running image's packages from the layer cache", logging.Digest(k.Digest), logging.Platform(k.Platform), zap.Error(err))
 				}
 				return
 			}
 			if err := src.Index.PutPackages(ctx, l.Packages); err != nil {
-				log.Debug("could not store the listed package record", zap.String("image", k.String()), zap.Error(err))
+				log.Debug("could not store the listed package record", logging.Digest(k.Digest), logging.Platform(k.Platform), zap.Error(err))
 			}
 			mu.Lock()
 			recs = append(recs, l.Packages)
@@ -303,7 +304,7 @@ func openDB(ctx context.Context, cfg Config, log *zap.Logger) (*trivydb.Handle, 
 			return nil, fmt.Errorf("--db-update: %w", err)
 		}
 		log.Info("vulnerability DB", zap.Bool("updated", r.DB.Updated), zap.String("reason", r.DB.Reason),
-			zap.Time("db_updated_at", r.DB.Info.UpdatedAt))
+			logging.DBUpdatedAt(r.DB.Info.UpdatedAt))
 	}
 	h, err := trivydb.Open(ctx, cfg.DB, log.Named("db"))
 	if err != nil {

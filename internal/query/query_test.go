@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
@@ -310,7 +311,7 @@ func TestQueryFixtureFleet(t *testing.T) {
 // newest DB through the real download path, without pulling an image.
 func TestQueryCVEWithDBUpdate(t *testing.T) {
 	s := scanFleet(t)
-	dbReg := fixture.NewRegistry(t)
+	dbReg := fixturetest.NewRegistry(t)
 	updated, err := fixture.UpdatedAdvisories()
 	if err != nil {
 		t.Fatal(err)

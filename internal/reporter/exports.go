@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/layercache"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/pkgindex"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
@@ -72,10 +73,10 @@ func export(ctx context.Context, cfg Config, d Deps, images []*report.Image, out
 		return nil
 	}
 	for _, m := range res.Missing {
-		log.Warn("no SBOM for an image", zap.String("digest", m.Key.Digest), zap.String("platform", m.Key.Platform.String()), zap.String("reason", m.Reason))
+		log.Warn("no SBOM for an image", logging.Digest(m.Key.Digest), logging.Platform(m.Key.Platform), zap.String("reason", m.Reason))
 	}
 	log.Info("package index and SBOMs", zap.Int("sboms", res.SBOMs), zap.Int("missing", len(res.Missing)),
-		zap.Int("records_rebuilt", res.Backfilled), zap.Int("images_indexed", res.Indexed), zap.Duration("took", time.Since(start)))
+		zap.Int("records_rebuilt", res.Backfilled), zap.Int("images_indexed", res.Indexed), logging.Took(time.Since(start)))
 	if len(formats) > 0 {
 		out.SBOM = &res
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/aquasecurity/trivy/pkg/clock"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/pkgindex"
 	"github.com/fleetscan/fleetscan/internal/scan"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -120,48 +121,89 @@ type indexEntry struct {
 // SBOMs were asked for. The error is reserved for what stops the export
 // (the output directory, the index store).
 func (e *Exporter) Export(ctx context.Context, req Request) (Result, error) {
-	var res Result
 	ix, _, err := e.index.Load(ctx)
 	if err != nil {
-		return res, fmt.Errorf("package index: %w", err)
+		return Result{}, fmt.Errorf("package index: %w", err)
 	}
-	dir := filepath.Join(req.OutDir, Dir)
+	job := e.newJob(ctx, req, ix)
 	if len(req.Formats) > 0 {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return res, fmt.Errorf("create SBOM directory %s: %w", dir, err)
+		if err := os.MkdirAll(job.dir, 0o755); err != nil {
+			return Result{}, fmt.Errorf("create SBOM directory %s: %w", job.dir, err)
 		}
 	}
-	images := slices.Clone(req.Images)
-	slices.SortFunc(images, func(a, b Image) int {
-		return cmp.Or(cmp.Compare(a.Key.Digest, b.Key.Digest), cmp.Compare(a.Key.Platform.String(), b.Key.Platform.String()))
-	})
-	platforms := map[string]int{}
-	for _, im := range images {
-		platforms[im.Key.Digest]++
+	outs := job.run()
+	res, entries, err := gather(job.images, outs, len(req.Formats) > 0)
+	if err != nil {
+		return res, err
 	}
+	if len(req.Formats) > 0 {
+		f, err := writeIndex(job.dir, entries)
+		if err != nil {
+			return res, err
+		}
+		res.Files = append(res.Files, f)
+		if err := removeStale(job.dir, res.Files); err != nil {
+			e.log.Warn("could not remove SBOMs of an earlier run from the output directory", zap.Error(err))
+		}
+	}
+	slices.SortFunc(res.Files, func(a, b File) int { return cmp.Compare(a.Name, b.Name) })
+	res.Indexed = e.compact(ctx, ix.Len())
+	return res, nil
+}
 
-	type outcome struct {
-		entry      *indexEntry
-		files      []File
-		missing    string
-		backfilled bool
-		err        error
-	}
-	outs := make([]outcome, len(images))
+// exportJob is one export: the images in key order and what they need.
+type exportJob struct {
+	e       *Exporter
+	ctx     context.Context
+	sctx    context.Context // ctx with the SBOMs' clock
+	req     Request
+	ix      *pkgindex.Index
+	dir     string
+	images  []Image
+	indexed []bool
+	// platforms counts the platforms the fleet runs each digest on.
+	platforms map[string]int
+}
+
+// outcome is what the export did for one image.
+type outcome struct {
+	entry      *indexEntry
+	files      []File
+	missing    string
+	backfilled bool
+	err        error
+}
+
+func (e *Exporter) newJob(ctx context.Context, req Request, ix *pkgindex.Index) *exportJob {
 	now := time.Now
 	if e.Clock != nil {
 		now = e.Clock
 	}
-	sctx := clock.With(ctx, now().UTC())
-	par := e.Parallel
+	j := &exportJob{e: e, ctx: ctx, sctx: clock.With(ctx, now().UTC()), req: req, ix: ix,
+		dir: filepath.Join(req.OutDir, Dir), images: slices.Clone(req.Images), platforms: map[string]int{}}
+	slices.SortFunc(j.images, func(a, b Image) int {
+		return cmp.Or(cmp.Compare(a.Key.Digest, b.Key.Digest), cmp.Compare(a.Key.Platform.String(), b.Key.Platform.String()))
+	})
+	j.indexed = make([]bool, len(j.images))
+	for i, im := range j.images {
+		j.platforms[im.Key.Digest]++
+		_, j.indexed[i] = ix.Image(im.Key)
+	}
+	return j
+}
+
+// run exports the images in parallel: each one with SBOMs to write, or
+// without a package record.
+func (j *exportJob) run() []outcome {
+	outs := make([]outcome, len(j.images))
+	par := j.e.Parallel
 	if par <= 0 {
 		par = runtime.GOMAXPROCS(0)
 	}
 	sem := make(chan struct{}, par)
 	var wg sync.WaitGroup
-	for i, im := range images {
-		_, indexed := ix.Image(im.Key)
-		if indexed && len(req.Formats) == 0 {
+	for i := range j.images {
+		if j.indexed[i] && len(j.req.Formats) == 0 {
 			continue
 		}
 		wg.Add(1)
@@ -169,50 +211,65 @@ func (e *Exporter) Export(ctx context.Context, req Request) (Result, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			o := &outs[i]
-			l, err := e.lister.List(ctx, im.Key)
-			if err != nil {
-				o.missing = err.Error()
-				if !errors.Is(err, scan.ErrNoAnalysis) {
-					e.log.Warn("could not list the image's packages from the layer cache", zap.String("image", im.Key.String()), zap.Error(err))
-				}
-				return
-			}
-			if !indexed {
-				if err := e.index.PutPackages(ctx, l.Packages); err != nil {
-					e.log.Warn("could not store a rebuilt package record", zap.String("image", im.Key.String()), zap.Error(err))
-				} else {
-					o.backfilled = true
-				}
-			}
-			if len(req.Formats) == 0 {
-				return
-			}
-			perPlatform := platforms[im.Key.Digest] > 1 || l.Packages.ManifestDigest != ""
-			o.entry = &indexEntry{Digest: im.Key.Digest, Platform: im.Key.Platform.String(), ManifestDigest: l.Packages.ManifestDigest,
-				Reference: im.Reference, Workloads: nonNil(im.Workloads), Packages: len(l.Packages.Packages)}
-			for _, f := range req.Formats {
-				name := FileName(im.Key, perPlatform, f)
-				path := filepath.Join(dir, name)
-				size, err := writeAtomic(path, func(w io.Writer) error { return Write(sctx, w, f, l.Report, e.TrivyVersion) })
-				if err != nil {
-					o.err = fmt.Errorf("write SBOM %s: %w", path, err)
-					return
-				}
-				o.files = append(o.files, File{Name: Dir + "/" + name, Path: path, ContentType: f.ContentType(), Size: size})
-				o.entry.Files = append(o.entry.Files, Dir+"/"+name)
-			}
+			outs[i] = j.one(j.images[i], j.indexed[i])
 		}()
 	}
 	wg.Wait()
+	return outs
+}
 
-	var errs []error
-	var entries []indexEntry
+// one lists an image's packages from its analysis, stores its package
+// record when the index lacks one, and writes its SBOMs.
+func (j *exportJob) one(im Image, indexed bool) outcome {
+	var o outcome
+	log := j.e.log.With(logging.Digest(im.Key.Digest), logging.Platform(im.Key.Platform))
+	l, err := j.e.lister.List(j.ctx, im.Key)
+	if err != nil {
+		if !errors.Is(err, scan.ErrNoAnalysis) {
+			log.Warn("could not list the image's packages from the layer cache", zap.Error(err))
+		}
+		o.missing = err.Error()
+		return o
+	}
+	if !indexed {
+		if err := j.e.index.PutPackages(j.ctx, l.Packages); err != nil {
+			log.Warn("could not store a rebuilt package record", zap.Error(err))
+		} else {
+			o.backfilled = true
+		}
+	}
+	if len(j.req.Formats) == 0 {
+		return o
+	}
+	perPlatform := j.platforms[im.Key.Digest] > 1 || l.Packages.ManifestDigest != ""
+	o.entry = &indexEntry{Digest: im.Key.Digest, Platform: im.Key.Platform.String(), ManifestDigest: l.Packages.ManifestDigest,
+		Reference: im.Reference, Workloads: nonNil(im.Workloads), Packages: len(l.Packages.Packages)}
+	for _, f := range j.req.Formats {
+		name := FileName(im.Key, perPlatform, f)
+		path := filepath.Join(j.dir, name)
+		size, err := writeAtomic(path, func(w io.Writer) error { return Write(j.sctx, w, f, l.Report, j.e.TrivyVersion) })
+		if err != nil {
+			o.err = fmt.Errorf("write SBOM %s: %w", path, err)
+			return o
+		}
+		o.files = append(o.files, File{Name: Dir + "/" + name, Path: path, ContentType: f.ContentType(), Size: size})
+		o.entry.Files = append(o.entry.Files, Dir+"/"+name)
+	}
+	return o
+}
+
+// gather sums the images' outcomes in key order.
+func gather(images []Image, outs []outcome, sboms bool) (Result, []indexEntry, error) {
+	var (
+		res     Result
+		errs    []error
+		entries []indexEntry
+	)
 	for i, o := range outs {
 		switch {
 		case o.err != nil:
 			errs = append(errs, o.err)
-		case o.missing != "" && len(req.Formats) > 0:
+		case o.missing != "" && sboms:
 			res.Missing = append(res.Missing, Missing{Key: images[i].Key, Reason: o.missing})
 		}
 		if o.backfilled {
@@ -224,22 +281,7 @@ func (e *Exporter) Export(ctx context.Context, req Request) (Result, error) {
 			res.SBOMs++
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return res, err
-	}
-	if len(req.Formats) > 0 {
-		f, err := writeIndex(dir, entries)
-		if err != nil {
-			return res, err
-		}
-		res.Files = append(res.Files, f)
-		if err := removeStale(dir, res.Files); err != nil {
-			e.log.Warn("could not remove SBOMs of an earlier run from the output directory", zap.Error(err))
-		}
-	}
-	slices.SortFunc(res.Files, func(a, b File) int { return cmp.Compare(a.Name, b.Name) })
-	res.Indexed = e.compact(ctx, ix.Len())
-	return res, nil
+	return res, entries, errors.Join(errs...)
 }
 
 // compact reloads the index (with the records just rebuilt) and stores it

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/layercache"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/scan"
@@ -44,7 +45,7 @@ func newWorld(t *testing.T) *world {
 	if _, err := fixture.BuildDB(w.cacheDir, set, fixture.DBOptions{UpdatedAt: time.Now().Add(-time.Hour).UTC().Truncate(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	w.reg = fixture.NewRegistry(t)
+	w.reg = fixturetest.NewRegistry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pushed, err := fixture.PushSamples(ctx, w.reg.Host, fixture.SampleImages())
@@ -162,10 +163,7 @@ func diffSets(want, got []string) string {
 // pulls the image itself; the SPDX document lists the packages of
 // `trivy image --format spdx-json`. Ours are CycloneDX 1.6 and SPDX 2.3.
 func TestSBOMFidelityWithTrivyCLI(t *testing.T) {
-	bin, err := fixture.TrivyCLI()
-	if err != nil {
-		t.Fatalf("the SBOM fidelity test needs the Trivy CLI: %v", err)
-	}
+	bin := fixturetest.RequireTrivyCLI(t)
 	w := newWorld(t)
 	inv := scan.NewInventory(w.cache, zaptest.NewLogger(t))
 	for _, spec := range fixture.SampleImages() {

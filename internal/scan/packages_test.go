@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/layercache"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -211,8 +212,8 @@ func TestDetectPackagesMatchesScan(t *testing.T) {
 						got = append(got, fixture.Finding{VulnerabilityID: v.VulnerabilityID, PkgName: pkg.Name, InstalledVersion: pkg.Version,
 							FixedVersion: v.FixedVersion, Severity: v.Severity, Status: v.Status})
 					}
-					fixture.SortFindings(got)
-					if diff := fixture.DiffFindings(tuples(rep.Findings), got); diff != "" {
+					fixturetest.SortFindings(got)
+					if diff := fixturetest.DiffFindings(tuples(rep.Findings), got); diff != "" {
 						t.Errorf("detection over the stored packages differs from the scan (- scan only, + detection only):\n%s", diff)
 					}
 					if len(rep.Findings) != len(spec.ExpectedWith(gen)) {

@@ -2,7 +2,8 @@
 // the fleet (or one run) expects, waits for their scan results, advances
 // the SLA first-seen clocks, builds and writes the report, uploads it to S3
 // and decides the exit status. The reporter command and the all-in-one
-// command both call Run.
+// command both call Run. The report itself — its model and writers — is
+// package report.
 package reporter
 
 import (
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
@@ -176,27 +178,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	}
 	started := d.now()
 	asOf := cfg.asOf(started)
-	policy, err := cfg.policy()
+	set, err := loadSettings(ctx, cfg, d, log)
 	if err != nil {
 		return Outcome{}, err
 	}
-	var acc *sla.Acceptances
-	if cfg.AcceptFile != "" {
-		if acc, err = sla.LoadAcceptances(cfg.AcceptFile); err != nil {
-			return Outcome{}, err
-		}
-	}
-	severities, _ := sla.ParseSeverities(cfg.Severities)
-	formats, _ := report.ParseFormats(cfg.Formats)
-	up := d.Uploader
-	if up == nil && cfg.S3.Enabled() {
-		u, err := s3upload.New(ctx, cfg.S3, log)
-		if err != nil {
-			return Outcome{}, err
-		}
-		up = u
-	}
-
 	var sc *scope
 	if cfg.RunID != "" {
 		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
@@ -208,11 +193,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	}
 	log.Info("report scope", zap.String("mode", sc.mode.Mode), zap.Int("clusters", len(sc.clusters)),
 		zap.Int("runs", len(sc.runs)), zap.Int("images", len(sc.req)), zap.Int("unresolved", len(sc.unresolved)))
-	col, err := collect(ctx, d.Store, sc, cfg.Wait, cfg.PollInterval, d.now, log, d.Progress)
+	col, err := collect(ctx, d.Store, sc, waitOptions{Wait: cfg.Wait, Interval: cfg.PollInterval, Now: d.now, OnProgress: d.Progress}, log)
 	if err != nil {
 		return Outcome{}, err
 	}
-
 	led, err := sla.NewClock(d.FirstSeen, log).Observe(ctx, sla.Observation{
 		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,
 		Uncertain: col.uncertain, CoversFleet: sc.coversFleet,
@@ -220,39 +204,92 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-
 	r := report.Build(report.Input{
 		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
 		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
-		Policy: policy, Acceptances: acc, Filter: report.Filter{Severities: severities, IgnoreUnfixed: cfg.IgnoreUnfixed},
+		Policy: set.policy, Acceptances: set.acceptances, Filter: set.filter,
 		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner,
 	})
-	out := Outcome{Report: r, ReportID: reportID(sc, asOf)}
-	if out.Files, err = report.WriteFiles(cfg.OutDir, r, formats); err != nil {
+	// The SBOMs (and the package index) are exported between writing the
+	// report and uploading it, so they are uploaded with it.
+	exports := func(out *Outcome) error { return export(ctx, cfg, d, col.images, out, log) }
+	out, err := deliver(ctx, cfg.OutDir, set, r, asOf, reportID(sc, asOf), exports, log)
+	if err != nil {
 		return out, err
-	}
-	if err := export(ctx, cfg, d, col.images, &out, log); err != nil {
-		return out, err
-	}
-	if up != nil {
-		files := make([]s3upload.File, len(out.Files))
-		for i, f := range out.Files {
-			files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
-		}
-		files = append(files, out.sbomUploads()...)
-		out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
-		if out.UploadErr != nil {
-			log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))
-		}
 	}
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
-		zap.Int("breachedUnaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
-		zap.Int("firstSeenWrites", led.Writes), zap.Int("exitStatus", out.ExitCode()),
-		zap.Duration("took", d.now().Sub(started).Round(time.Millisecond)))
+		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
+		zap.Int("first_seen_writes", led.Writes), zap.Int("exit_status", out.ExitCode()),
+		logging.Took(d.now().Sub(started).Round(time.Millisecond)))
 	if d.Out != nil {
-		if err := writeConsole(d.Out, cfg, out, up); err != nil {
+		if err := writeConsole(d.Out, cfg, out, set.uploader); err != nil {
 			log.Warn("console summary", zap.Error(err))
 		}
+	}
+	return out, nil
+}
+
+// settings are what the configuration names, loaded before any work: the
+// SLA policy, risk acceptances, filters, formats and the S3 uploader.
+type settings struct {
+	policy      sla.Policy
+	acceptances *sla.Acceptances
+	filter      report.Filter
+	formats     []report.Format
+	uploader    Uploader
+}
+
+func loadSettings(ctx context.Context, cfg Config, d Deps, log *zap.Logger) (settings, error) {
+	var set settings
+	var err error
+	if set.policy, err = cfg.policy(); err != nil {
+		return settings{}, err
+	}
+	if cfg.AcceptFile != "" {
+		if set.acceptances, err = sla.LoadAcceptances(cfg.AcceptFile); err != nil {
+			return settings{}, err
+		}
+	}
+	severities, _ := sla.ParseSeverities(cfg.Severities)
+	set.filter = report.Filter{Severities: severities, IgnoreUnfixed: cfg.IgnoreUnfixed}
+	set.formats, _ = report.ParseFormats(cfg.Formats)
+	set.uploader = d.Uploader
+	if set.uploader == nil && cfg.S3.Enabled() {
+		u, err := s3upload.New(ctx, cfg.S3, log)
+		if err != nil {
+			return settings{}, err
+		}
+		set.uploader = u
+	}
+	return set, nil
+}
+
+// deliver writes the report files to the output directory, runs exports
+// (SBOMs: their files go to the Outcome), and uploads them all when an
+// uploader is configured; a failed upload is in the Outcome.
+func deliver(ctx context.Context, dir string, set settings, r *report.Report, asOf time.Time, id string, exports func(*Outcome) error, log *zap.Logger) (Outcome, error) {
+	out := Outcome{Report: r, ReportID: id}
+	var err error
+	if out.Files, err = report.WriteFiles(dir, r, set.formats); err != nil {
+		return out, err
+	}
+	if exports != nil {
+		if err := exports(&out); err != nil {
+			return out, err
+		}
+	}
+	up := set.uploader
+	if up == nil {
+		return out, nil
+	}
+	files := make([]s3upload.File, len(out.Files))
+	for i, f := range out.Files {
+		files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
+	}
+	files = append(files, out.sbomUploads()...)
+	out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
+	if out.UploadErr != nil {
+		log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))
 	}
 	return out, nil
 }

@@ -22,7 +22,7 @@ RUN mkdir -p /out && \
     for cmd in cmd/*/; do \
       name=$(basename "$cmd"); \
       [ -f "$cmd/main.go" ] || continue; \
-      go build -ldflags "-s -w -X github.com/fleetscan/fleetscan/pkg/version.Version=${VERSION}" -o "/out/$name" "./$cmd" || exit 1; \
+      go build -ldflags "-s -w -X github.com/fleetscan/fleetscan/internal/version.Version=${VERSION}" -o "/out/$name" "./$cmd" || exit 1; \
     done && \
     ls -l /out && \
     mkdir -p /rootfs/tmp /rootfs/etc/ssl/certs && chmod 1777 /rootfs/tmp && \

@@ -100,6 +100,10 @@ test: test-deps tools kube-tools ## Run all tests: unit tests (with -race) and t
 test-unit: test-deps tools kube-tools ## Run the main module's tests only (builds the Trivy CLI, kube-apiserver and etcd once)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+.PHONY: test-fast
+test-fast: ## Inner loop: the main module's tests with Go alone (no .tools binaries, no Docker, no Chromium); tests that need them skip under -short
+	$(GO) test -short ./...
+
 .PHONY: test-integration
 test-integration: tools kube-tools ## Run the integration module (Docker + testcontainers; builds the images first)
 	@# Without a Docker engine every test prints a SKIPPED line instead; with

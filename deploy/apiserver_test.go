@@ -100,7 +100,7 @@ func (d *dryRunner) apply(ctx context.Context, raw []byte, dryRun bool) ([]strin
 func TestServerSideDryRun(t *testing.T) {
 	srv := kubeapitest.Start(t)
 	d := newDryRunner(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	installKEDACRD(ctx, t, d)
 

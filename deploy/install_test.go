@@ -62,7 +62,7 @@ func TestInstallInFiveMinutes(t *testing.T) {
 		tool(t, bin)
 	}
 	srv := kubeapitest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	installKEDACRD(ctx, t, newDryRunner(t, srv))
 

@@ -32,6 +32,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/feeds/feedstest"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
+	"github.com/fleetscan/fleetscan/internal/pkgindex"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
@@ -376,7 +377,7 @@ func connectAs(t *testing.T, s *server.Server, p *natsPod, key string) *client {
 		t.Fatal(err)
 	}
 	c := &client{}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	nc, err := natsconn.Connect(ctx, cfg, zaptest.NewLogger(t), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		c.mu.Lock()
@@ -403,6 +404,15 @@ func connectAs(t *testing.T, s *server.Server, p *natsPod, key string) *client {
 // component do its job with fleetscan's own packages (internal/queue, internal/store,
 // internal/topology) under its own nkey — and fail, with a permission violation,
 // at what its role may not do.
+func mustPkgStore(t *testing.T, res *topology.Resources) *pkgindex.Store {
+	t.Helper()
+	s, err := pkgindex.NewStore(res, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestNATSRolePermissions(t *testing.T) {
 	p, _ := layOutNATS(t, baseDir)
 	s := runNATS(t, p)
@@ -418,8 +428,11 @@ func TestNATSRolePermissions(t *testing.T) {
 	identity := contract.ScannerIdentity{Scanner: contract.ScannerInfo{Name: "trivy", Version: "0.74.0"},
 		DB: contract.DBInfo{Version: 2, UpdatedAt: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)}, Worker: "w-1", PublishedAt: now}
 
+	packages := contract.ImagePackages{ImageKey: key, AnalyzedAt: now, Packages: []contract.Package{
+		{Name: "musl", Version: "1.2.4-r0", PURL: "pkg:apk/alpine/musl@1.2.4-r0", Type: "alpine", Class: contract.ClassOSPackages}}}
+
 	ctx := func() context.Context {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		t.Cleanup(cancel)
 		return c
 	}
@@ -430,7 +443,7 @@ func TestNATSRolePermissions(t *testing.T) {
 	denied := func(t *testing.T, c *client, what, subject string, op func(context.Context) error) {
 		t.Helper()
 		c.resetErrors()
-		opCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		opCtx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		seen := make(chan bool, 1)
 		go func() {
@@ -468,6 +481,9 @@ func TestNATSRolePermissions(t *testing.T) {
 		}
 		noViolations(t, c)
 		denied(t, c, "writing a result", "fleetscan.results.", func(ctx context.Context) error { return c.st.PutResult(ctx, result) })
+		denied(t, c, "writing a package record", "fleetscan.packages.", func(ctx context.Context) error {
+			return mustPkgStore(t, c.res).PutPackages(ctx, packages)
+		})
 		denied(t, c, "deleting the jobs stream", "$JS.API.STREAM.DELETE.", func(ctx context.Context) error { return c.js.DeleteStream(ctx, topology.JobsStream) })
 	})
 
@@ -519,6 +535,15 @@ func TestNATSRolePermissions(t *testing.T) {
 		}
 		if err := c.st.PutScannerIdentity(ctx(), identity); err != nil {
 			t.Errorf("publish the scanner identity: %v", err)
+		}
+		// The image's package record, inline and claim-checked.
+		pkgs := mustPkgStore(t, c.res)
+		if err := pkgs.PutPackages(ctx(), packages); err != nil {
+			t.Errorf("store a package record: %v", err)
+		}
+		pkgs.InlineLimit = 1
+		if err := pkgs.PutPackages(ctx(), packages); err != nil {
+			t.Errorf("store a large package record: %v", err)
 		}
 		noViolations(t, c)
 		denied(t, c, "publishing a job", "fleetscan.jobs.", func(ctx context.Context) error {
@@ -603,6 +628,24 @@ func TestNATSRolePermissions(t *testing.T) {
 		if _, err := c.res.FirstSeen.Put(ctx(), "k", []byte("2026-01-02")); err != nil {
 			t.Errorf("write SLA first-seen date: %v", err)
 		}
+		// The package index: read the records (one claim-checked), rebuild
+		// one from the layer cache, store the compacted snapshot.
+		pkgs := mustPkgStore(t, c.res)
+		ix, _, err := pkgs.Load(ctx())
+		if err != nil || ix.Len() != 1 {
+			t.Errorf("load the package index: %v (%d images)", err, ix.Len())
+		}
+		if _, err := c.res.LayerCache.Get(ctx(), "blob.sha256-00"); err != nil {
+			t.Errorf("read the layer cache: %v", err)
+		}
+		if err := pkgs.PutPackages(ctx(), packages); err != nil {
+			t.Errorf("store a rebuilt package record: %v", err)
+		}
+		if ix != nil {
+			if err := pkgs.Save(ctx(), ix); err != nil {
+				t.Errorf("store the package index snapshot: %v", err)
+			}
+		}
 		// The feeds the updater published.
 		enr, err := feeds.Load(ctx(), feeds.ObjectStoreSource(c.res.Feeds), feeds.DefaultMaxAge)
 		if err != nil || !enr.Status(feeds.KEV).Loaded || !enr.Status(feeds.EPSS).Loaded {
@@ -642,7 +685,7 @@ func testNATSFleetMemberOverTLS(t *testing.T, dir string) {
 	}
 	now := time.Now().UTC()
 	key := contract.ImageKey{Digest: "sha256:" + strings.Repeat("cd", 32), Platform: contract.Platform{OS: "linux", Architecture: "arm64"}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if _, err := queue.NewPublisher(c.js).Publish(ctx, []contract.ScanJob{contract.NewScanJob("run-m", "2026-01-02", key, "r.example/x@"+key.Digest, nil, now)}); err != nil {
 		t.Errorf("member publishes a job: %v", err)
@@ -651,7 +694,7 @@ func testNATSFleetMemberOverTLS(t *testing.T, dir string) {
 		t.Errorf("member stores its inventory: %v", err)
 	}
 	c.resetErrors()
-	rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+	rctx, rcancel := context.WithTimeout(t.Context(), time.Second)
 	defer rcancel()
 	err := c.st.PutResult(rctx, contract.ScanResult{RunID: "run-m", Cycle: "2026-01-02", ImageKey: key, Status: contract.StatusScanned, CompletedAt: now, Findings: []contract.Finding{}})
 	if err == nil || !c.violation("fleetscan.results.") {

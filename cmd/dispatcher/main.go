@@ -113,6 +113,6 @@ func run(ctx context.Context, env cli.Env) error {
 	if err != nil {
 		return cli.Cause(ctx, err)
 	}
-	log.Info("run manifest stored", zap.String("run_id", m.RunID), zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused))
+	log.Info("run manifest stored", logging.RunID(m.RunID), zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused))
 	return nil
 }

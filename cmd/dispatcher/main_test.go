@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -34,7 +33,7 @@ var (
 func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = cli.Run(context.Background(), command, cli.Env{Args: args, Stdout: &out, Stderr: &errb}, run)
+	code = cli.Run(t.Context(), command, cli.Env{Args: args, Stdout: &out, Stderr: &errb}, run)
 	return code, out.String(), errb.String()
 }
 
@@ -120,7 +119,7 @@ func TestPublishes(t *testing.T) {
 	if code != cli.ExitOK || stdout != "" {
 		t.Fatalf("exit %d stdout %q:\n%s", code, stdout, stderr)
 	}
-	m, err := store.New(env.JS, env.Res).Manifest(context.Background(), "run-from-env")
+	m, err := store.New(env.JS, env.Res).Manifest(t.Context(), "run-from-env")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,14 +160,14 @@ func TestTwoProcessesSameCycle(t *testing.T) {
 			t.Fatalf("dispatcher %d: %v\n%s", i, errs[i], outs[i].String())
 		}
 	}
-	info, err := env.Res.Jobs.Info(context.Background())
+	info, err := env.Res.Jobs.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := store.New(env.JS, env.Res)
 	published, duplicates := 0, 0
 	for _, run := range []string{"run-prod", "run-staging"} {
-		m, err := st.Manifest(context.Background(), run)
+		m, err := st.Manifest(t.Context(), run)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,13 +18,14 @@ import (
 	"github.com/fleetscan/fleetscan/internal/cli/clitest"
 	"github.com/fleetscan/fleetscan/internal/dirlock"
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/reporter"
 )
 
 func TestVersion(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"version"}, {"scan", "--version"}, {"demo", "--version"}} {
 		var stdout, stderr bytes.Buffer
-		if code := runMain(context.Background(), args, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "fleetscan ") {
+		if code := runMain(t.Context(), args, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "fleetscan ") {
 			t.Fatalf("%v: exit %d stdout %q stderr %q", args, code, stdout.String(), stderr.String())
 		}
 	}
@@ -59,9 +60,9 @@ func newScanFixture(t *testing.T, delay time.Duration) *scanFixture {
 			next.ServeHTTP(w, r)
 		})
 	}
-	reg := fixture.NewRegistry(t, fixture.WithMiddleware(slow))
+	reg := fixturetest.NewRegistry(t, fixture.WithMiddleware(slow))
 	f.host = reg.Host
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	spec, err := fixture.SampleImage("alpine-3.18")
 	if err != nil {
@@ -109,7 +110,7 @@ func TestStateDirHasOneOwner(t *testing.T) {
 	}
 	start := time.Now()
 	var stdout, stderr bytes.Buffer
-	code := runMain(context.Background(), f.args(t, state, t.TempDir()), &stdout, &stderr)
+	code := runMain(t.Context(), f.args(t, state, t.TempDir()), &stdout, &stderr)
 	took := time.Since(start)
 	if code != reporter.ExitNoReport || took > 5*time.Second {
 		t.Fatalf("exit %d after %s, want 4 within 5s:\n%s", code, took, stderr.String())
@@ -126,7 +127,7 @@ func TestStateDirHasOneOwner(t *testing.T) {
 	_ = held.Release()
 	stdout.Reset()
 	stderr.Reset()
-	if code := runMain(context.Background(), f.args(t, state, t.TempDir()), &stdout, &stderr); code != reporter.ExitOK {
+	if code := runMain(t.Context(), f.args(t, state, t.TempDir()), &stdout, &stderr); code != reporter.ExitOK {
 		t.Fatalf("after the holder left: exit %d:\n%s", code, stderr.String())
 	}
 }
@@ -140,7 +141,7 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	ctx, in, stop := cli.WithSignals(context.Background(), nil, "fleetscan", &stderr, reporter.ExitNoReport, func(int) {})
+	ctx, in, stop := cli.WithSignals(t.Context(), nil, "fleetscan", &stderr, reporter.ExitNoReport, func(int) {})
 	defer stop()
 	if code := cli.Run(ctx, command, cli.Env{Args: f.args(t, state, t.TempDir()), Stdout: &stdout, Stderr: &stderr, Interrupts: in}, run); code != reporter.ExitOK {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
@@ -171,7 +172,7 @@ func TestBadInputBeforeAnyWork(t *testing.T) {
 	shortName := write("short.yaml", "acceptances: [{vulnerability: CVE-1, repository: alpine, expires: 2030-01-01, reason: r}]")
 	dupPolicy := write("policy.yaml", "overrides: [{name: p, days: {high: 3, High: 5}}]")
 	var stdout, stderr bytes.Buffer
-	runMain(context.Background(), []string{"scan", "--help"}, &stdout, &stderr)
+	runMain(t.Context(), []string{"scan", "--help"}, &stdout, &stderr)
 	help := stderr.String()
 	for _, tc := range []struct {
 		args []string
@@ -195,7 +196,7 @@ func TestBadInputBeforeAnyWork(t *testing.T) {
 		state := filepath.Join(t.TempDir(), "state")
 		stdout.Reset()
 		stderr.Reset()
-		code := runMain(context.Background(), f.args(t, state, t.TempDir(), tc.args...), &stdout, &stderr)
+		code := runMain(t.Context(), f.args(t, state, t.TempDir(), tc.args...), &stdout, &stderr)
 		if code != reporter.ExitNoReport || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, want 4 naming %q:\n%s", tc.args, code, tc.want, stderr.String())
 		}
@@ -208,7 +209,7 @@ func TestBadInputBeforeAnyWork(t *testing.T) {
 	// All at once: every message still names only flags of scan.
 	stdout.Reset()
 	stderr.Reset()
-	runMain(context.Background(), []string{"scan", "--workers", "0", "--scan-wait", "0s", "--grace-period", "-1s", "--scan-timeout", "0s",
+	runMain(t.Context(), []string{"scan", "--workers", "0", "--scan-wait", "0s", "--grace-period", "-1s", "--scan-timeout", "0s",
 		"--max-db-age", "0s", "--layer-cache", "x", "--layer-lease-ttl", "1ms", "--insecure-registry", "a/b", "--format", "pdf",
 		"--severity", "SEVERE", "--page-size", "0", "--selector", "a in (b", "--nats-url", "http://x", "--s3-url", "x",
 		"--sla", "LOW=0", "--now", "1900-01-01", "--log-level", "loud", "--layer-cache-ttl", "1s"}, &stdout, &stderr)
@@ -223,7 +224,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"scan", "--skip-db-update", "--s3-url", "s3://AKIA:" + secret + "@bucket"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := runMain(context.Background(), append(args, "--out-dir", t.TempDir()), &stdout, &stderr); code != reporter.ExitNoReport {
+		if code := runMain(t.Context(), append(args, "--out-dir", t.TempDir()), &stdout, &stderr); code != reporter.ExitNoReport {
 			t.Fatalf("%v: exit %d", args, code)
 		}
 		clitest.NoSecret(t, stdout.String()+stderr.String(), secret)
@@ -257,7 +258,7 @@ func TestInterrupt(t *testing.T) {
 	sigs := make(chan os.Signal, 2)
 	exited := make(chan int, 1)
 	var stdout, stderr syncBuffer
-	ctx, in, stop := cli.WithSignals(context.Background(), sigs, "fleetscan", &stderr, reporter.ExitNoReport, func(code int) { exited <- code })
+	ctx, in, stop := cli.WithSignals(t.Context(), sigs, "fleetscan", &stderr, reporter.ExitNoReport, func(code int) { exited <- code })
 	defer stop()
 	done := make(chan int, 1)
 	go func() {

@@ -32,6 +32,7 @@ const usage = `Usage: fleetscan <command> [flags]
 Commands:
   scan     scan what your clusters run now and report SLA breaches
   demo     run the real pipeline on a generated fleet, fully offline
+  query    which running images hold a package or are affected by a CVE
   version  print the version
 
 Run 'fleetscan <command> --help' for a command's flags.
@@ -84,6 +85,8 @@ func run(ctx context.Context, env cli.Env) error {
 		return scan(ctx, env)
 	case "demo":
 		return runDemo(ctx, env)
+	case "query":
+		return runQuery(ctx, env)
 	case "version", "--version":
 		cli.PrintVersion(env.Stdout, "fleetscan")
 		return nil

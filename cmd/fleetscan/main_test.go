@@ -17,6 +17,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/feeds/feedstest"
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/reporter"
 )
 
@@ -52,7 +53,7 @@ func TestUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := runMain(context.Background(), tt.args, &stdout, &stderr)
+			code := runMain(t.Context(), tt.args, &stdout, &stderr)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
 			}
@@ -69,7 +70,7 @@ func TestScanOfflineWithoutDBNamesTheFix(t *testing.T) {
 	if err := os.WriteFile(inv, []byte(`{"kind":"List","items":[]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code := runMain(context.Background(), []string{"scan", "--skip-db-update", "--cache-dir", t.TempDir(),
+	code := runMain(t.Context(), []string{"scan", "--skip-db-update", "--cache-dir", t.TempDir(),
 		"--state-dir", t.TempDir(), "--inventory-file", "x=" + inv, "--out-dir", t.TempDir()}, &stdout, &stderr)
 	if code != reporter.ExitNoReport {
 		t.Fatalf("exit %d, want 4; stderr: %s", code, stderr.String())
@@ -83,9 +84,9 @@ func TestScanOfflineWithoutDBNamesTheFix(t *testing.T) {
 // file, a fixture registry and a fixture DB: the README's "scan your own
 // cluster" path, offline.
 func TestScanInventoryFile(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	reg := fixture.NewRegistry(t)
+	reg := fixturetest.NewRegistry(t)
 	spec, err := fixture.SampleImage("alpine-3.18")
 	if err != nil {
 		t.Fatal(err)

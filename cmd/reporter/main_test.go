@@ -17,7 +17,7 @@ import (
 
 func runCmd(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	code := cli.Run(ctx, command, cli.Env{Args: args, Stdout: &stdout, Stderr: &stderr}, run)

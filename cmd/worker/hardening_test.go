@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -12,7 +11,7 @@ import (
 
 func TestVersion(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"run", "--version"}, {"db-update", "--version"}} {
-		code, stdout, stderr := runMain(context.Background(), args...)
+		code, stdout, stderr := runMain(t.Context(), args...)
 		if code != cli.ExitOK || !strings.HasPrefix(stdout, "worker ") {
 			t.Fatalf("%v: exit %d stdout %q stderr %q", args, code, stdout, stderr)
 		}
@@ -30,7 +29,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"--cache-dir", fresh, "--scratch-dir", scratch, "--listen", "", "--log-level", "debug",
 			"--nats-url", "nats://" + deadport.Addr(t), "--nats-user", "u", "--nats-password", secret, "--nats-timeout", "1s"},
 	} {
-		code, stdout, stderr := runMain(context.Background(), append(args, "--log-format", "json")...)
+		code, stdout, stderr := runMain(t.Context(), append(args, "--log-format", "json")...)
 		if code == cli.ExitOK {
 			t.Fatalf("%v: exit 0", args)
 		}
@@ -40,8 +39,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 
 func TestMessagesNameOwnFlags(t *testing.T) {
 	keepTMPDIR(t)
-	_, _, help := runMain(context.Background(), "run", "--help")
-	code, _, stderr := runMain(context.Background(), "run", "--concurrency", "0", "--scan-timeout", "0s", "--grace-period", "0s",
+	_, _, help := runMain(t.Context(), "run", "--help")
+	code, _, stderr := runMain(t.Context(), "run", "--concurrency", "0", "--scan-timeout", "0s", "--grace-period", "0s",
 		"--retry-delay", "0s", "--db-check-interval", "0s", "--layer-cache", "x", "--layer-lease-ttl", "1ms", "--worker-name", "",
 		"--insecure-registry", "a/b", "--max-db-age", "0s", "--nats-url", "http://x", "--js-ack-wait", "1ms", "--log-level", "loud")
 	if code != cli.ExitUsage {
@@ -49,8 +48,8 @@ func TestMessagesNameOwnFlags(t *testing.T) {
 	}
 	clitest.OnlyOwnFlags(t, help, stderr)
 
-	_, _, help = runMain(context.Background(), "db-update", "--help")
-	code, _, stderr = runMain(context.Background(), "db-update", "--max-db-age", "0s", "--db-repository", "::", "--db-keep-generations", "1", "--log-level", "loud")
+	_, _, help = runMain(t.Context(), "db-update", "--help")
+	code, _, stderr = runMain(t.Context(), "db-update", "--max-db-age", "0s", "--db-repository", "::", "--db-keep-generations", "1", "--log-level", "loud")
 	if code != cli.ExitUsage {
 		t.Fatalf("db-update: exit %d, want %d:\n%s", code, cli.ExitUsage, stderr)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/feeds/feedstest"
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/queue"
@@ -90,13 +91,13 @@ func TestExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, stderr := runMain(context.Background(), tt.args...)
+			code, _, stderr := runMain(t.Context(), tt.args...)
 			if code != tt.code || !strings.Contains(stderr, tt.wantErr) {
 				t.Fatalf("exit %d, want %d; stderr lacks %q:\n%s", code, tt.code, tt.wantErr, stderr)
 			}
 		})
 	}
-	_, _, help := runMain(context.Background(), "run", "--help")
+	_, _, help := runMain(t.Context(), "run", "--help")
 	for _, want := range []string{"$FLEETSCAN_CACHE_DIR", "--scan-timeout", "--grace-period", "--insecure-registry", "--registry-config",
 		"--concurrency", "--listen", "--worker-name", "--nats-url", "--js-ack-wait", "--log-format", "--max-db-age", "--scratch-dir"} {
 		if !strings.Contains(help, want) {
@@ -112,8 +113,8 @@ func TestRunScansAndStops(t *testing.T) {
 	keepTMPDIR(t)
 	nats := natstest.Start(t)
 	cacheDir := buildDB(t, time.Hour)
-	reg := fixture.NewRegistry(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	reg := fixturetest.NewRegistry(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	spec, err := fixture.SampleImage("alpine-curl")
 	if err != nil {
@@ -129,7 +130,7 @@ func TestRunScansAndStops(t *testing.T) {
 	}
 
 	t.Setenv("FLEETSCAN_WORKER_NAME", "cmd-test")
-	runCtx, stop := context.WithCancel(context.Background())
+	runCtx, stop := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	var out, errb bytes.Buffer
 	go func() {
@@ -169,9 +170,9 @@ func TestRunScansAndStops(t *testing.T) {
 // updates from it through the command.
 func TestDBUpdate(t *testing.T) {
 	keepTMPDIR(t)
-	reg := fixture.NewRegistry(t)
+	reg := fixturetest.NewRegistry(t)
 	src := buildDB(t, time.Hour)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	ref := reg.Host + "/aquasec/trivy-db:2"
 	if _, err := fixture.PushDBArtifact(ctx, ref, fixture.DBDir(src)); err != nil {
@@ -208,7 +209,7 @@ func TestEnsureTopologyOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	code, stdout, stderr := runMain(ctx, "run", "--ensure-topology-only", "--cache-dir", filepath.Join(t.TempDir(), "no-db-here"),
 		"--nats-url", srv.URL(), "--log-format", "json")
@@ -242,7 +243,7 @@ func TestDBUpdateFeeds(t *testing.T) {
 	// A fresh DB in the cache, so only the feeds are fetched; the DB
 	// repository is never contacted.
 	cache := buildDB(t, time.Hour)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	code, stdout, stderr := runMain(ctx, "db-update", "--cache-dir", cache, "--db-repository", "127.0.0.1:1/none:2", "--log-format", "json",
 		"--kev-url", kevFile, "--epss-url", feedSrv.FeedURL(feedstest.EPSSPath), "--feed-timeout", "5s",

@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 type options struct {
@@ -103,7 +104,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	trivy, err := fixture.TrivyCLI()
+	trivy, err := fixturetest.TrivyCLI()
 	if err != nil {
 		return err
 	}
@@ -281,7 +282,7 @@ func verify(rows []rowOutcome) []string {
 			var missing []string
 			for digest, want := range a.Findings {
 				got := r.res.Findings[digest]
-				if d := fixture.DiffFindings(want, got); strings.Contains(d, "- missing") {
+				if d := fixturetest.DiffFindings(want, got); strings.Contains(d, "- missing") {
 					missing = append(missing, digest+":\n"+d)
 				}
 			}
@@ -310,7 +311,7 @@ func diffRows(want, got map[string][]fixture.Finding) string {
 		keys[k] = true
 	}
 	for k := range keys {
-		if d := fixture.DiffFindings(want[k], got[k]); d != "" {
+		if d := fixturetest.DiffFindings(want[k], got[k]); d != "" {
 			lines = append(lines, k+":\n"+d)
 		}
 	}

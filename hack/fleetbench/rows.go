@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/pipeline"
 	"github.com/fleetscan/fleetscan/internal/progress"
@@ -167,7 +168,7 @@ func cliRow(ctx context.Context, p plan, r rowSpec) (rowResult, error) {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			res.PeakRSSKiB = max(res.PeakRSSKiB, ru.Maxrss) // KiB on Linux
 		}
-		fs, err := fixture.ParseCLIReport(stdout.Bytes())
+		fs, err := fixturetest.ParseCLIReport(stdout.Bytes())
 		if err != nil {
 			return res, fmt.Errorf("trivy image %s: %w", ref, err)
 		}
@@ -178,7 +179,7 @@ func cliRow(ctx context.Context, p plan, r rowSpec) (rowResult, error) {
 		res.RawFindings += len(fs)
 		digest := p.TagRefs[ref]
 		if prev, ok := res.Findings[digest]; ok {
-			if d := fixture.DiffFindings(prev, fs); d != "" {
+			if d := fixturetest.DiffFindings(prev, fs); d != "" {
 				mismatches = append(mismatches, ref+" differs from another tag of "+digest+":\n"+d)
 			}
 			continue
@@ -242,7 +243,7 @@ func fleetscanRow(ctx context.Context, p plan, r rowSpec) (rowResult, error) {
 			fs = append(fs, fixture.Finding{VulnerabilityID: v.ID, PkgName: v.PkgName, InstalledVersion: v.PkgVersion,
 				FixedVersion: v.FixedVersion, Severity: v.Severity})
 		}
-		fixture.SortFindings(fs)
+		fixturetest.SortFindings(fs)
 		res.Findings[img.Key.Digest] = fs
 		res.RawFindings += len(fs)
 	}

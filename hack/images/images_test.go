@@ -3,7 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"debug/elf"
 	"errors"
 	"io"
@@ -144,7 +143,7 @@ func TestImages(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{
+	code := run(t.Context(), []string{
 		"--bin-dir", bins, "--cmds", "hello", "--platforms", strings.Join(testPlatforms, ","),
 		"--ca-bundle", caBundle(t), "--tag", "t1", "--out", out, "--push", host + "/fleetscan",
 	}, &stdout, &stderr)
@@ -230,7 +229,7 @@ func TestImagesValidate(t *testing.T) {
 		{append(base, "--platforms", "linux/amd64,linux/s390x"), "no binary for hello on linux/s390x"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), tt.args, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), tt.want) {
+		if code := run(t.Context(), tt.args, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("%v: exit %d, %q; want 4 and %q", tt.args, code, stderr.String(), tt.want)
 		}
 	}
@@ -249,7 +248,7 @@ func TestImagesLoad(t *testing.T) {
 	bins := crossCompile(t)
 	tag := "images-test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{
+	code := run(t.Context(), []string{
 		"--bin-dir", bins, "--cmds", "hello", "--platforms", strings.Join(testPlatforms, ","),
 		"--ca-bundle", caBundle(t), "--tag", tag, "--repository", "fleetscan-test", "--out", t.TempDir(), "--load",
 	}, &stdout, &stderr)

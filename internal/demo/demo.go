@@ -103,64 +103,17 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 		return reporter.Outcome{}, fmt.Errorf("--work-dir %s: %w", work, err)
 	}
 
-	// 1. A registry on 127.0.0.1 with the sample images.
-	reg, err := fixture.StartRegistry()
+	// 1. A registry on 127.0.0.1 with the sample images, and a
+	// vulnerability DB built from real advisories.
+	w, err := startWorld(ctx, work, now, out)
 	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("start demo registry: %w", err)
+		return reporter.Outcome{}, err
 	}
-	defer reg.Close()
-	pushed, err := fixture.PushSamples(ctx, reg.Host, fixture.SampleImages())
-	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("push sample images: %w", err)
-	}
-	im := images{}
-	for _, p := range pushed {
-		im[p.Spec.Name] = p
-	}
+	defer w.reg.Close()
 
-	// 2. A vulnerability DB built from real advisories.
-	advisories, err := fixture.BaseAdvisories()
-	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("demo advisories: %w", err)
-	}
-	cache := filepath.Join(work, "trivy")
-	if _, err := fixture.BuildDB(cache, advisories, fixture.DBOptions{UpdatedAt: now.Add(-2 * time.Hour)}); err != nil {
-		return reporter.Outcome{}, fmt.Errorf("build demo DB: %w", err)
-	}
-	fmt.Fprintf(out, "demo: %d sample images in a registry at %s; a vulnerability DB of %d real advisories\n",
-		len(pushed), reg.Host, len(advisories.Advisories))
-
-	base := func(pass int, withPython bool, asOf time.Time, outDir string) (pipeline.Config, error) {
-		c := pipeline.Defaults()
-		c.StateDir = filepath.Join(work, "state")
-		c.SkipDBUpdate = true
-		c.Worker.DB.CacheDir = cache
-		c.Worker.DB.Registry.InsecureRegistries = []string{reg.Host}
-		c.Worker.ScratchDir = filepath.Join(work, "scratch")
-		c.Workers = cfg.Workers
-		c.ScanWait = 5 * time.Minute
-		c.Report.OutDir = outDir
-		c.Report.Now = asOf.Format(time.RFC3339)
-		dir := filepath.Join(work, fmt.Sprintf("inventories-%d", pass))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return c, err
-		}
-		for _, cl := range fleet(withPython) {
-			pods, nodes, err := writeInventory(dir, cl, im)
-			if err != nil {
-				return c, err
-			}
-			c.Dispatch.Sources.InventoryFiles = append(c.Dispatch.Sources.InventoryFiles, cl.name+"="+pods)
-			c.Dispatch.Sources.NodesFiles = append(c.Dispatch.Sources.NodesFiles, cl.name+"="+nodes)
-		}
-		c.Dispatch.Cycle = fmt.Sprintf("demo-pass-%d", pass)
-		c.Complete(asOf)
-		return c, nil
-	}
-
-	// 3. First pass, weeks ago: records when each finding was first seen.
+	// 2. First pass, weeks ago: records when each finding was first seen.
 	past := now.AddDate(0, 0, -cfg.HistoryDays)
-	first, err := base(1, false, past, filepath.Join(work, "first-pass-report"))
+	first, err := w.passConfig(cfg, 1, false, past, filepath.Join(work, "first-pass-report"))
 	if err != nil {
 		return reporter.Outcome{}, err
 	}
@@ -173,8 +126,8 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 		return reporter.Outcome{}, fmt.Errorf("demo pass 1 did not scan every image: %v", o1.Incomplete())
 	}
 
-	// 4. Second pass, today, with a workload deployed since.
-	second, err := base(2, true, now, cfg.OutDir)
+	// 3. Second pass, today, with a workload deployed since.
+	second, err := w.passConfig(cfg, 2, true, now, cfg.OutDir)
 	if err != nil {
 		return reporter.Outcome{}, err
 	}
@@ -185,6 +138,77 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	}
 	explain(out, o2, past, cfg.HistoryDays)
 	return o2, nil
+}
+
+// world is the demo's offline world: the registry with the sample images
+// and the vulnerability DB under work.
+type world struct {
+	work  string
+	reg   *fixture.Registry
+	im    images
+	cache string
+}
+
+// startWorld pushes the sample images to a registry on 127.0.0.1 and builds
+// a vulnerability DB of real advisories, as if downloaded two hours before
+// now. The caller closes the registry.
+func startWorld(ctx context.Context, work string, now time.Time, out io.Writer) (*world, error) {
+	reg, err := fixture.StartRegistry()
+	if err != nil {
+		return nil, fmt.Errorf("start demo registry: %w", err)
+	}
+	w := &world{work: work, reg: reg, im: images{}, cache: filepath.Join(work, "trivy")}
+	pushed, err := fixture.PushSamples(ctx, reg.Host, fixture.SampleImages())
+	if err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("push sample images: %w", err)
+	}
+	for _, p := range pushed {
+		w.im[p.Spec.Name] = p
+	}
+	advisories, err := fixture.BaseAdvisories()
+	if err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("demo advisories: %w", err)
+	}
+	if _, err := fixture.BuildDB(w.cache, advisories, fixture.DBOptions{UpdatedAt: now.Add(-2 * time.Hour)}); err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("build demo DB: %w", err)
+	}
+	fmt.Fprintf(out, "demo: %d sample images in a registry at %s; a vulnerability DB of %d real advisories\n",
+		len(pushed), reg.Host, len(advisories.Advisories))
+	return w, nil
+}
+
+// passConfig is the pipeline configuration of one pass: the demo fleet's
+// inventories as of asOf (with the payments/risk-api workload when
+// withPython), scanned offline against the world.
+func (w *world) passConfig(cfg Config, pass int, withPython bool, asOf time.Time, outDir string) (pipeline.Config, error) {
+	c := pipeline.Defaults()
+	c.StateDir = filepath.Join(w.work, "state")
+	c.SkipDBUpdate = true
+	c.Worker.DB.CacheDir = w.cache
+	c.Worker.DB.Registry.InsecureRegistries = []string{w.reg.Host}
+	c.Worker.ScratchDir = filepath.Join(w.work, "scratch")
+	c.Workers = cfg.Workers
+	c.ScanWait = 5 * time.Minute
+	c.Report.OutDir = outDir
+	c.Report.Now = asOf.Format(time.RFC3339)
+	dir := filepath.Join(w.work, fmt.Sprintf("inventories-%d", pass))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return c, err
+	}
+	for _, cl := range fleet(withPython) {
+		pods, nodes, err := writeInventory(dir, cl, w.im)
+		if err != nil {
+			return c, err
+		}
+		c.Dispatch.Sources.InventoryFiles = append(c.Dispatch.Sources.InventoryFiles, cl.name+"="+pods)
+		c.Dispatch.Sources.NodesFiles = append(c.Dispatch.Sources.NodesFiles, cl.name+"="+nodes)
+	}
+	c.Dispatch.Cycle = fmt.Sprintf("demo-pass-%d", pass)
+	c.Complete(asOf)
+	return c, nil
 }
 
 // explain says in plain words what the demo showed.

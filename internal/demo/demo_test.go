@@ -38,7 +38,7 @@ func TestDemoShowsHonestBreaches(t *testing.T) {
 func testDemoOn(t *testing.T, today time.Time) {
 	out := t.TempDir()
 	var narration strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	o, err := Run(ctx, Config{OutDir: out, WorkDir: t.TempDir(), Workers: 2, HistoryDays: 40},
 		Deps{Log: zaptest.NewLogger(t), Out: &narration, Clock: func() time.Time { return today }})

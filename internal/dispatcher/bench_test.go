@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -136,7 +135,7 @@ func BenchmarkDispatch100kPods(b *testing.B) {
 		b.Fatal(err, failed)
 	}
 	deps := Deps{Sources: sources, Publisher: queue.NewPublisher(env.JS), Store: store.New(env.JS, env.Res), Log: zap.NewNop()}
-	ctx := context.Background()
+	ctx := b.Context()
 	b.ResetTimer()
 	for i := range b.N {
 		cfg.Cycle, cfg.RunID = fmt.Sprintf("bench-%d", i), fmt.Sprintf("bench-run-%d", i)

@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/inventory"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -104,7 +105,7 @@ func Collect(ctx context.Context, cfg Config, deps Deps, onCluster func(context.
 	}
 	plan := NewPlan(cfg.Cycle)
 	for _, f := range deps.Failed {
-		log.Error("cluster unavailable; continuing with the others", zap.String("cluster", f.Cluster), zap.Error(f.Err))
+		log.Error("cluster unavailable; continuing with the others", logging.Cluster(f.Cluster), zap.Error(f.Err))
 		plan.Fail(f.Cluster, f.Err)
 	}
 
@@ -131,14 +132,14 @@ func Collect(ctx context.Context, cfg Config, deps Deps, onCluster func(context.
 			res, err := c.Collect(ctx, src)
 			if err != nil {
 				log.Error("cluster could not be enumerated; continuing with the others",
-					zap.String("cluster", src.Cluster()), zap.Error(err))
+					logging.Cluster(src.Cluster()), zap.Error(err))
 				plan.Fail(src.Cluster(), err)
 				return
 			}
 			plan.Add(res)
-			log.Info("cluster enumerated", zap.String("cluster", res.Cluster), zap.Int("pods", res.Pods),
+			log.Info("cluster enumerated", logging.Cluster(res.Cluster), zap.Int("pods", res.Pods),
 				zap.Int("containers", len(res.Entries)), zap.Int("unresolved", res.Unresolved()),
-				zap.Int("resolvedFromTag", res.FromTag), zap.Duration("took", time.Since(start)))
+				zap.Int("resolved_from_tag", res.FromTag), logging.Took(time.Since(start)))
 			if onCluster != nil {
 				if err := onCluster(ctx, res); err != nil {
 					errMu.Lock()
@@ -166,7 +167,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, erro
 	}
 	started := deps.now()
 	cfg.Complete(started)
-	log = log.With(zap.String("runId", cfg.RunID), zap.String("cycle", cfg.Cycle))
+	log = log.With(logging.RunID(cfg.RunID), logging.Cycle(cfg.Cycle))
 	deps.Log = log
 	log.Info("dispatch started", zap.Int("clusters", len(deps.Sources)+len(deps.Failed)))
 
@@ -190,7 +191,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, erro
 	m.Clusters, m.Expected = plan.Clusters(), plan.Expected()
 	for _, c := range m.Clusters {
 		if !c.OK {
-			log.Error("cluster missing from this run", zap.String("cluster", c.Name), zap.String("error", c.Error))
+			log.Error("cluster missing from this run", logging.Cluster(c.Name), zap.String("error", c.Error))
 		}
 	}
 
@@ -217,14 +218,14 @@ func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, erro
 			return m, errors.Join(append(errs, fmt.Errorf("publish %d jobs: %w", len(jobs), err))...)
 		}
 		log.Info("jobs published", zap.Int("jobs", len(jobs)), zap.Int("stored", st.Stored),
-			zap.Int("duplicates", st.Duplicates), zap.Duration("took", time.Since(pubStart)))
+			zap.Int("duplicates", st.Duplicates), logging.Took(time.Since(pubStart)))
 	}
 	if err := deps.Store.PutManifest(ctx, m); err != nil {
 		errs = append(errs, fmt.Errorf("store run manifest %s: %w", cfg.RunID, err))
 	}
-	log.Info("dispatch finished", zap.Int("clustersOK", plan.OKClusters()), zap.Int("clusters", len(m.Clusters)),
+	log.Info("dispatch finished", zap.Int("clusters_ok", plan.OKClusters()), zap.Int("clusters", len(m.Clusters)),
 		zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused), zap.Int("published", m.Published), zap.Int("duplicates", m.Duplicates),
-		zap.Int("unresolved", len(plan.Unresolved())), zap.Duration("took", deps.now().Sub(started)))
+		zap.Int("unresolved", len(plan.Unresolved())), logging.Took(deps.now().Sub(started)))
 	return m, errors.Join(errs...)
 }
 
@@ -254,8 +255,8 @@ func skipReusable(ctx context.Context, deps Deps, m *contract.RunManifest, jobs 
 	}
 	m.ReusedKeys, m.Reused = r.Keys, len(r.Keys)
 	log.Info("stored results reused: same scanner, options and DB as the workers'", zap.Int("reused", m.Reused),
-		zap.Int("toScan", len(kept)), zap.String("scanner", r.Identity.Scanner.Version),
-		zap.Time("dbUpdatedAt", r.Identity.DB.UpdatedAt), zap.Duration("took", time.Since(start)))
+		zap.Int("to_scan", len(kept)), zap.String("scanner", r.Identity.Scanner.Version),
+		logging.DBUpdatedAt(r.Identity.DB.UpdatedAt), logging.Took(time.Since(start)))
 	return kept
 }
 

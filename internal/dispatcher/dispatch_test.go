@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/fleetscan/fleetscan/internal/goldentest"
 	"github.com/fleetscan/fleetscan/internal/inventory"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/queue"
@@ -30,8 +29,6 @@ import (
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const (
 	dA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -118,7 +115,7 @@ func testConfig(cycle string) Config {
 // storedJobs reads every job in the jobs stream without consuming it.
 func storedJobs(t *testing.T, env *natstest.Env) []contract.ScanJob {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	info, err := env.Res.Jobs.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +143,7 @@ func storedJobs(t *testing.T, env *natstest.Env) []contract.ScanJob {
 
 func TestRunDeduplicatesAcrossClusters(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	cfg := testConfig("2026-11-27")
 	cfg.RunID = "20261127T060000Z-abcdef"
 	m, err := Run(ctx, cfg, runDeps(t, env, fleet()))
@@ -207,7 +204,7 @@ func TestRunDeduplicatesAcrossClusters(t *testing.T) {
 // every job once. A new cycle publishes again.
 func TestTwoDispatchersSameCycle(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	dispatcher := func(sources []inventory.Source, cycle string) (contract.RunManifest, error) {
 		nc, err := nats.Connect(env.Server.URL())
 		if err != nil {
@@ -267,7 +264,7 @@ func TestTwoDispatchersSameCycle(t *testing.T) {
 
 func TestRunRecordsFailedClusters(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	sources := append(fleet()[:1], &podSource{cluster: "down", err: errors.New("dial tcp 10.0.0.1:6443: connect: connection refused")})
 	deps := runDeps(t, env, sources)
 	core, logs := observer.New(zapcore.ErrorLevel)
@@ -346,7 +343,7 @@ func (s *memStore) PutManifest(_ context.Context, m contract.RunManifest) error 
 }
 
 func TestRunPublishOrStoreFailure(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	t.Run("publish", func(t *testing.T) {
 		st := &memStore{}
 		m, err := Run(ctx, testConfig("c"), Deps{Sources: fleet(), Publisher: &failingPublisher{published: 1}, Store: st, Log: zaptest.NewLogger(t)})
@@ -387,36 +384,16 @@ func TestDryRunGolden(t *testing.T) {
 	}
 	failed = append(failed, inventory.ClusterFailure{Cluster: "dr", Err: errors.New("Unauthorized")})
 	var out, summary bytes.Buffer
-	plan, err := DryRun(context.Background(), cfg, Deps{Sources: sources, Failed: failed, Log: zaptest.NewLogger(t)}, &out, &summary)
+	plan, err := DryRun(t.Context(), cfg, Deps{Sources: sources, Failed: failed, Log: zaptest.NewLogger(t)}, &out, &summary)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "plan.golden.json", out.Bytes())
-	golden(t, "summary.golden.txt", summary.Bytes())
+	goldentest.Assert(t, "plan.golden.json", out.Bytes())
+	goldentest.Assert(t, "summary.golden.txt", summary.Bytes())
 	// Same digests on other platforms in staging (no nodes file): the keys
 	// differ, so the jobs do too.
 	if got := len(plan.Expected()); got != 7 {
 		t.Fatalf("%d jobs, want 7", got)
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (run go test -update after checking):\n--- got\n%s", path, got)
 	}
 }
 

@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
@@ -47,7 +46,7 @@ func TestRunReusesCurrentResults(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			env := natstest.Start(t)
-			ctx := context.Background()
+			ctx := t.Context()
 			st := store.New(env.JS, env.Res)
 			for _, r := range []contract.ScanResult{
 				{RunID: "old", Cycle: "2026-11-26", ImageKey: kA, Status: contract.StatusScanned, CompletedAt: testNow.Add(-24 * time.Hour), Scanner: scanner, DB: db, Findings: []contract.Finding{}},
@@ -107,7 +106,7 @@ func TestRunReusesCurrentResults(t *testing.T) {
 // were already published still queues every key.
 func TestRescanIsNotDroppedAsDuplicate(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	cfg := testConfig("2026-11-27")
 	if _, err := Run(ctx, cfg, runDeps(t, env, fleet())); err != nil {
 		t.Fatal(err)

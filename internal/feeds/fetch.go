@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/backoff"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/version"
 )
 
@@ -68,7 +69,7 @@ func (u *Updater) fetch(ctx context.Context, k Kind, src source, prev *Meta, dir
 		if attempt > 1 {
 			wait := backoff.Exponential(u.Config.RetryWait, 30*time.Second, attempt-1)
 			u.log().Warn("feed fetch failed; retrying", zap.String("feed", string(k)), zap.String("source", src.String()),
-				zap.Int("attempt", attempt-1), zap.Duration("retry_in", wait), zap.Error(lastErr))
+				logging.Attempt(attempt-1), zap.Duration("retry_in", wait), zap.Error(lastErr))
 			select {
 			case <-ctx.Done():
 				return download{}, ctx.Err()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/fleetscan/fleetscan/internal/logging"
 )
 
 // Outcome is what an update did with one feed.
@@ -174,7 +176,7 @@ func (u *Updater) idle(d diskStore) Result {
 }
 
 func (u *Updater) logResult(fr FeedResult) {
-	fields := []zap.Field{zap.String("feed", string(fr.Feed)), zap.String("source", fr.Source), zap.String("outcome", string(fr.Outcome))}
+	fields := []zap.Field{zap.String("feed", string(fr.Feed)), zap.String("source", fr.Source), logging.Outcome(string(fr.Outcome))}
 	if fr.HasCurrent {
 		fields = append(fields, zap.String("version", fr.Current.Version), zap.Time("date", fr.Current.Date),
 			zap.Int("entries", fr.Current.Entries), zap.String("generation", fr.Generation))

@@ -14,6 +14,7 @@ const (
 )
 
 func TestNormalizeReference(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    Reference
@@ -79,6 +80,7 @@ func TestNormalizeReference(t *testing.T) {
 }
 
 func TestReferenceHelpers(t *testing.T) {
+	t.Parallel()
 	r, err := NormalizeReference("127.0.0.1:5000/team/app:v2")
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +97,7 @@ func TestReferenceHelpers(t *testing.T) {
 }
 
 func TestParseImageID(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		in      string
@@ -161,6 +164,7 @@ func TestParseImageID(t *testing.T) {
 }
 
 func TestImageIDReference(t *testing.T) {
+	t.Parallel()
 	id, err := ParseImageID("docker-pullable://nginx@" + d1)
 	if err != nil {
 		t.Fatal(err)

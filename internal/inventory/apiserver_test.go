@@ -42,7 +42,7 @@ const (
 // and the documented RBAC being exactly enough.
 func TestRealAPIServer(t *testing.T) {
 	srv := kubeapitest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	seedCluster(ctx, t, srv.Client)
 

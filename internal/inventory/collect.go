@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/fleetscan/fleetscan/internal/imageref"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -68,7 +69,7 @@ func (c *Collector) Collect(ctx context.Context, src Source) (Result, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	log = log.With(zap.String("cluster", src.Cluster()))
+	log = log.With(logging.Cluster(src.Cluster()))
 	res := Result{Cluster: src.Cluster()}
 
 	nodes, err := src.NodePlatforms(ctx)
@@ -121,7 +122,7 @@ func (c *Collector) Collect(ctx context.Context, src Source) (Result, error) {
 	}
 	if res.UnknownPlatform > 0 {
 		log.Info("pods on nodes of unknown platform; assumed "+contract.DefaultPlatform.String(),
-			zap.Int("pods", res.UnknownPlatform), zap.Int("nodesKnown", len(nodes)))
+			zap.Int("pods", res.UnknownPlatform), zap.Int("nodes_known", len(nodes)))
 	}
 	if len(pending) > 0 {
 		if c.Resolver == nil {

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -40,8 +39,9 @@ func testdataSource(t *testing.T, withNodes bool) *FileSource {
 }
 
 func TestCollectInventoryFile(t *testing.T) {
+	t.Parallel()
 	c := &Collector{Log: zaptest.NewLogger(t)}
-	res, err := c.Collect(context.Background(), testdataSource(t, true))
+	res, err := c.Collect(t.Context(), testdataSource(t, true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +114,7 @@ func TestCollectInventoryFile(t *testing.T) {
 }
 
 func TestCollectFilters(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		filter   Filter
@@ -129,7 +130,7 @@ func TestCollectFilters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &Collector{Filter: tt.filter, Log: zaptest.NewLogger(t)}
-			res, err := c.Collect(context.Background(), testdataSource(t, true))
+			res, err := c.Collect(t.Context(), testdataSource(t, true))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +145,8 @@ func TestCollectFilters(t *testing.T) {
 }
 
 func TestCollectWithoutNodesAssumesDefault(t *testing.T) {
-	res, err := (&Collector{Log: zaptest.NewLogger(t)}).Collect(context.Background(), testdataSource(t, false))
+	t.Parallel()
+	res, err := (&Collector{Log: zaptest.NewLogger(t)}).Collect(t.Context(), testdataSource(t, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +161,7 @@ func TestCollectWithoutNodesAssumesDefault(t *testing.T) {
 }
 
 func TestFileSourceMalformed(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, content, wantErr string
 	}{
@@ -183,14 +186,14 @@ func TestFileSourceMalformed(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			err := NewFileSource("x", path, "").EachPod(context.Background(), nil, func(*corev1.Pod) error { return nil })
+			err := NewFileSource("x", path, "").EachPod(t.Context(), nil, func(*corev1.Pod) error { return nil })
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("error %v: want it to contain %q and name %s", err, tt.wantErr, path)
 			}
 		})
 	}
 	t.Run("missing file", func(t *testing.T) {
-		_, err := (&Collector{}).Collect(context.Background(), NewFileSource("x", filepath.Join(t.TempDir(), "nope.json"), ""))
+		_, err := (&Collector{}).Collect(t.Context(), NewFileSource("x", filepath.Join(t.TempDir(), "nope.json"), ""))
 		if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "cluster x") {
 			t.Fatalf("error %v", err)
 		}
@@ -202,7 +205,7 @@ func TestFileSourceMalformed(t *testing.T) {
 			`{"kind":"PodList","items":[` + pod("c") + `]}` + "\n" + pod("d") + "\n"
 		os.WriteFile(path, []byte(content), 0o600)
 		var names []string
-		err := NewFileSource("x", path, "").EachPod(context.Background(), nil, func(p *corev1.Pod) error { names = append(names, p.Name); return nil })
+		err := NewFileSource("x", path, "").EachPod(t.Context(), nil, func(p *corev1.Pod) error { names = append(names, p.Name); return nil })
 		if err != nil || strings.Join(names, ",") != "a,b,c,d" {
 			t.Fatalf("pods %v err %v, want a,b,c,d", names, err)
 		}
@@ -211,13 +214,14 @@ func TestFileSourceMalformed(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "pods.json")
 		os.WriteFile(path, []byte(`{"metadata":{},"items":[{"metadata":{"name":"a","namespace":"n"}}],"kind":"PodList","apiVersion":"v1"}`), 0o600)
 		n := 0
-		if err := NewFileSource("x", path, "").EachPod(context.Background(), nil, func(*corev1.Pod) error { n++; return nil }); err != nil || n != 1 {
+		if err := NewFileSource("x", path, "").EachPod(t.Context(), nil, func(*corev1.Pod) error { n++; return nil }); err != nil || n != 1 {
 			t.Fatalf("pods %d err %v", n, err)
 		}
 	})
 }
 
 func TestPodEntriesErrorsNameTheContainer(t *testing.T) {
+	t.Parallel()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{
@@ -265,6 +269,7 @@ func TestPodEntriesErrorsNameTheContainer(t *testing.T) {
 }
 
 func TestEntryReferences(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		e    contract.InventoryEntry
@@ -291,6 +296,7 @@ func TestEntryReferences(t *testing.T) {
 }
 
 func TestNodePlatform(t *testing.T) {
+	t.Parallel()
 	node := func(labels map[string]string, info corev1.NodeSystemInfo) *corev1.Node {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Status: corev1.NodeStatus{NodeInfo: info}}
 	}
@@ -320,6 +326,7 @@ func TestNodePlatform(t *testing.T) {
 }
 
 func TestPodPlatformFromNodeSelector(t *testing.T) {
+	t.Parallel()
 	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeSelector: map[string]string{LabelArch: "arm64"}}}
 	if p, known := podPlatform(pod, nil); !known || p != arm64 {
 		t.Fatalf("pending pod with arch selector: %v %v", p, known)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/fleetscan/fleetscan/internal/backoff"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/version"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -58,7 +59,7 @@ func NewKubeSource(cluster string, client kubernetes.Interface, pageSize int64, 
 		log = zap.NewNop()
 	}
 	return &KubeSource{
-		cluster: cluster, client: client, pageSize: pageSize, log: log.With(zap.String("cluster", cluster)),
+		cluster: cluster, client: client, pageSize: pageSize, log: log.With(logging.Cluster(cluster)),
 		owners: map[string]map[string]owner{}, retries: 3, wait: 500 * time.Millisecond,
 	}
 }
@@ -252,7 +253,7 @@ func paginate[L any](ctx context.Context, s *KubeSource, what string, opts metav
 			}
 			d := backoff.Exponential(s.wait, 10*time.Second, attempt)
 			s.log.Warn("list failed; retrying", zap.String("resource", what), zap.Int("page", page),
-				zap.Int("attempt", attempt), zap.Duration("in", d), zap.Error(err))
+				logging.Attempt(attempt), zap.Duration("in", d), zap.Error(err))
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():

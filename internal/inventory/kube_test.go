@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -61,6 +60,7 @@ func (c *callCounter) get(key string) int {
 }
 
 func TestAttribution(t *testing.T) {
+	t.Parallel()
 	objects := []runtime.Object{
 		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "web-5f7c9", OwnerReferences: ownedBy("apps/v1", "Deployment", "web")}},
 		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "lonely-rs"}},
@@ -99,7 +99,7 @@ func TestAttribution(t *testing.T) {
 	a := &attributor{lookup: src, onErr: func(kind, ns string, err error) { t.Errorf("lookup %s in %s: %v", kind, ns, err) }}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := a.workload(context.Background(), tt.pod); got != tt.want {
+			if got := a.workload(t.Context(), tt.pod); got != tt.want {
 				t.Fatalf("workload = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -118,6 +118,7 @@ func TestAttribution(t *testing.T) {
 }
 
 func TestAttributionLookupFailureFallsBack(t *testing.T) {
+	t.Parallel()
 	cs := fake.NewClientset()
 	forbidden := 0
 	cs.PrependReactor("list", "replicasets", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -130,7 +131,7 @@ func TestAttributionLookupFailureFallsBack(t *testing.T) {
 	}}
 	for i := range 3 {
 		pod := testPod("a", fmt.Sprintf("web-5f7c9-%d", i), ownedBy("apps/v1", "ReplicaSet", "web-5f7c9"), map[string]string{"pod-template-hash": "5f7c9"})
-		if got, want := a.workload(context.Background(), pod), (contract.Workload{Kind: KindDeployment, Name: "web", Inferred: true}); got != want {
+		if got, want := a.workload(t.Context(), pod), (contract.Workload{Kind: KindDeployment, Name: "web", Inferred: true}); got != want {
 			t.Fatalf("workload = %+v, want %+v", got, want)
 		}
 	}
@@ -177,6 +178,7 @@ func manyPods(n int) []corev1.Pod {
 }
 
 func TestKubeSourcePaginates(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		pods, pageSize, wantCalls int
 	}{
@@ -192,7 +194,7 @@ func TestKubeSourcePaginates(t *testing.T) {
 			calls := paginatePods(cs, manyPods(tt.pods))
 			src := NewKubeSource("c", cs, int64(tt.pageSize), zaptest.NewLogger(t))
 			seen := map[string]bool{}
-			err := src.EachPod(context.Background(), nil, func(p *corev1.Pod) error {
+			err := src.EachPod(t.Context(), nil, func(p *corev1.Pod) error {
 				if seen[p.Name] {
 					t.Fatalf("pod %s seen twice", p.Name)
 				}
@@ -210,6 +212,7 @@ func TestKubeSourcePaginates(t *testing.T) {
 }
 
 func TestKubeSourceRetriesAndExpiredContinue(t *testing.T) {
+	t.Parallel()
 	pods := manyPods(30)
 	cs := fake.NewClientset()
 	calls := 0
@@ -234,7 +237,7 @@ func TestKubeSourceRetriesAndExpiredContinue(t *testing.T) {
 	src := NewKubeSource("c", cs, 10, zaptest.NewLogger(t))
 	src.wait = 1 // no real sleeping in tests
 	n := 0
-	if err := src.EachPod(context.Background(), nil, func(*corev1.Pod) error { n++; return nil }); err != nil {
+	if err := src.EachPod(t.Context(), nil, func(*corev1.Pod) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// Pods 10..19 were lost with the expired token: the inconsistent
@@ -250,7 +253,7 @@ func TestKubeSourceRetriesAndExpiredContinue(t *testing.T) {
 			calls++
 			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", fmt.Errorf("no"))
 		})
-		err := NewKubeSource("c", cs, 10, zaptest.NewLogger(t)).EachPod(context.Background(), nil, func(*corev1.Pod) error { return nil })
+		err := NewKubeSource("c", cs, 10, zaptest.NewLogger(t)).EachPod(t.Context(), nil, func(*corev1.Pod) error { return nil })
 		if !apierrors.IsForbidden(err) || calls != 1 || !strings.Contains(err.Error(), "list pods (page 1)") {
 			t.Fatalf("err %v after %d calls", err, calls)
 		}
@@ -258,6 +261,7 @@ func TestKubeSourceRetriesAndExpiredContinue(t *testing.T) {
 }
 
 func TestKubeSourceNodesAndSelector(t *testing.T) {
+	t.Parallel()
 	cs := fake.NewClientset(
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{LabelOS: "linux", LabelArch: "arm64"}}},
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}},
@@ -273,7 +277,7 @@ func TestKubeSourceNodesAndSelector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := (&Collector{Filter: filter, Log: zaptest.NewLogger(t)}).Collect(context.Background(), NewKubeSource("c", cs, 10, zaptest.NewLogger(t)))
+	res, err := (&Collector{Filter: filter, Log: zaptest.NewLogger(t)}).Collect(t.Context(), NewKubeSource("c", cs, 10, zaptest.NewLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

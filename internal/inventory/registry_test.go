@@ -107,7 +107,7 @@ func TestRegistryResolver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	tests := []struct {
 		ref, want, wantErr string
 	}{
@@ -150,7 +150,7 @@ func TestRegistryResolverCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := anon.Resolve(context.Background(), ref, amd64); err == nil || !strings.Contains(err.Error(), "401") {
+	if _, err := anon.Resolve(t.Context(), ref, amd64); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("anonymous lookup: %v, want 401", err)
 	}
 
@@ -165,7 +165,7 @@ func TestRegistryResolverCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := authed.Resolve(context.Background(), ref, amd64); err != nil || got != digest {
+	if got, err := authed.Resolve(t.Context(), ref, amd64); err != nil || got != digest {
 		t.Fatalf("with --registry-config: %q, %v; want %q", got, err, digest)
 	}
 
@@ -189,11 +189,11 @@ func TestRegistryResolverInsecure(t *testing.T) {
 	ref := mustRef(t, "registry.internal:5000/app:1")
 
 	secure, _ := NewRegistryResolver(RegistryOptions{Transport: rt})
-	if _, err := secure.Resolve(context.Background(), ref, amd64); err == nil {
+	if _, err := secure.Resolve(t.Context(), ref, amd64); err == nil {
 		t.Fatal("HTTPS to a plain-HTTP registry succeeded")
 	}
 	insecure, _ := NewRegistryResolver(RegistryOptions{Transport: rt, Insecure: []string{"registry.internal:5000"}})
-	if got, err := insecure.Resolve(context.Background(), ref, amd64); err != nil || got != digest {
+	if got, err := insecure.Resolve(t.Context(), ref, amd64); err != nil || got != digest {
 		t.Fatalf("insecure: %q, %v; want %q", got, err, digest)
 	}
 }
@@ -236,7 +236,7 @@ func TestCollectResolvesTags(t *testing.T) {
 		waiting("b", reg.host+"/team/app:1.0", "sha256:"+strings.Repeat("ab", 32)),
 		waiting("c", reg.host+"/team/app:2.0", ""),
 	}}
-	res, err := (&Collector{Resolver: mustResolver(t), Log: zaptest.NewLogger(t)}).Collect(context.Background(), src)
+	res, err := (&Collector{Resolver: mustResolver(t), Log: zaptest.NewLogger(t)}).Collect(t.Context(), src)
 	if err != nil {
 		t.Fatal(err)
 	}

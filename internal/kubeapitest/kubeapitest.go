@@ -32,6 +32,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/fleetscan/fleetscan/internal/tooltest"
 )
 
 // AssetsEnv names a directory holding kube-apiserver and etcd; it overrides
@@ -106,6 +108,7 @@ func repoRoot() (string, error) {
 // missing or the server does not become ready.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	tooltest.Require(t, "kube-apiserver and etcd (make kube-tools)")
 	assets, err := AssetsDir()
 	if err != nil {
 		t.Fatalf("real API server: %v", err)

@@ -69,6 +69,9 @@ type Config struct {
 	InlineLimit int
 	// Owner names lease holders (the worker name).
 	Owner string
+	// ReadOnly never writes: entries read past half their TTL are not
+	// refreshed (a reader such as the reporter leaves that to workers).
+	ReadOnly bool
 }
 
 // DefaultLeaseTTL is the default lease on a layer being analysed. It bounds
@@ -202,7 +205,7 @@ func (c *Cache) get(ctx context.Context, key string) ([]byte, bool, error) {
 		c.log.Warn("unreadable layer-cache entry; treating it as missing", zap.String("key", key))
 		return nil, false, nil
 	}
-	if c.Now().Sub(e.Created()) > c.cfg.TTL/2 {
+	if !c.cfg.ReadOnly && c.Now().Sub(e.Created()) > c.cfg.TTL/2 {
 		if err := c.put(ctx, key, data); err != nil {
 			c.log.Warn("could not refresh a layer-cache entry", zap.String("key", key), zap.Error(err))
 		} else {
@@ -380,6 +383,15 @@ type Analysis struct {
 	// Scanner is the scanner (version and options) that analysed it.
 	Scanner  contract.ScannerInfo `json:"scanner"`
 	StoredAt time.Time            `json:"storedAt"`
+	// RepoTags, RepoDigests and Config are the image metadata Trivy reads
+	// with the image (SBOMs built from the analysis carry them).
+	// ManifestDigest is the platform image's own manifest digest: the
+	// key's digest when it names a single image, another when it names a
+	// multi-arch index. Analyses recorded before they existed lack them.
+	RepoTags       []string        `json:"repoTags,omitempty"`
+	RepoDigests    []string        `json:"repoDigests,omitempty"`
+	Config         json.RawMessage `json:"config,omitempty"`
+	ManifestDigest string          `json:"manifestDigest,omitempty"`
 }
 
 // PutAnalysis records the analysis of an image key.

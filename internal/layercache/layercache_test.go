@@ -51,7 +51,7 @@ func second(t *testing.T, env *natstest.Env) (*nats.Conn, *topology.Resources) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	res, err := topology.Ensure(ctx, js, env.Topo)
 	if err != nil {
@@ -72,7 +72,7 @@ func blob(pkgs ...string) ftypes.BlobInfo {
 }
 
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -1,6 +1,9 @@
 // Package logging builds the zap logger every fleetscan binary uses: JSON in
 // clusters (stderr not a terminal), human-readable console output on a TTY.
-// Loggers are passed down explicitly; there is no global logger.
+// Loggers are passed down explicitly; there is no global logger. Log keys
+// are snake_case, and the keys the components share (run_id, digest,
+// platform, cluster, db_updated_at, ...) are written through the typed field
+// constructors of this package.
 package logging
 
 import (

@@ -60,7 +60,7 @@ func TestConnectNamesServerOnFailure(t *testing.T) {
 	c := natsconn.Defaults("test")
 	c.URLs = "nats://" + addr
 	c.Timeout = time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	_, err := natsconn.Connect(ctx, c, zaptest.NewLogger(t))
 	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "no server reachable") {
@@ -76,7 +76,7 @@ func TestConnectToEmbeddedServer(t *testing.T) {
 	defer srv.Shutdown()
 	c := natsconn.Defaults("fleetscan-test")
 	c.URLs = srv.URL()
-	nc, err := natsconn.Connect(context.Background(), c, zaptest.NewLogger(t))
+	nc, err := natsconn.Connect(t.Context(), c, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/backoff"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/topology"
 )
 
@@ -70,7 +71,7 @@ func ensure(ctx context.Context, log *zap.Logger, within time.Duration, do func(
 			return res, err
 		}
 		wait := min(backoff.Nominal(250*time.Millisecond, 4*time.Second, attempt), time.Until(deadline))
-		log.Warn("JetStream not ready (a cluster electing leaders?); retrying", zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
+		log.Warn("JetStream not ready (a cluster electing leaders?); retrying", logging.Attempt(attempt), zap.Duration("wait", wait), zap.Error(err))
 		select {
 		case <-ctx.Done():
 			return nil, err

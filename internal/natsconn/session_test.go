@@ -20,7 +20,7 @@ func openSession(t *testing.T, url string, giveUp time.Duration) *natsconn.Sessi
 	t.Helper()
 	c := natsconn.Defaults("test")
 	c.URLs, c.GiveUpAfter, c.ReconnectWait = url, giveUp, 50*time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	s, err := natsconn.Open(ctx, c, topology.Defaults(), zaptest.NewLogger(t))
 	if err != nil {
@@ -42,7 +42,7 @@ func TestSessionLostNamesTheServer(t *testing.T) {
 	}
 	url := srv.URL()
 	s := openSession(t, url, 500*time.Millisecond)
-	ctx, stop := s.WithLost(context.Background())
+	ctx, stop := s.WithLost(t.Context())
 	defer stop()
 	srv.Shutdown()
 	select {
@@ -70,7 +70,7 @@ func TestSessionSurvivesAQuickRestart(t *testing.T) {
 	}
 	port, _ := strconv.Atoi(portStr)
 	s := openSession(t, srv.URL(), 20*time.Second)
-	ctx, stop := s.WithLost(context.Background())
+	ctx, stop := s.WithLost(t.Context())
 	defer stop()
 	srv.Shutdown()
 	// The same port and store, as a restarted server.

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -146,6 +148,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		s.StringVar(&r.OutDir, "out-dir", r.OutDir, "directory the report files are written to")
 		s.StringSliceVar(&r.Formats, "format", r.Formats, "report formats: csv, json, html, md, tickets")
 		r.S3.RegisterFlags(s)
+		r.RegisterSBOMFlags(s)
 	})
 }
 
@@ -305,77 +308,130 @@ func interrupted(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: no report written (results stored so far are kept for the next run)", cause)
 }
 
-// run is the pipeline on an open session.
+// run is the pipeline on an open session: workers, dispatcher, reporter.
 func run(ctx context.Context, cfg Config, d Deps, sess *natsconn.Session, notice io.Writer, log *zap.Logger) (reporter.Outcome, error) {
-	res := sess.Res
-	st := store.New(sess.JS, res)
+	st := store.New(sess.JS, sess.Res)
 	st.Worker = cfg.Worker.WorkerName
 
-	// Trivy's own warnings (end-of-life distributions, ...) are in the
-	// results; on a laptop only its errors belong on the terminal.
-	engine, err := worker.OpenEngine(ctx, cfg.Worker, log.Named("worker").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)), worker.WithResources(res), worker.WithClock(d.now))
-	if err != nil {
-		return reporter.Outcome{}, dbError(cfg, err)
-	}
-	defer func() {
-		if err := engine.Close(); err != nil {
-			log.Warn("close scanner", zap.Error(err))
-		}
-	}()
-	w, err := worker.New(cfg.Worker, worker.Deps{Conn: sess.Conn, Resources: res, Store: st, Scanner: engine, Log: log.Named("worker")})
+	workers, err := startWorkers(ctx, cfg, sess.Conn, sess.Res, st, d.now, log)
 	if err != nil {
 		return reporter.Outcome{}, err
 	}
-	// The dispatcher compares stored results with the identity the workers
-	// publish; publish it before dispatching rather than racing Run.
-	if err := w.Announce(ctx); err != nil {
-		log.Warn("could not publish the scanner identity; every image will be queued", zap.Error(err))
-	}
-	workerCtx, cancelWorkers := context.WithCancel(ctx)
-	workerDone := make(chan error, 1)
-	go func() { workerDone <- w.Run(workerCtx) }()
-	// The first interrupt: the workers stop taking jobs at once; say what
-	// is still waited for, and until when.
-	stopNotice := context.AfterFunc(ctx, func() {
-		until := time.Now().Add(cfg.GracePeriod).Format(time.TimeOnly)
-		if n := w.InFlight(); n > 0 {
-			fmt.Fprintf(notice, "fleetscan: stopped taking work; waiting up to %s (until %s) for %d in-flight scans to finish, then closing the state in %s\n",
-				cfg.GracePeriod, until, n, cfg.StateDir)
-		} else {
-			fmt.Fprintf(notice, "fleetscan: stopped taking work; no scan in flight; closing the state in %s\n", cfg.StateDir)
-		}
-	})
+	defer workers.close()
+	stopNotice := context.AfterFunc(ctx, func() { workers.notice(notice, cfg) })
 	defer stopNotice()
-	var stopOnce sync.Once
-	stopWorkers := func() {
-		stopOnce.Do(func() {
-			cancelWorkers()
-			if err := <-workerDone; err != nil {
-				log.Warn("workers stopped with an error", zap.Error(err))
-			}
-		})
-	}
-	defer stopWorkers()
 
-	resolver, err := cfg.Dispatch.Resolver()
+	manifest, err := dispatch(ctx, cfg, sess.JS, st, log)
 	if err != nil {
 		return reporter.Outcome{}, err
-	}
-	sources, failed, err := cfg.Dispatch.Sources.Open(log.Named("dispatcher"))
-	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("open clusters: %w", err)
-	}
-	manifest, err := dispatcher.Run(ctx, cfg.Dispatch, dispatcher.Deps{
-		Sources: sources, Failed: failed, Resolver: resolver,
-		Publisher: queue.NewPublisher(sess.JS), Store: st, Reuse: st, Log: log.Named("dispatcher"),
-	})
-	if err != nil {
-		return reporter.Outcome{}, fmt.Errorf("dispatch: %w", err)
 	}
 	if d.OnManifest != nil {
 		d.OnManifest(manifest)
 	}
+	out, err := reporter.Run(ctx, cfg.Report, reporterDeps(st, sess.Res, log, d, workers.w))
+	workers.stop() // their counters are final once they stopped
+	if d.Out != nil && err == nil {
+		writeIncremental(d.Out, manifest.Reused, workers.w.Stats())
+	}
+	return out, err
+}
 
+// inProcessWorkers are the run's workers over one scanner.
+type inProcessWorkers struct {
+	w      *worker.Worker
+	engine *worker.Engine
+	log    *zap.Logger
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// startWorkers opens the scanner and starts the workers; they publish the
+// scanner identity first, so the dispatcher does not race them. now is the
+// calendar the DB's freshness is judged against.
+func startWorkers(ctx context.Context, cfg Config, nc *nats.Conn, res *topology.Resources, st *store.Store, now func() time.Time, log *zap.Logger) (*inProcessWorkers, error) {
+	// Trivy's own warnings (end-of-life distributions, ...) are in the
+	// results; on a laptop only its errors belong on the terminal.
+	engine, err := worker.OpenEngine(ctx, cfg.Worker, log.Named("worker").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
+		worker.WithResources(res), worker.WithClock(now))
+	if err != nil {
+		return nil, dbError(cfg, err)
+	}
+	p := &inProcessWorkers{engine: engine, log: log, done: make(chan error, 1)}
+	p.w, err = worker.New(cfg.Worker, worker.Deps{Conn: nc, Resources: res, Store: st, Scanner: engine, Log: log.Named("worker")})
+	if err != nil {
+		p.closeEngine()
+		return nil, err
+	}
+	// The dispatcher compares stored results with the identity the workers
+	// publish; publish it before dispatching rather than racing Run.
+	if err := p.w.Announce(ctx); err != nil {
+		log.Warn("could not publish the scanner identity; every image will be queued", zap.Error(err))
+	}
+	workerCtx, cancel := context.WithCancel(ctx)
+	p.cancel = cancel
+	go func() { p.done <- p.w.Run(workerCtx) }()
+	return p, nil
+}
+
+// notice says, at the first interrupt, what the run still waits for and
+// until when: the workers stopped taking jobs; in-flight scans get the
+// grace period.
+func (p *inProcessWorkers) notice(w io.Writer, cfg Config) {
+	until := time.Now().Add(cfg.GracePeriod).Format(time.TimeOnly)
+	if n := p.w.InFlight(); n > 0 {
+		fmt.Fprintf(w, "fleetscan: stopped taking work; waiting up to %s (until %s) for %d in-flight scans to finish, then closing the state in %s\n",
+			cfg.GracePeriod, until, n, cfg.StateDir)
+		return
+	}
+	fmt.Fprintf(w, "fleetscan: stopped taking work; no scan in flight; closing the state in %s\n", cfg.StateDir)
+}
+
+// stop stops the workers and waits for them (once).
+func (p *inProcessWorkers) stop() {
+	p.once.Do(func() {
+		p.cancel()
+		if err := <-p.done; err != nil {
+			p.log.Warn("workers stopped with an error", zap.Error(err))
+		}
+	})
+}
+
+// close stops the workers, then closes the scanner.
+func (p *inProcessWorkers) close() {
+	p.stop()
+	p.closeEngine()
+}
+
+func (p *inProcessWorkers) closeEngine() {
+	if err := p.engine.Close(); err != nil {
+		p.log.Warn("close scanner", zap.Error(err))
+	}
+}
+
+// dispatch runs the dispatcher over the configured clusters.
+func dispatch(ctx context.Context, cfg Config, js jetstream.JetStream, st *store.Store, log *zap.Logger) (contract.RunManifest, error) {
+	resolver, err := cfg.Dispatch.Resolver()
+	if err != nil {
+		return contract.RunManifest{}, err
+	}
+	sources, failed, err := cfg.Dispatch.Sources.Open(log.Named("dispatcher"))
+	if err != nil {
+		return contract.RunManifest{}, fmt.Errorf("open clusters: %w", err)
+	}
+	manifest, err := dispatcher.Run(ctx, cfg.Dispatch, dispatcher.Deps{
+		Sources: sources, Failed: failed, Resolver: resolver,
+		Publisher: queue.NewPublisher(js), Store: st, Reuse: st, Log: log.Named("dispatcher"),
+	})
+	if err != nil {
+		return contract.RunManifest{}, fmt.Errorf("dispatch: %w", err)
+	}
+	return manifest, nil
+}
+
+// reporterDeps wires the reporter to the run's store and progress display;
+// the progress counts the jobs w holds for a retry.
+func reporterDeps(st *store.Store, res *topology.Resources, log *zap.Logger, d Deps, w *worker.Worker) reporter.Deps {
 	rd := reporter.NewDeps(st, res, log.Named("reporter"), d.Out)
 	if d.Progress != nil || d.OnProgress != nil {
 		rd.Progress = func(s progress.State) {
@@ -397,12 +453,7 @@ func run(ctx context.Context, cfg Config, d Deps, sess *natsconn.Session, notice
 		rd.Out = d.Progress.BreakWriter(d.Out)
 	}
 	rd.OnWritten = d.OnWritten
-	out, err := reporter.Run(ctx, cfg.Report, rd)
-	stopWorkers() // their counters are final once they stopped
-	if d.Out != nil && err == nil {
-		writeIncremental(d.Out, manifest.Reused, w.Stats())
-	}
-	return out, err
+	return rd
 }
 
 // writeIncremental prints what incremental scanning saved in this run:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/deadport"
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/natsembed"
 	"github.com/fleetscan/fleetscan/internal/progress"
@@ -30,7 +31,7 @@ func slowFleet(t *testing.T, cfg *Config) (blobs <-chan struct{}) {
 	t.Helper()
 	seen := make(chan struct{}, 16)
 	var pushed atomic.Bool
-	reg := fixture.NewRegistry(t, fixture.WithMiddleware(func(next http.Handler) http.Handler {
+	reg := fixturetest.NewRegistry(t, fixture.WithMiddleware(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if pushed.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
 				select {
@@ -46,7 +47,7 @@ func slowFleet(t *testing.T, cfg *Config) (blobs <-chan struct{}) {
 			next.ServeHTTP(w, r)
 		})
 	}))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	spec, err := fixture.SampleImage("alpine-3.18")
 	if err != nil {
@@ -102,7 +103,7 @@ func TestNATSDiesMidRun(t *testing.T) {
 
 	errc := make(chan error, 1)
 	go func() {
-		_, err := Run(context.Background(), cfg, Deps{Log: zaptest.NewLogger(t)})
+		_, err := Run(t.Context(), cfg, Deps{Log: zaptest.NewLogger(t)})
 		errc <- err
 	}()
 	select {
@@ -154,7 +155,7 @@ func TestUnreachableRegistry(t *testing.T) {
 	var mu sync.Mutex
 	var sawRetry progress.State
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	out, err := Run(ctx, cfg, Deps{Log: zaptest.NewLogger(t), OnProgress: func(s progress.State) {
 		mu.Lock()

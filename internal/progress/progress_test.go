@@ -8,6 +8,7 @@ import (
 )
 
 func TestPlainLinesAreThrottledAndFinal(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	p := New(&buf, false, 10*time.Second)
 	clock := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
@@ -32,6 +33,7 @@ func TestPlainLinesAreThrottledAndFinal(t *testing.T) {
 }
 
 func TestBarOnTerminal(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	p := New(&buf, true, time.Second)
 	clock := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
@@ -49,6 +51,7 @@ func TestBarOnTerminal(t *testing.T) {
 }
 
 func TestETA(t *testing.T) {
+	t.Parallel()
 	if _, ok := ETA(State{Done: 0, Total: 3}, time.Second); ok {
 		t.Fatal("no ETA before the first result")
 	}

@@ -1,7 +1,6 @@
 package queue_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -19,7 +18,7 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	const jobs = 10_000
 	env := natstest.Start(b)
-	ctx := context.Background()
+	ctx := b.Context()
 	stream, err := env.JS.Stream(ctx, topology.JobsStream)
 	if err != nil {
 		b.Fatal(err)

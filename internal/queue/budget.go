@@ -13,27 +13,6 @@ import (
 // budget's backoff (~150 s at the defaults) for it.
 const DefaultUnreachableBudget = 30 * time.Second
 
-// Retry describes a retry the consumer scheduled (ConsumerConfig.OnRetry).
-type Retry struct {
-	Delivery Delivery
-	Class    contract.FailureClass
-	// Next is when the job is delivered again.
-	Next time.Time
-	// GiveUpBy is the latest time the job can still be retrying: when its
-	// delivery budget (or, for an unreachable registry, its time budget)
-	// runs out. Progress estimates count it.
-	GiveUpBy time.Time
-}
-
-// onRetry reports a scheduled retry.
-func (c *Consumer) onRetry(d Delivery, class contract.FailureClass, delay, left time.Duration) {
-	if c.cfg.OnRetry == nil {
-		return
-	}
-	now := time.Now()
-	c.cfg.OnRetry(Retry{Delivery: d, Class: class, Next: now.Add(delay), GiveUpBy: now.Add(max(delay, left))})
-}
-
 // retryPlan decides whether a retryable failure at attempt is retried and
 // after which delay. Unreachable registries retry on a time budget: the
 // nominal backoff delays of the attempts so far must stay within it, and the

@@ -20,7 +20,7 @@ import (
 // estimates.
 func TestUnreachableRetriesOnATimeBudget(t *testing.T) {
 	env := natstest.Start(t, fastAck(5*time.Second, 10))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	j := job(9, "c")
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{j}); err != nil {
@@ -29,15 +29,21 @@ func TestUnreachableRetriesOnATimeBudget(t *testing.T) {
 	rec := newRecorder(nil)
 	var calls atomic.Int32
 	var mu sync.Mutex
-	var retries []queue.Retry
+	var retries []queue.Decision
 	start := time.Now()
 	runCtx, stop := context.WithCancel(ctx)
 	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
 		calls.Add(1)
-		return queue.Retryable(contract.FailureUnreachable, errors.New("dial tcp 10.0.0.1:443: connect: connection refused"))
+		return contract.Retryable(contract.FailureUnreachable, errors.New("dial tcp 10.0.0.1:443: connect: connection refused"))
 	}), rec, queue.ConsumerConfig{Concurrency: 1, RetryBase: 100 * time.Millisecond, RetryMax: time.Second,
 		FetchWait: 200 * time.Millisecond, UnreachableBudget: 300 * time.Millisecond,
-		OnRetry: func(r queue.Retry) { mu.Lock(); retries = append(retries, r); mu.Unlock() }})
+		OnDecision: func(d queue.Decision) {
+			if d.Action == queue.ActionRetry {
+				mu.Lock()
+				retries = append(retries, d)
+				mu.Unlock()
+			}
+		}})
 	waitFor(t, "failure recorded", 30*time.Second, func() bool { _, _, ok := rec.get(j.Digest); return ok })
 	stop()
 	wait()
@@ -51,7 +57,7 @@ func TestUnreachableRetriesOnATimeBudget(t *testing.T) {
 		t.Fatalf("%d retries reported, want 2", len(retries))
 	}
 	for i, r := range retries {
-		if r.Class != contract.FailureUnreachable || r.Delivery.Attempt != i+1 || r.GiveUpBy.Before(r.Next) {
+		if r.Class != contract.FailureUnreachable || r.Delivery.Attempt != i+1 || r.GiveUpBy.IsZero() || r.Delay <= 0 {
 			t.Errorf("retry %d: %+v", i, r)
 		}
 		// Never beyond the budget (plus the time the attempts took).
@@ -65,25 +71,30 @@ func TestUnreachableRetriesOnATimeBudget(t *testing.T) {
 // budget ends.
 func TestRetryReportsGiveUpTime(t *testing.T) {
 	env := natstest.Start(t, fastAck(5*time.Second, 3))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	j := job(10, "c")
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{j}); err != nil {
 		t.Fatal(err)
 	}
 	rec := newRecorder(nil)
-	got := make(chan queue.Retry, 8)
+	got := make(chan queue.Decision, 8)
 	runCtx, stop := context.WithCancel(ctx)
 	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
-		return queue.Retryable(contract.FailureInternal, errors.New("500"))
+		return contract.Retryable(contract.FailureInternal, errors.New("500"))
 	}), rec, queue.ConsumerConfig{Concurrency: 1, RetryBase: 100 * time.Millisecond, RetryMax: time.Second, FetchWait: 200 * time.Millisecond,
-		OnRetry: func(r queue.Retry) { got <- r }})
+		OnDecision: func(d queue.Decision) {
+			if d.Action == queue.ActionRetry {
+				got <- d
+			}
+		}})
+	decided := time.Now()
 	first := <-got
 	waitFor(t, "failure recorded", 30*time.Second, func() bool { _, _, ok := rec.get(j.Digest); return ok })
 	stop()
 	wait()
 	// Attempt 1 of 3: delays of 100 ms and 200 ms are still ahead (+20%).
-	if left := first.GiveUpBy.Sub(first.Next); left < 150*time.Millisecond || left > time.Second {
-		t.Errorf("first retry gives up %s after its next attempt, want about the 200 ms still ahead", left)
+	if left := first.GiveUpBy.Sub(decided); left < 250*time.Millisecond || left > 2*time.Second {
+		t.Errorf("first retry gives up %s after it was decided, want about the 300 ms of delays still ahead", left)
 	}
 }

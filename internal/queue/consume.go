@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -41,6 +42,49 @@ type HandlerFunc func(ctx context.Context, d Delivery) error
 // Handle calls f.
 func (f HandlerFunc) Handle(ctx context.Context, d Delivery) error { return f(ctx, d) }
 
+// Action is how the consumer answered one delivery.
+type Action string
+
+const (
+	// ActionAck: the handler succeeded; the job is acknowledged.
+	ActionAck Action = "ack"
+	// ActionRetry: a retryable failure with delivery budget left; the job
+	// is negatively acknowledged with a backoff delay.
+	ActionRetry Action = "retry"
+	// ActionHandBack: shutdown cut the handler short; the job is negatively
+	// acknowledged without delay so another worker takes it at once. It is
+	// not a failure.
+	ActionHandBack Action = "hand_back"
+	// ActionTerm: a permanent failure, or a retryable one with the budget
+	// spent; the failure is recorded, then the job terminated.
+	ActionTerm Action = "term"
+)
+
+// Decision is the consumer's reply to one handled delivery, reported to
+// ConsumerConfig.OnDecision after it was sent, so a handler's owner counts
+// and logs outcomes without re-deriving them.
+type Decision struct {
+	Delivery Delivery
+	Action   Action
+	// Class and Retryable classify the handler's error (contract.Classify);
+	// empty for ActionAck.
+	Class     contract.FailureClass
+	Retryable bool
+	// Delay is the redelivery delay of ActionRetry.
+	Delay time.Duration
+	// GiveUpBy is, for ActionRetry, the latest time the job can still be
+	// retrying: when its delivery budget (or, for an unreachable registry,
+	// its time budget) runs out. Progress estimates count it.
+	GiveUpBy time.Time
+	// Err is the handler's error (nil for ActionAck).
+	Err error
+	// RecordErr is set when the failure of an ActionTerm could not be
+	// stored: the job was handed back for redelivery instead of terminated.
+	RecordErr error
+	// Duration is how long the handler ran.
+	Duration time.Duration
+}
+
 // FailureRecorder writes the failure result of a job that will not be
 // retried (permanent error, exhausted budget, dead workers). The job is only
 // terminated after it returns nil, so a failure is never silent.
@@ -65,9 +109,9 @@ type ConsumerConfig struct {
 	// be reached (class unreachable) in time; 0 means
 	// DefaultUnreachableBudget, negative retries it like any class.
 	UnreachableBudget time.Duration
-	// OnRetry, when set, is told of every retry scheduled (progress
-	// estimates count the time retries can take).
-	OnRetry func(Retry)
+	// OnDecision, when set, is told how every handled delivery was
+	// answered, after the reply (on the delivery's goroutine).
+	OnDecision func(Decision)
 }
 
 func (c *ConsumerConfig) defaults(ackWait time.Duration) {
@@ -209,13 +253,40 @@ func (c *Consumer) drain(wg *sync.WaitGroup) error {
 	return nil
 }
 
-// process handles one message and replies to the server exactly once.
+// process handles one message and replies to the server exactly once,
+// then reports the decision to Config.OnDecision.
 func (c *Consumer) process(runCtx, workCtx context.Context, msg jetstream.Msg) {
+	d, ok := c.delivery(msg)
+	if !ok {
+		return
+	}
+	job := d.Job
+	log := c.log.With(logging.Digest(job.Digest), logging.Platform(job.Platform),
+		logging.RunID(job.RunID), logging.Attempt(d.Attempt), zap.Uint64("stream_seq", d.StreamSeq))
+
+	hbCtx, stopHB := context.WithCancel(workCtx)
+	go c.heartbeat(hbCtx, msg, log)
+	start := time.Now()
+	herr := c.safeHandle(workCtx, d)
+	took := time.Since(start)
+	stopHB()
+
+	dec := c.decide(d, herr, runCtx.Err() != nil && workCtx.Err() != nil)
+	dec.Duration = took
+	c.reply(workCtx, msg, &dec, log)
+	if c.cfg.OnDecision != nil {
+		c.cfg.OnDecision(dec)
+	}
+}
+
+// delivery decodes a message into a Delivery. A message that is not a scan
+// job is terminated (it is never redelivered) and logged once.
+func (c *Consumer) delivery(msg jetstream.Msg) (Delivery, bool) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		c.log.Error("job without JetStream metadata; terminating", zap.Error(err))
 		_ = msg.Term()
-		return
+		return Delivery{}, false
 	}
 	job, err := contract.DecodeScanJob(msg.Data())
 	if err != nil {
@@ -225,42 +296,61 @@ func (c *Consumer) process(runCtx, workCtx context.Context, msg jetstream.Msg) {
 			zap.String("subject", msg.Subject()), zap.Uint64("stream_seq", meta.Sequence.Stream),
 			zap.Int("bytes", len(msg.Data())), zap.Error(err))
 		_ = msg.TermWithReason("invalid job: " + err.Error())
-		return
+		return Delivery{}, false
 	}
-	d := Delivery{Job: job, Attempt: int(meta.NumDelivered), MaxDeliver: c.maxDeliver, StreamSeq: meta.Sequence.Stream}
-	log := c.log.With(zap.String("digest", job.Digest), zap.String("platform", job.Platform.String()),
-		zap.String("run_id", job.RunID), zap.Int("attempt", d.Attempt), zap.Uint64("stream_seq", d.StreamSeq))
+	return Delivery{Job: job, Attempt: int(meta.NumDelivered), MaxDeliver: c.maxDeliver, StreamSeq: meta.Sequence.Stream}, true
+}
 
-	hbCtx, stopHB := context.WithCancel(workCtx)
-	go c.heartbeat(hbCtx, msg, log)
-	herr := c.safeHandle(workCtx, d)
-	stopHB()
-
+// decide turns the handler's result into the reply: ack a success, hand
+// back a job shutdown interrupted, retry a retryable failure while the
+// budget lasts, and record and terminate the rest.
+func (c *Consumer) decide(d Delivery, herr error, interrupted bool) Decision {
+	if herr == nil {
+		return Decision{Delivery: d, Action: ActionAck}
+	}
+	dec := Decision{Delivery: d, Err: herr}
+	dec.Class, dec.Retryable = contract.Classify(herr)
 	switch {
-	case herr == nil:
-		if err := msg.DoubleAck(workCtx); err != nil {
+	case interrupted:
+		dec.Action = ActionHandBack
+	case dec.Retryable && !d.LastAttempt():
+		retry, delay, left := c.retryPlan(dec.Class, d.Attempt)
+		if !retry {
+			// The class's time budget is spent (an unreachable registry).
+			dec.Action = ActionTerm
+			dec.Err = fmt.Errorf("retried for %s, the time budget of its class: %w", c.cfg.UnreachableBudget, herr)
+			break
+		}
+		dec.Action = ActionRetry
+		dec.Delay = delay
+		dec.GiveUpBy = time.Now().Add(max(delay, left))
+	default:
+		dec.Action = ActionTerm
+	}
+	return dec
+}
+
+// reply sends the decision to the server. A failure that cannot be
+// recorded is not terminated: the job is handed back and dec.RecordErr set.
+func (c *Consumer) reply(ctx context.Context, msg jetstream.Msg, dec *Decision, log *zap.Logger) {
+	switch dec.Action {
+	case ActionAck:
+		if err := msg.DoubleAck(ctx); err != nil {
 			log.Warn("ack failed; the job may be redelivered", zap.Error(err))
 		}
-	case runCtx.Err() != nil && workCtx.Err() != nil:
+	case ActionHandBack:
 		// Shutdown cut the scan short: hand it back at once, not a failure.
-		log.Info("scan interrupted by shutdown; returning job to the queue", zap.Error(herr))
+		log.Info("scan interrupted by shutdown; returning job to the queue", zap.Error(dec.Err))
 		_ = msg.Nak()
-	default:
-		class, retryable := Classify(herr)
-		retry, delay, left := c.retryPlan(class, d.Attempt)
-		if retryable && !d.LastAttempt() && retry {
-			log.Warn("scan failed; will retry", zap.String("class", string(class)), zap.Duration("delay", delay), zap.Error(herr))
-			if err := msg.NakWithDelay(delay); err != nil {
-				log.Warn("nak failed", zap.Error(err))
-			}
-			c.onRetry(d, class, delay, left)
-			return
+	case ActionRetry:
+		log.Warn("scan failed; will retry", logging.FailureClass(dec.Class), zap.Duration("delay", dec.Delay), zap.Error(dec.Err))
+		if err := msg.NakWithDelay(dec.Delay); err != nil {
+			log.Warn("nak failed", zap.Error(err))
 		}
-		if retryable && !retry {
-			herr = fmt.Errorf("retried for %s, the time budget of its class: %w", c.cfg.UnreachableBudget, herr)
-		}
-		log.Error("scan failed; recording failure", zap.String("class", string(class)), zap.Bool("retryable", retryable), zap.Error(herr))
-		if err := c.recordAndTerm(workCtx, msg, job, class, herr.Error(), d.Attempt); err != nil {
+	case ActionTerm:
+		log.Error("scan failed; recording failure", logging.FailureClass(dec.Class), zap.Bool("retryable", dec.Retryable), zap.Error(dec.Err))
+		if err := c.recordAndTerm(ctx, msg, dec.Delivery.Job, dec.Class, dec.Err.Error(), dec.Delivery.Attempt); err != nil {
+			dec.RecordErr = err
 			log.Error("could not record failure; job left for redelivery", zap.Error(err))
 		}
 	}
@@ -282,7 +372,7 @@ func (c *Consumer) safeHandle(ctx context.Context, d Delivery) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("scan panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			err = Permanent(contract.FailureInternal, fmt.Errorf("scan panicked: %v", r))
+			err = contract.Permanent(contract.FailureInternal, fmt.Errorf("scan panicked: %v", r))
 		}
 	}()
 	return c.handler.Handle(ctx, d)

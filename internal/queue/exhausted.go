@@ -39,9 +39,15 @@ type ExhaustedWatcher struct {
 	sub *nats.Subscription
 }
 
+// Subscriber subscribes to core NATS subjects in a queue group. *nats.Conn
+// implements it.
+type Subscriber interface {
+	QueueSubscribe(subject, queue string, cb nats.MsgHandler) (*nats.Subscription, error)
+}
+
 // WatchExhausted subscribes to the max-deliveries advisory (in a queue group:
 // one handler per advisory across all workers).
-func WatchExhausted(nc *nats.Conn, jobs jetstream.Stream, rec FailureRecorder, log *zap.Logger) (*ExhaustedWatcher, error) {
+func WatchExhausted(nc Subscriber, jobs jetstream.Stream, rec FailureRecorder, log *zap.Logger) (*ExhaustedWatcher, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}

@@ -103,7 +103,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 
 func TestPublishDeduplicatesAndDeliversOnce(t *testing.T) {
 	env := natstest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	// 10,000 jobs of which half repeat a digest (same cycle).
@@ -170,7 +170,7 @@ func TestPublishDeduplicatesAndDeliversOnce(t *testing.T) {
 
 func TestUnackedJobIsRedeliveredAfterAckWait(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c")}); err != nil {
 		t.Fatal(err)
@@ -215,7 +215,7 @@ func TestUnackedJobIsRedeliveredAfterAckWait(t *testing.T) {
 // OfAckWait).
 func TestHeartbeatsKeepLongScanFromRedelivery(t *testing.T) {
 	env := natstest.Start(t, fastAck(3*time.Second, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c")}); err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func TestHeartbeatsKeepLongScanFromRedelivery(t *testing.T) {
 
 func TestPermanentErrorIsRecordedAndTerminated(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	j := job(7, "c")
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{j}); err != nil {
@@ -259,7 +259,7 @@ func TestPermanentErrorIsRecordedAndTerminated(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
 		calls.Add(1)
-		return queue.Permanent(contract.FailureNotFound, errors.New("manifest unknown"))
+		return contract.Permanent(contract.FailureNotFound, errors.New("manifest unknown"))
 	}), rec, queue.ConsumerConfig{Concurrency: 1, FetchWait: 300 * time.Millisecond})
 	waitFor(t, "failure recorded", 10*time.Second, func() bool { _, _, ok := rec.get(j.Digest); return ok })
 	time.Sleep(2500 * time.Millisecond) // > 2 AckWaits: a Term'd job must not come back
@@ -279,7 +279,7 @@ func TestPermanentErrorIsRecordedAndTerminated(t *testing.T) {
 
 func TestRetryableErrorRetriesThenRecordsFailure(t *testing.T) {
 	env := natstest.Start(t, fastAck(5*time.Second, 3))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	j := job(8, "c")
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{j}); err != nil {
@@ -290,7 +290,7 @@ func TestRetryableErrorRetriesThenRecordsFailure(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
 		calls.Add(1)
-		return queue.Retryable(contract.FailureRateLimited, errors.New("429 too many requests"))
+		return contract.Retryable(contract.FailureRateLimited, errors.New("429 too many requests"))
 	}), rec, queue.ConsumerConfig{Concurrency: 1, RetryBase: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond, FetchWait: 300 * time.Millisecond})
 	waitFor(t, "failure recorded", 20*time.Second, func() bool { _, _, ok := rec.get(j.Digest); return ok })
 	stop()
@@ -301,9 +301,70 @@ func TestRetryableErrorRetriesThenRecordsFailure(t *testing.T) {
 	}
 }
 
+// TestOnDecisionReportsEveryReply checks that the consumer tells its owner
+// how it answered each delivery, so the worker never re-derives it.
+func TestOnDecisionReportsEveryReply(t *testing.T) {
+	env := natstest.Start(t, fastAck(5*time.Second, 2))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	ok, gone, busy := job(21, "c"), job(22, "c"), job(23, "c")
+	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{ok, gone, busy}); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(nil)
+	var mu sync.Mutex
+	got := map[string][]queue.Decision{}
+	runCtx, stop := context.WithCancel(ctx)
+	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
+		switch d.Job.Digest {
+		case gone.Digest:
+			return contract.Permanent(contract.FailureNotFound, errors.New("manifest unknown"))
+		case busy.Digest:
+			return contract.Retryable(contract.FailureRateLimited, errors.New("429 too many requests"))
+		}
+		return nil
+	}), rec, queue.ConsumerConfig{Concurrency: 3, RetryBase: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		FetchWait: 300 * time.Millisecond, OnDecision: func(d queue.Decision) {
+			mu.Lock()
+			defer mu.Unlock()
+			got[d.Delivery.Job.Digest] = append(got[d.Delivery.Job.Digest], d)
+		}})
+	waitFor(t, "three jobs decided", 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got[ok.Digest]) == 1 && len(got[gone.Digest]) == 1 && len(got[busy.Digest]) == 2
+	})
+	stop()
+	wait()
+	type want struct {
+		action    queue.Action
+		class     contract.FailureClass
+		retryable bool
+		attempt   int
+	}
+	for digest, wants := range map[string][]want{
+		ok.Digest:   {{queue.ActionAck, "", false, 1}},
+		gone.Digest: {{queue.ActionTerm, contract.FailureNotFound, false, 1}},
+		busy.Digest: {{queue.ActionRetry, contract.FailureRateLimited, true, 1}, {queue.ActionTerm, contract.FailureRateLimited, true, 2}},
+	} {
+		for i, w := range wants {
+			d := got[digest][i]
+			if d.Action != w.action || d.Class != w.class || d.Retryable != w.retryable || d.Delivery.Attempt != w.attempt {
+				t.Errorf("%s decision %d = %s %s retryable=%v attempt %d, want %+v", digest, i, d.Action, d.Class, d.Retryable, d.Delivery.Attempt, w)
+			}
+			if (d.Err == nil) != (w.action == queue.ActionAck) || d.RecordErr != nil || d.Duration <= 0 {
+				t.Errorf("%s decision %d: err %v, record err %v, duration %s", digest, i, d.Err, d.RecordErr, d.Duration)
+			}
+			if (d.Action == queue.ActionRetry) != (d.Delay > 0) {
+				t.Errorf("%s decision %d: %s with delay %s", digest, i, d.Action, d.Delay)
+			}
+		}
+	}
+}
+
 func TestPanicIsRecoveredAndRecorded(t *testing.T) {
 	env := natstest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c"), job(2, "c")}); err != nil {
 		t.Fatal(err)
@@ -328,7 +389,7 @@ func TestPanicIsRecoveredAndRecorded(t *testing.T) {
 
 func TestMaxDeliverExhaustedByDeadWorkersYieldsFailureResult(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 2))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	j := job(9, "c")
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{j}); err != nil {
@@ -387,7 +448,7 @@ func TestMaxDeliverExhaustedByDeadWorkersYieldsFailureResult(t *testing.T) {
 
 func TestPoisonMessageIsTerminatedAndLoggedOnce(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Second, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := env.JS.Publish(ctx, topology.JobsSubjectPrefix+".garbage", []byte("\x00not a job")); err != nil {
 		t.Fatal(err)
@@ -420,21 +481,26 @@ func TestPoisonMessageIsTerminatedAndLoggedOnce(t *testing.T) {
 
 func TestGracefulShutdownNaksUnfinishedJobs(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Minute, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := queue.NewPublisher(env.JS).Publish(ctx, []contract.ScanJob{job(1, "c")}); err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
+	var decided []queue.Action
 	runCtx, stop := context.WithCancel(ctx)
 	wait := runConsumer(t, runCtx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
 		close(started)
 		<-ctx.Done() // a scan that cannot finish within the grace period
 		return ctx.Err()
-	}), newRecorder(nil), queue.ConsumerConfig{Concurrency: 1, Grace: 200 * time.Millisecond, FetchWait: 300 * time.Millisecond})
+	}), newRecorder(nil), queue.ConsumerConfig{Concurrency: 1, Grace: 200 * time.Millisecond, FetchWait: 300 * time.Millisecond,
+		OnDecision: func(d queue.Decision) { decided = append(decided, d.Action) }})
 	<-started
 	stop()
 	wait()
+	if len(decided) != 1 || decided[0] != queue.ActionHandBack {
+		t.Errorf("decisions at shutdown = %v, want [%s]", decided, queue.ActionHandBack)
+	}
 	// Nak'd: available again at once (AckWait is a minute), not recorded.
 	var got int
 	wait2 := runConsumer(t, ctx, env, queue.HandlerFunc(func(ctx context.Context, d queue.Delivery) error {
@@ -450,7 +516,7 @@ func TestGracefulShutdownNaksUnfinishedJobs(t *testing.T) {
 
 func TestLagMatchesServerJsz(t *testing.T) {
 	env := natstest.Start(t, fastAck(time.Minute, 5))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	jobs := make([]contract.ScanJob, 25)
 	for i := range jobs {

@@ -97,15 +97,30 @@ func identity(repo string, v *Vuln) sla.Identity {
 // acceptance, sorted breached first, then by severity and deadline; tickets;
 // the diff; and the summary.
 func Build(in Input) *Report {
-	asOf := in.AsOf.UTC()
 	severities := in.Filter.Severities
 	if len(severities) == 0 {
 		severities = sla.Severities
 	}
+	r := newReport(in, severities)
+	rows := newRowBuilder(in)
+	r.Findings = sortFindings(rows.build(r.Images))
+	r.Summary = summarize(r, severities)
+	r.Complete = r.Summary.complete()
+	r.ExpiredAcceptances = rows.expiredAcceptances()
+	r.Diff = buildDiff(rows.ids, in.Fixed, severities)
+	r.Tickets = BuildTickets(r.Findings)
+	r.Summary.Tickets = len(r.Tickets)
+	return r
+}
+
+// newReport starts the report from its input: the header, the policy and
+// the images (sorted by reference), every list non-nil so the JSON report
+// has [] rather than null.
+func newReport(in Input, severities []string) *Report {
 	r := &Report{
 		SchemaVersion: SchemaVersion,
 		GeneratedAt:   in.GeneratedAt.UTC(),
-		AsOf:          asOf,
+		AsOf:          in.AsOf.UTC(),
 		Scope:         in.Scope,
 		Runs:          nonNil(in.Runs),
 		Clusters:      nonNil(in.Clusters),
@@ -127,9 +142,7 @@ func Build(in Input) *Report {
 	for i := range r.Runs {
 		r.Runs[i].Clusters = nonNil(r.Runs[i].Clusters)
 	}
-	n := 0
 	for _, img := range in.Images {
-		n += len(img.Vulns)
 		img.Repositories = nonNil(img.Repositories)
 		img.Clusters = nonNil(img.Clusters)
 		img.Namespaces = nonNil(img.Namespaces)
@@ -143,83 +156,133 @@ func Build(in Input) *Report {
 		return cmp.Or(strings.Compare(a.Reference, b.Reference), strings.Compare(a.Key.Digest, b.Key.Digest),
 			strings.Compare(a.Platform, b.Platform))
 	})
-	r.Findings = make([]Finding, 0, n)
-	type diffState struct {
-		entry  DiffEntry
-		change sla.Change
+	return r
+}
+
+// diffState is an SLA identity seen in this report and how it changed.
+type diffState struct {
+	entry  DiffEntry
+	change sla.Change
+}
+
+// rowBuilder makes the report's rows, and on the way collects the SLA
+// identities they show (for the diff) and the expired acceptances they hit.
+type rowBuilder struct {
+	in      Input
+	asOf    time.Time
+	ids     map[sla.Identity]diffState
+	expired map[*sla.Acceptance]int
+}
+
+func newRowBuilder(in Input) *rowBuilder {
+	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), ids: map[sla.Identity]diffState{}, expired: map[*sla.Acceptance]int{}}
+}
+
+// build makes one row per vulnerability of each image that passes the
+// filter.
+func (b *rowBuilder) build(images []*Image) []Finding {
+	n := 0
+	for _, img := range images {
+		n += len(img.Vulns)
 	}
-	ids := map[sla.Identity]diffState{}
-	expired := map[*sla.Acceptance]int{}
-
-	for _, img := range in.Images {
+	rows := make([]Finding, 0, n)
+	for _, img := range images {
 		for i := range img.Vulns {
-			v := &img.Vulns[i]
-			if !in.Filter.Keep(v) {
-				continue
+			if v := &img.Vulns[i]; b.in.Filter.Keep(v) {
+				rows = append(rows, b.row(img, v))
 			}
-			f := Finding{Vuln: v, Img: img}
-
-			// The row's clock is the earliest of its repositories' clocks;
-			// it is new only when every repository sees it for the first time.
-			var firstSeen time.Time
-			seenNew, seenReopened, seenOpen := false, false, false
-			for _, repo := range img.Repositories {
-				id := identity(repo, v)
-				first, ch, ok := asOf, sla.ChangeNew, false
-				if in.Ledger != nil {
-					first, ch, ok = in.Ledger.Lookup(id)
-				}
-				if !ok {
-					first, ch = asOf, sla.ChangeNew
-				}
-				if firstSeen.IsZero() || first.Before(firstSeen) {
-					firstSeen = first
-				}
-				switch ch {
-				case sla.ChangeStillOpen:
-					seenOpen = true
-				case sla.ChangeReopened:
-					seenReopened = true
-				default:
-					seenNew = true
-				}
-				if _, dup := ids[id]; !dup {
-					ids[id] = diffState{change: ch, entry: DiffEntry{
-						Identity: id, Severity: v.Severity, FirstSeen: first, Reopened: ch == sla.ChangeReopened,
-					}}
-				}
-			}
-			if firstSeen.IsZero() {
-				firstSeen = asOf
-			}
-			f.Change = sla.ChangeNew
-			switch {
-			case seenOpen:
-				f.Change = sla.ChangeStillOpen
-			case seenReopened:
-				f.Change = sla.ChangeReopened
-			case seenNew:
-				f.Change = sla.ChangeNew
-			}
-			f.FirstSeen = firstSeen
-			f.SLADays, f.SLARule = in.Policy.DaysFor(v.Severity, img.Scopes)
-			f.Deadline = firstSeen.Add(time.Duration(f.SLADays) * 24 * time.Hour)
-			f.Breached = asOf.After(f.Deadline)
-			f.DaysRemaining = int(math.Floor(f.Deadline.Sub(asOf).Hours() / 24))
-
-			d := in.Acceptances.Decide(v.ID, v.PkgName, img.Repositories, asOf)
-			f.Status, f.Acceptance = d.Status, d.Acceptance
-			if d.Status == sla.StatusAcceptanceExpired {
-				expired[d.Acceptance]++
-			}
-			r.Findings = append(r.Findings, f)
 		}
 	}
-	r.Findings = sortFindings(r.Findings)
+	return rows
+}
 
-	// Summary.
-	s := &r.Summary
-	s.BySeverity = map[string]int{}
+// row is v in img with its SLA clock, deadline and acceptance.
+func (b *rowBuilder) row(img *Image, v *Vuln) Finding {
+	f := Finding{Vuln: v, Img: img}
+	f.FirstSeen, f.Change = b.clock(img, v)
+	f.SLADays, f.SLARule = b.in.Policy.DaysFor(v.Severity, img.Scopes)
+	f.Deadline = f.FirstSeen.Add(time.Duration(f.SLADays) * 24 * time.Hour)
+	f.Breached = b.asOf.After(f.Deadline)
+	f.DaysRemaining = int(math.Floor(f.Deadline.Sub(b.asOf).Hours() / 24))
+
+	d := b.in.Acceptances.Decide(v.ID, v.PkgName, img.Repositories, b.asOf)
+	f.Status, f.Acceptance = d.Status, d.Acceptance
+	if d.Status == sla.StatusAcceptanceExpired {
+		b.expired[d.Acceptance]++
+	}
+	return f
+}
+
+// clock returns the row's first-seen time and change. The row's clock is
+// the earliest of its repositories' clocks; it is new only when every
+// repository sees it for the first time. Each repository's identity is
+// recorded for the diff.
+func (b *rowBuilder) clock(img *Image, v *Vuln) (time.Time, sla.Change) {
+	var firstSeen time.Time
+	seenNew, seenReopened, seenOpen := false, false, false
+	for _, repo := range img.Repositories {
+		id := identity(repo, v)
+		first, ch := b.lookup(id)
+		if firstSeen.IsZero() || first.Before(firstSeen) {
+			firstSeen = first
+		}
+		switch ch {
+		case sla.ChangeStillOpen:
+			seenOpen = true
+		case sla.ChangeReopened:
+			seenReopened = true
+		default:
+			seenNew = true
+		}
+		if _, dup := b.ids[id]; !dup {
+			b.ids[id] = diffState{change: ch, entry: DiffEntry{
+				Identity: id, Severity: v.Severity, FirstSeen: first, Reopened: ch == sla.ChangeReopened,
+			}}
+		}
+	}
+	if firstSeen.IsZero() {
+		firstSeen = b.asOf
+	}
+	change := sla.ChangeNew
+	switch {
+	case seenOpen:
+		change = sla.ChangeStillOpen
+	case seenReopened:
+		change = sla.ChangeReopened
+	case seenNew:
+		change = sla.ChangeNew
+	}
+	return firstSeen, change
+}
+
+// lookup is id's first-seen clock; an identity the ledger does not know is
+// new as of the report.
+func (b *rowBuilder) lookup(id sla.Identity) (time.Time, sla.Change) {
+	if b.in.Ledger != nil {
+		if first, ch, ok := b.in.Ledger.Lookup(id); ok {
+			return first, ch
+		}
+	}
+	return b.asOf, sla.ChangeNew
+}
+
+// expiredAcceptances lists the expired acceptances the rows hit, most
+// findings first.
+func (b *rowBuilder) expiredAcceptances() []AcceptanceUse {
+	var out []AcceptanceUse
+	for a, n := range b.expired {
+		out = append(out, AcceptanceUse{Acceptance: *a, Findings: n})
+	}
+	slices.SortFunc(out, func(a, b AcceptanceUse) int {
+		return cmp.Or(cmp.Compare(b.Findings, a.Findings), strings.Compare(a.Vulnerability, b.Vulnerability),
+			strings.Compare(a.Repository, b.Repository), a.Expires.Compare(b.Expires.Time))
+	})
+	return nonNil(out)
+}
+
+// summarize counts the report's rows and coverage (all but Tickets).
+func summarize(r *Report, severities []string) Summary {
+	s := Summary{BySeverity: map[string]int{}}
 	for _, sev := range severities {
 		s.BySeverity[sev] = 0
 	}
@@ -240,7 +303,7 @@ func Build(in Input) *Report {
 		}
 	}
 	s.Findings = len(r.Findings)
-	s.ImagesScanned = len(in.Images)
+	s.ImagesScanned = len(r.Images)
 	s.ImagesFailed = len(r.Failures)
 	for _, ns := range r.NotScanned {
 		if ns.Digest != "" {
@@ -256,49 +319,44 @@ func Build(in Input) *Report {
 			s.ClustersUnreachable++
 		}
 	}
-	r.Complete = s.ImagesFailed == 0 && s.ImagesNotScanned == 0 && s.UnresolvedContainers == 0 && s.ClustersUnreachable == 0
+	return s
+}
 
-	// Expired acceptances, most findings first.
-	for a, n := range expired {
-		r.ExpiredAcceptances = append(r.ExpiredAcceptances, AcceptanceUse{Acceptance: *a, Findings: n})
-	}
-	slices.SortFunc(r.ExpiredAcceptances, func(a, b AcceptanceUse) int {
-		return cmp.Or(cmp.Compare(b.Findings, a.Findings), strings.Compare(a.Vulnerability, b.Vulnerability),
-			strings.Compare(a.Repository, b.Repository), a.Expires.Compare(b.Expires.Time))
-	})
-	r.ExpiredAcceptances = nonNil(r.ExpiredAcceptances)
+// complete reports whether every expected image has a scanned result and
+// every cluster was reached.
+func (s Summary) complete() bool {
+	return s.ImagesFailed == 0 && s.ImagesNotScanned == 0 && s.UnresolvedContainers == 0 && s.ClustersUnreachable == 0
+}
 
-	// Diff.
-	r.Diff.NewFindings = []DiffEntry{}
+// buildDiff compares the identities of this report's rows with the
+// previous report (their ledger changes) and lists the fixed ones.
+func buildDiff(ids map[sla.Identity]diffState, fixed []sla.Record, severities []string) Diff {
+	d := Diff{NewFindings: []DiffEntry{}, FixedFindings: []DiffEntry{}}
 	for _, st := range ids {
 		switch st.change {
 		case sla.ChangeStillOpen:
-			r.Diff.StillOpen++
+			d.StillOpen++
 		case sla.ChangeReopened:
-			r.Diff.Reopened++
-			r.Diff.NewFindings = append(r.Diff.NewFindings, st.entry)
+			d.Reopened++
+			d.NewFindings = append(d.NewFindings, st.entry)
 		default:
-			r.Diff.New++
-			r.Diff.NewFindings = append(r.Diff.NewFindings, st.entry)
+			d.New++
+			d.NewFindings = append(d.NewFindings, st.entry)
 		}
 	}
-	slices.SortFunc(r.Diff.NewFindings, compareDiff)
-	r.Diff.FixedFindings = []DiffEntry{}
-	for _, rec := range in.Fixed {
+	slices.SortFunc(d.NewFindings, compareDiff)
+	for _, rec := range fixed {
 		if !slices.Contains(severities, sla.NormalizeSeverity(rec.Severity)) {
 			continue
 		}
-		r.Diff.FixedFindings = append(r.Diff.FixedFindings, DiffEntry{
+		d.FixedFindings = append(d.FixedFindings, DiffEntry{
 			Identity: rec.Identity, Severity: sla.NormalizeSeverity(rec.Severity),
 			FirstSeen: rec.FirstSeen, ResolvedAt: rec.ResolvedAt,
 		})
 	}
-	slices.SortFunc(r.Diff.FixedFindings, compareDiff)
-	r.Diff.Fixed = len(r.Diff.FixedFindings)
-
-	r.Tickets = BuildTickets(r.Findings)
-	s.Tickets = len(r.Tickets)
-	return r
+	slices.SortFunc(d.FixedFindings, compareDiff)
+	d.Fixed = len(d.FixedFindings)
+	return d
 }
 
 // compareFindings orders rows: breached first, then severity, deadline,

@@ -100,6 +100,32 @@ func buildHTMLView(r *Report) *htmlView {
 	default:
 		v.Class = "ok"
 	}
+	v.severityBars(r)
+	v.deadlineColumns(r, deadlineBuckets(r))
+	for i := range r.Findings {
+		if r.Findings[i].Gating() {
+			if len(v.Gating) < MarkdownLimit*2 {
+				v.Gating = append(v.Gating, &r.Findings[i])
+			} else {
+				v.GatingMore++
+			}
+		}
+	}
+	for _, c := range r.Clusters {
+		if c.Status == ClusterUnreachable {
+			v.Unreach = append(v.Unreach, c)
+		}
+	}
+	v.Failures, v.FailMore = head(r.Failures, MarkdownLimit*2)
+	v.NotScanned, v.NSMore = head(r.NotScanned, MarkdownLimit*2)
+	v.NewList, v.NewMore = head(r.Diff.NewFindings, MarkdownLimit*2)
+	v.FixedList, v.FixedMore = head(r.Diff.FixedFindings, MarkdownLimit*2)
+	v.Tickets, v.TicketMore = head(r.Tickets, MarkdownLimit*2)
+	return v
+}
+
+// severityBars is the bar chart of findings per severity.
+func (v *htmlView) severityBars(r *Report) {
 	counts, breached := severityCounts(r)
 	top := 1
 	for _, sev := range r.Policy.Severities {
@@ -111,14 +137,19 @@ func buildHTMLView(r *Report) *htmlView {
 		v.Legend = append(v.Legend, htmlBar{Label: sev, Color: severityColors[sev], Y: i * 110})
 	}
 	v.ChartH = len(v.Bars) * 30
+}
 
-	// Upcoming deadlines of findings that still count: overdue, then one
-	// column per week from as-of, then everything later.
-	type bucket struct {
-		label  string
-		counts map[string]int
-	}
-	buckets := make([]bucket, deadlineN+2)
+// deadlineBucket counts findings per severity whose deadline falls in it.
+type deadlineBucket struct {
+	label  string
+	counts map[string]int
+}
+
+// deadlineBuckets sorts the upcoming deadlines of findings that still
+// count: overdue, then one bucket per week from as-of, then everything
+// later.
+func deadlineBuckets(r *Report) []deadlineBucket {
+	buckets := make([]deadlineBucket, deadlineN+2)
 	buckets[0].label = "overdue"
 	for i := 1; i <= deadlineN; i++ {
 		buckets[i].label = r.AsOf.Add(time.Duration(i-1) * 7 * 24 * time.Hour).Format("01-02")
@@ -139,6 +170,11 @@ func buildHTMLView(r *Report) *htmlView {
 		}
 		buckets[idx].counts[f.Severity]++
 	}
+	return buckets
+}
+
+// deadlineColumns is the stacked column chart of the deadline buckets.
+func (v *htmlView) deadlineColumns(r *Report, buckets []deadlineBucket) {
 	colTop := 1
 	for _, b := range buckets {
 		t := 0
@@ -164,27 +200,6 @@ func buildHTMLView(r *Report) *htmlView {
 		v.Columns = append(v.Columns, c)
 	}
 	v.DeadlineH = colChartH
-
-	for i := range r.Findings {
-		if r.Findings[i].Gating() {
-			if len(v.Gating) < MarkdownLimit*2 {
-				v.Gating = append(v.Gating, &r.Findings[i])
-			} else {
-				v.GatingMore++
-			}
-		}
-	}
-	for _, c := range r.Clusters {
-		if c.Status == ClusterUnreachable {
-			v.Unreach = append(v.Unreach, c)
-		}
-	}
-	v.Failures, v.FailMore = head(r.Failures, MarkdownLimit*2)
-	v.NotScanned, v.NSMore = head(r.NotScanned, MarkdownLimit*2)
-	v.NewList, v.NewMore = head(r.Diff.NewFindings, MarkdownLimit*2)
-	v.FixedList, v.FixedMore = head(r.Diff.FixedFindings, MarkdownLimit*2)
-	v.Tickets, v.TicketMore = head(r.Tickets, MarkdownLimit*2)
-	return v
 }
 
 func head[T any](s []T, n int) ([]T, int) {

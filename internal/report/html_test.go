@@ -12,11 +12,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetscan/fleetscan/internal/tooltest"
 )
 
 // chromium returns the headless browser the HTML tests drive.
 func chromium(t *testing.T) string {
 	t.Helper()
+	tooltest.Require(t, "Chromium (apt-get install -y chromium)")
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
@@ -32,7 +35,7 @@ func chromium(t *testing.T) string {
 func runChromium(t *testing.T, file string, args ...string) []byte {
 	t.Helper()
 	bin := chromium(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	base := []string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",

@@ -3,15 +3,15 @@ package report
 import (
 	"bufio"
 	"bytes"
-	_ "embed"
 	"encoding/json"
 	"io"
+
+	"github.com/fleetscan/fleetscan/pkg/reportjson"
 )
 
-// Schema is the JSON Schema (draft 2020-12) of the JSON report.
-//
-//go:embed report.schema.json
-var Schema []byte
+// Schema is the JSON Schema (draft 2020-12) of the JSON report. It lives
+// with the report's public Go types in pkg/reportjson.
+var Schema = reportjson.Schema
 
 // jsonWriter streams a report as JSON: small parts indented, the large
 // arrays one compact element per line, so a report with hundreds of

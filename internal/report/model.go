@@ -1,7 +1,10 @@
-// Package report turns scan results, inventories and SLA clocks into
-// fleetscan's report — one row per image digest × vulnerability × package,
-// ranked by SLA breach, severity and deadline — and renders it as CSV, JSON,
-// HTML, Markdown, tracker tickets and a console summary.
+// Package report is the report model and its writers: it turns scan
+// results, inventories and SLA clocks into fleetscan's report — one row per
+// image digest × vulnerability × package, ranked by SLA breach, severity and
+// deadline — and renders it as CSV, JSON, HTML, Markdown, tracker tickets and
+// a console summary. It does no I/O beyond writing the files it is given;
+// package reporter runs the reporter around it. The JSON it writes is
+// described for other programs by pkg/reportjson.
 package report
 
 import (
@@ -9,10 +12,11 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/pkg/contract"
+	"github.com/fleetscan/fleetscan/pkg/reportjson"
 )
 
-// SchemaVersion is the version of the JSON report (report.schema.json).
-const SchemaVersion = "1.0"
+// SchemaVersion is the version of the JSON report (pkg/reportjson).
+const SchemaVersion = reportjson.SchemaVersion
 
 // Report is the whole report. Build fills it; the renderers only read it.
 type Report struct {

@@ -3,62 +3,21 @@ package report
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/fleetscan/fleetscan/internal/goldentest"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/report -run %s -update to create it)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run with -update if the change is intended):\n%s", name, firstDiff(string(want), string(got)))
-	}
-}
-
-func firstDiff(want, got string) string {
-	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < max(len(wl), len(gl)); i++ {
-		var w, g string
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if w != g {
-			return "line " + strconv.Itoa(i+1) + ":\n  want: " + w + "\n  got:  " + g
-		}
-	}
-	return "(no line differs)"
-}
 
 func render(t *testing.T, r *Report, write func(io.Writer, *Report) error) []byte {
 	t.Helper()
@@ -70,6 +29,7 @@ func render(t *testing.T, r *Report, write func(io.Writer, *Report) error) []byt
 }
 
 func TestGoldenOutputs(t *testing.T) {
+	t.Parallel()
 	r := Build(fixture(t))
 	for _, tt := range []struct {
 		name  string
@@ -82,11 +42,12 @@ func TestGoldenOutputs(t *testing.T) {
 		{"tickets.json", WriteTicketsJSON},
 		{"console.txt", WriteConsole},
 	} {
-		t.Run(tt.name, func(t *testing.T) { golden(t, tt.name, render(t, r, tt.write)) })
+		t.Run(tt.name, func(t *testing.T) { goldentest.Assert(t, tt.name, render(t, r, tt.write)) })
 	}
 }
 
 func TestJSONMatchesSchema(t *testing.T) {
+	t.Parallel()
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(Schema))
@@ -129,6 +90,7 @@ func TestJSONMatchesSchema(t *testing.T) {
 // TestBuildSemantics checks the SLA arithmetic, acceptance status, change
 // classification and order row by row.
 func TestBuildSemantics(t *testing.T) {
+	t.Parallel()
 	r := Build(fixture(t))
 	type row struct {
 		id        string
@@ -181,6 +143,7 @@ func TestBuildSemantics(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		filter Filter
@@ -218,6 +181,7 @@ func TestFilters(t *testing.T) {
 }
 
 func TestNoLedgerStartsClockAtAsOf(t *testing.T) {
+	t.Parallel()
 	in := fixture(t)
 	in.Ledger = nil
 	r := Build(in)
@@ -229,6 +193,7 @@ func TestNoLedgerStartsClockAtAsOf(t *testing.T) {
 }
 
 func TestSightingsCoverEveryRepository(t *testing.T) {
+	t.Parallel()
 	in := fixture(t)
 	s := Sightings(in.Images)
 	// nginx: 5 vulns × 2 repositories; api: 2 vulns × 1.
@@ -243,6 +208,7 @@ func TestSightingsCoverEveryRepository(t *testing.T) {
 }
 
 func TestTickets(t *testing.T) {
+	t.Parallel()
 	r := Build(fixture(t))
 	got := map[string]Ticket{}
 	for _, tk := range r.Tickets {
@@ -278,6 +244,7 @@ func TestTickets(t *testing.T) {
 }
 
 func TestCompareVersions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b string
 		want int
@@ -310,6 +277,7 @@ func TestCompareVersions(t *testing.T) {
 }
 
 func TestParseFormats(t *testing.T) {
+	t.Parallel()
 	got, err := ParseFormats([]string{"csv,JSON", "markdown", "csv"})
 	if err != nil || len(got) != 3 || got[2] != FormatMarkdown {
 		t.Fatalf("got %v, %v", got, err)
@@ -320,6 +288,7 @@ func TestParseFormats(t *testing.T) {
 }
 
 func TestWriteFiles(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "out")
 	files, err := WriteFiles(dir, Build(fixture(t)), Formats)
 	if err != nil {
@@ -351,6 +320,7 @@ func TestWriteFiles(t *testing.T) {
 }
 
 func TestFleetUsage(t *testing.T) {
+	t.Parallel()
 	f := NewFleet()
 	k := contract.ImageKey{Digest: digest('e'), Platform: amd64}
 	f.Add("c1", entry("ns", "", "", "b.example/x:1", k.Digest))
@@ -375,6 +345,7 @@ func TestFleetUsage(t *testing.T) {
 // TestAppendJSONStringMatchesEncodingJSON keeps the hand-written encoder
 // byte-compatible with encoding/json.
 func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "plain", `quote " backslash \ slash /`, "ctl \x00\x01\x1f\t\n\r", "<b>&amp;</b>",
 		"ünïcødé ✓ 😀", "line\u2028para\u2029", "bad \xff\xfe utf8", "</script>"} {
 		for _, html := range []bool{false, true} {
@@ -409,6 +380,7 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 }
 
 func TestSortFindingsPermutesInPlace(t *testing.T) {
+	t.Parallel()
 	// Reverse order, plus ties broken by image and ID, over several cycles.
 	img := &Image{Reference: "r", Platform: "linux/amd64"}
 	var rows []Finding

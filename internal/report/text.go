@@ -119,11 +119,27 @@ func (m *mdWriter) more(total int) {
 // findings, failures, changes and the top tickets.
 func WriteMarkdown(w io.Writer, r *Report) error {
 	m := &mdWriter{w: bufio.NewWriter(w)}
-	s := r.Summary
 	m.printf("# fleetscan vulnerability report\n\n")
 	m.printf("As of %s · %s\n\n", stamp(r.AsOf), scopeLine(r))
 	m.printf("**%s**\n\n", Verdict(r))
+	m.summary(r)
+	m.breaches(r)
+	m.expiredAcceptances(r)
+	m.unreachable(r)
+	m.failures(r)
+	m.notScanned(r)
+	m.diff(r.Diff)
+	m.tickets(r)
+	m.printf("\n---\nGenerated %s by fleetscan. SLA policy: %s.\n", stamp(r.GeneratedAt), strings.Join(sla.Policy{Days: r.Policy.Days, Overrides: r.Policy.Overrides}.Describe(), "; "))
+	if m.err != nil {
+		return m.err
+	}
+	return m.w.Flush()
+}
 
+// summary writes the counts per severity and the coverage.
+func (m *mdWriter) summary(r *Report) {
+	s := r.Summary
 	m.printf("## Summary\n\n")
 	counts, breached := severityCounts(r)
 	var rows [][]string
@@ -144,71 +160,87 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 		m.printf(" (%d unreachable)", s.ClustersUnreachable)
 	}
 	m.printf("\n")
+}
 
+// breaches lists the gating rows: breached and not accepted.
+func (m *mdWriter) breaches(r *Report) {
 	var gating []*Finding
 	for i := range r.Findings {
 		if r.Findings[i].Gating() {
 			gating = append(gating, &r.Findings[i])
 		}
 	}
-	if len(gating) > 0 {
-		m.printf("\n## Breached SLAs (%d)\n\n", len(gating))
-		rows = rows[:0]
-		for _, f := range gating[:min(len(gating), MarkdownLimit)] {
-			rows = append(rows, []string{f.Image(), f.ID, f.Severity, f.PkgName, f.PkgVersion,
-				orDash(f.FixedVersion), date(f.Deadline), fmt.Sprint(-f.DaysRemaining), joinLimit(f.Workloads(), 3)})
-		}
-		m.table([]string{"Image", "Vulnerability", "Severity", "Package", "Installed", "Fixed in", "Deadline", "Days overdue", "Workloads"}, rows)
-		m.more(len(gating))
+	if len(gating) == 0 {
+		return
 	}
-
-	if len(r.ExpiredAcceptances) > 0 {
-		m.printf("\n## Expired acceptances (%d)\n\n", len(r.ExpiredAcceptances))
-		rows = rows[:0]
-		for _, a := range r.ExpiredAcceptances {
-			rows = append(rows, []string{a.Vulnerability, a.Repository, orDash(a.Package), date(a.Expires.Time), a.Reason, fmt.Sprint(a.Findings)})
-		}
-		m.table([]string{"Vulnerability", "Repository", "Package", "Expired", "Reason", "Findings"}, rows)
+	m.printf("\n## Breached SLAs (%d)\n\n", len(gating))
+	var rows [][]string
+	for _, f := range gating[:min(len(gating), MarkdownLimit)] {
+		rows = append(rows, []string{f.Image(), f.ID, f.Severity, f.PkgName, f.PkgVersion,
+			orDash(f.FixedVersion), date(f.Deadline), fmt.Sprint(-f.DaysRemaining), joinLimit(f.Workloads(), 3)})
 	}
+	m.table([]string{"Image", "Vulnerability", "Severity", "Package", "Installed", "Fixed in", "Deadline", "Days overdue", "Workloads"}, rows)
+	m.more(len(gating))
+}
 
-	var unreachable []Cluster
+func (m *mdWriter) expiredAcceptances(r *Report) {
+	if len(r.ExpiredAcceptances) == 0 {
+		return
+	}
+	m.printf("\n## Expired acceptances (%d)\n\n", len(r.ExpiredAcceptances))
+	var rows [][]string
+	for _, a := range r.ExpiredAcceptances {
+		rows = append(rows, []string{a.Vulnerability, a.Repository, orDash(a.Package), date(a.Expires.Time), a.Reason, fmt.Sprint(a.Findings)})
+	}
+	m.table([]string{"Vulnerability", "Repository", "Package", "Expired", "Reason", "Findings"}, rows)
+}
+
+func (m *mdWriter) unreachable(r *Report) {
+	var rows [][]string
 	for _, c := range r.Clusters {
 		if c.Status == ClusterUnreachable {
-			unreachable = append(unreachable, c)
-		}
-	}
-	if len(unreachable) > 0 {
-		m.printf("\n## Unreachable clusters (%d)\n\n", len(unreachable))
-		rows = rows[:0]
-		for _, c := range unreachable {
 			rows = append(rows, []string{c.Name, c.RunID, orDash(c.Error)})
 		}
-		m.table([]string{"Cluster", "Run", "Error"}, rows)
 	}
-	if len(r.Failures) > 0 {
-		m.printf("\n## Failed scans (%d)\n\n", len(r.Failures))
-		rows = rows[:0]
-		for _, f := range r.Failures[:min(len(r.Failures), MarkdownLimit)] {
-			rows = append(rows, []string{f.Image, shortDigest(f.Digest), string(f.Class), f.Reason, joinLimit(f.Workloads, 3)})
-		}
-		m.table([]string{"Image", "Digest", "Class", "Reason", "Workloads"}, rows)
-		m.more(len(r.Failures))
+	if len(rows) == 0 {
+		return
 	}
-	if len(r.NotScanned) > 0 {
-		m.printf("\n## Not scanned (%d)\n\n", len(r.NotScanned))
-		rows = rows[:0]
-		for _, n := range r.NotScanned[:min(len(r.NotScanned), MarkdownLimit)] {
-			rows = append(rows, []string{n.Image, orDash(shortDigest(n.Digest)), n.Reason, joinLimit(n.Workloads, 3)})
-		}
-		m.table([]string{"Image", "Digest", "Reason", "Workloads"}, rows)
-		m.more(len(r.NotScanned))
-	}
+	m.printf("\n## Unreachable clusters (%d)\n\n", len(rows))
+	m.table([]string{"Cluster", "Run", "Error"}, rows)
+}
 
-	d := r.Diff
+func (m *mdWriter) failures(r *Report) {
+	if len(r.Failures) == 0 {
+		return
+	}
+	m.printf("\n## Failed scans (%d)\n\n", len(r.Failures))
+	var rows [][]string
+	for _, f := range r.Failures[:min(len(r.Failures), MarkdownLimit)] {
+		rows = append(rows, []string{f.Image, shortDigest(f.Digest), string(f.Class), f.Reason, joinLimit(f.Workloads, 3)})
+	}
+	m.table([]string{"Image", "Digest", "Class", "Reason", "Workloads"}, rows)
+	m.more(len(r.Failures))
+}
+
+func (m *mdWriter) notScanned(r *Report) {
+	if len(r.NotScanned) == 0 {
+		return
+	}
+	m.printf("\n## Not scanned (%d)\n\n", len(r.NotScanned))
+	var rows [][]string
+	for _, n := range r.NotScanned[:min(len(r.NotScanned), MarkdownLimit)] {
+		rows = append(rows, []string{n.Image, orDash(shortDigest(n.Digest)), n.Reason, joinLimit(n.Workloads, 3)})
+	}
+	m.table([]string{"Image", "Digest", "Reason", "Workloads"}, rows)
+	m.more(len(r.NotScanned))
+}
+
+// diff writes the changes since the previous report.
+func (m *mdWriter) diff(d Diff) {
 	m.printf("\n## Changes since the previous report\n\nNew: %d (%d reopened) · Still open: %d · Fixed: %d\n", d.New+d.Reopened, d.Reopened, d.StillOpen, d.Fixed)
 	if len(d.NewFindings) > 0 {
 		m.printf("\n### New\n\n")
-		rows = rows[:0]
+		var rows [][]string
 		for _, e := range d.NewFindings[:min(len(d.NewFindings), MarkdownLimit)] {
 			note := ""
 			if e.Reopened {
@@ -221,28 +253,26 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 	}
 	if len(d.FixedFindings) > 0 {
 		m.printf("\n### Fixed\n\n")
-		rows = rows[:0]
+		var rows [][]string
 		for _, e := range d.FixedFindings[:min(len(d.FixedFindings), MarkdownLimit)] {
 			rows = append(rows, []string{e.Repository, e.VulnerabilityID, e.Severity, pkgLabel(e.PkgName, e.PkgPath), date(e.FirstSeen), date(e.ResolvedAt)})
 		}
 		m.table([]string{"Repository", "Vulnerability", "Severity", "Package", "First seen", "Resolved"}, rows)
 		m.more(len(d.FixedFindings))
 	}
+}
 
-	if len(r.Tickets) > 0 {
-		m.printf("\n## Tickets (%d)\n\n", len(r.Tickets))
-		rows = rows[:0]
-		for _, t := range r.Tickets[:min(len(r.Tickets), MarkdownLimit)] {
-			rows = append(rows, []string{t.ID, t.Summary, t.Severity, date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
-		}
-		m.table([]string{"Ticket", "Upgrade", "Severity", "Deadline", "Breached", "Workloads"}, rows)
-		m.more(len(r.Tickets))
+func (m *mdWriter) tickets(r *Report) {
+	if len(r.Tickets) == 0 {
+		return
 	}
-	m.printf("\n---\nGenerated %s by fleetscan. SLA policy: %s.\n", stamp(r.GeneratedAt), strings.Join(sla.Policy{Days: r.Policy.Days, Overrides: r.Policy.Overrides}.Describe(), "; "))
-	if m.err != nil {
-		return m.err
+	m.printf("\n## Tickets (%d)\n\n", len(r.Tickets))
+	var rows [][]string
+	for _, t := range r.Tickets[:min(len(r.Tickets), MarkdownLimit)] {
+		rows = append(rows, []string{t.ID, t.Summary, t.Severity, date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
 	}
-	return m.w.Flush()
+	m.table([]string{"Ticket", "Upgrade", "Severity", "Deadline", "Breached", "Workloads"}, rows)
+	m.more(len(r.Tickets))
 }
 
 func orDash(s string) string {

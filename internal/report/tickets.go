@@ -20,16 +20,8 @@ const maxSummaryIDs = 6
 // already be sorted; tickets come out in the same order (breached first,
 // then severity, then deadline).
 func BuildTickets(findings []Finding) []Ticket {
-	type acc struct {
-		t         *Ticket
-		installed map[string]bool
-		fixes     map[string]bool
-		unfixed   map[string]bool
-		images    map[*Image]bool
-		targets   []string
-	}
-	groups := map[[2]string]*acc{}
-	var order []*acc
+	groups := map[[2]string]*ticketGroup{}
+	var order []*ticketGroup
 	for i := range findings {
 		f := &findings[i]
 		if f.Status == sla.StatusAccepted {
@@ -40,64 +32,17 @@ func BuildTickets(findings []Finding) []Ticket {
 			repo = f.Digest()
 		}
 		k := [2]string{repo, f.PkgName}
-		a := groups[k]
-		if a == nil {
-			h := sha256.Sum256([]byte(repo + "\x00" + f.PkgName))
-			a = &acc{
-				t: &Ticket{
-					ID: "FS-" + strings.ToUpper(hex.EncodeToString(h[:5])), Repository: repo, Package: f.PkgName,
-					Severity: f.Severity, Deadline: f.Deadline,
-				},
-				installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{},
-				images: map[*Image]bool{},
-			}
-			groups[k] = a
-			order = append(order, a)
+		g := groups[k]
+		if g == nil {
+			g = newTicketGroup(repo, f)
+			groups[k] = g
+			order = append(order, g)
 		}
-		t := a.t
-		if sla.SeverityRank(f.Severity) < sla.SeverityRank(t.Severity) {
-			t.Severity = f.Severity
-		}
-		if f.Deadline.Before(t.Deadline) {
-			t.Deadline = f.Deadline
-		}
-		t.Breached = t.Breached || f.Breached
-		if f.PkgVersion != "" {
-			a.installed[f.PkgVersion] = true
-		}
-		if target := fixTarget(f.PkgVersion, f.FixedVersion); target != "" {
-			a.fixes[f.ID] = true
-			a.targets = append(a.targets, target)
-		} else {
-			a.unfixed[f.ID] = true
-		}
-		a.images[f.Img] = true
+		g.add(f)
 	}
 	out := make([]Ticket, 0, len(order))
-	for _, a := range order {
-		t := a.t
-		t.Installed = sortedVersions(a.installed)
-		for _, v := range a.targets {
-			if t.FixedVersion == "" || CompareVersions(v, t.FixedVersion) > 0 {
-				t.FixedVersion = v
-			}
-		}
-		t.Fixes = sortedKeys(a.fixes)
-		for id := range a.fixes {
-			delete(a.unfixed, id) // fixed in one image, so the upgrade covers it
-		}
-		t.Unfixed = sortedKeys(a.unfixed)
-		digests, workloads := map[string]bool{}, map[string]bool{}
-		for img := range a.images {
-			digests[img.Key.Digest] = true
-			for _, w := range img.Workloads {
-				workloads[w] = true
-			}
-		}
-		t.Images = sortedKeys(digests)
-		t.Workloads = sortedKeys(workloads)
-		t.Summary = ticketSummary(t)
-		out = append(out, *t)
+	for _, g := range order {
+		out = append(out, g.ticket())
 	}
 	slices.SortStableFunc(out, func(a, b Ticket) int {
 		return cmp.Or(cmpBool(b.Breached, a.Breached),
@@ -106,6 +51,81 @@ func BuildTickets(findings []Finding) []Ticket {
 			strings.Compare(a.Repository, b.Repository), strings.Compare(a.Package, b.Package))
 	})
 	return out
+}
+
+// ticketGroup gathers the findings of one (repository, package) ticket.
+type ticketGroup struct {
+	t         *Ticket
+	installed map[string]bool
+	fixes     map[string]bool
+	unfixed   map[string]bool
+	images    map[*Image]bool
+	targets   []string
+}
+
+// newTicketGroup starts the ticket of repo's package with its first
+// finding f.
+func newTicketGroup(repo string, f *Finding) *ticketGroup {
+	h := sha256.Sum256([]byte(repo + "\x00" + f.PkgName))
+	return &ticketGroup{
+		t: &Ticket{
+			ID: "FS-" + strings.ToUpper(hex.EncodeToString(h[:5])), Repository: repo, Package: f.PkgName,
+			Severity: f.Severity, Deadline: f.Deadline,
+		},
+		installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{},
+		images: map[*Image]bool{},
+	}
+}
+
+// add folds f into the ticket: the worst severity, the earliest deadline,
+// the installed versions and the upgrade targets.
+func (g *ticketGroup) add(f *Finding) {
+	t := g.t
+	if sla.SeverityRank(f.Severity) < sla.SeverityRank(t.Severity) {
+		t.Severity = f.Severity
+	}
+	if f.Deadline.Before(t.Deadline) {
+		t.Deadline = f.Deadline
+	}
+	t.Breached = t.Breached || f.Breached
+	if f.PkgVersion != "" {
+		g.installed[f.PkgVersion] = true
+	}
+	if target := fixTarget(f.PkgVersion, f.FixedVersion); target != "" {
+		g.fixes[f.ID] = true
+		g.targets = append(g.targets, target)
+	} else {
+		g.unfixed[f.ID] = true
+	}
+	g.images[f.Img] = true
+}
+
+// ticket completes the ticket: the highest upgrade target, the fixed and
+// unfixed vulnerabilities, the images and workloads, the summary line.
+func (g *ticketGroup) ticket() Ticket {
+	t := g.t
+	t.Installed = sortedVersions(g.installed)
+	for _, v := range g.targets {
+		if t.FixedVersion == "" || CompareVersions(v, t.FixedVersion) > 0 {
+			t.FixedVersion = v
+		}
+	}
+	t.Fixes = sortedKeys(g.fixes)
+	for id := range g.fixes {
+		delete(g.unfixed, id) // fixed in one image, so the upgrade covers it
+	}
+	t.Unfixed = sortedKeys(g.unfixed)
+	digests, workloads := map[string]bool{}, map[string]bool{}
+	for img := range g.images {
+		digests[img.Key.Digest] = true
+		for _, w := range img.Workloads {
+			workloads[w] = true
+		}
+	}
+	t.Images = sortedKeys(digests)
+	t.Workloads = sortedKeys(workloads)
+	t.Summary = ticketSummary(t)
+	return *t
 }
 
 func ticketSummary(t *Ticket) string {

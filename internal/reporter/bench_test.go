@@ -2,7 +2,6 @@ package reporter
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -75,7 +74,7 @@ func startNATSProcess(b *testing.B) (jetstream.JetStream, *topology.Resources) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	res, err := topology.Ensure(context.Background(), js, topology.Defaults())
+	res, err := topology.Ensure(b.Context(), js, topology.Defaults())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -91,7 +90,7 @@ func startNATSProcess(b *testing.B) (jetstream.JetStream, *topology.Resources) {
 func BenchmarkRun200k(b *testing.B) {
 	js, res := startNATSProcess(b)
 	st := store.New(js, res)
-	ctx := context.Background()
+	ctx := b.Context()
 	now := time.Now().UTC()
 	m := contract.RunManifest{RunID: "bench-run", Cycle: "c1", CreatedAt: now.Add(-time.Hour)}
 	for c := range reporttest.Clusters {

@@ -33,198 +33,270 @@ type pendingKey struct {
 	stale *contract.ScanResult // the latest result, when it is not current
 }
 
+// waitOptions say how long and how collect waits for results.
+type waitOptions struct {
+	// Wait bounds the wait; Interval is the poll and progress-log period.
+	Wait, Interval time.Duration
+	Now            func() time.Time
+	// OnProgress, when set, is told the progress at every step.
+	OnProgress func(progress.State)
+}
+
 // collect reads the result of every expected key, then watches the results
 // stored afterwards (polling every interval if the watch fails) until all
-// are done (scanned or failed) or wait has passed; progress is logged every
-// interval. Each result
-// is compacted as soon as it is current, so findings are decoded once.
-func collect(ctx context.Context, st Store, sc *scope, wait, interval time.Duration, now func() time.Time, log *zap.Logger, onProgress func(progress.State)) (*collected, error) {
+// are done (scanned or failed) or the wait has passed; progress is logged
+// every interval. Each result is compacted as soon as it is current, so
+// findings are decoded once.
+func collect(ctx context.Context, st Store, sc *scope, o waitOptions, log *zap.Logger) (*collected, error) {
+	c := newCollector(st, sc, log)
+	start := o.Now()
+	// Results stored from now on are watched, so the wait reacts to each
+	// as it is stored instead of polling every pending key.
+	watch := c.watch(ctx, o.Wait)
+	streamed, err := c.readAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.wait(ctx, watch, !streamed, start, o); err != nil {
+		return nil, err
+	}
+	return c.finish(), nil
+}
+
+// collector holds what collect has gathered so far.
+type collector struct {
+	st  Store
+	sc  *scope
+	log *zap.Logger
+	// keys are the expected keys, sorted; pending those still without a
+	// current result; tokens finds a pending key by its subject token.
+	keys    []contract.ImageKey
+	pending map[contract.ImageKey]*pendingKey
+	tokens  map[string]contract.ImageKey
+	out     *collected
+	intern  report.Interner
+	failed  int
+}
+
+func newCollector(st Store, sc *scope, log *zap.Logger) *collector {
 	keys := make([]contract.ImageKey, 0, len(sc.req))
 	for k := range sc.req {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareKeys)
-	pending := make(map[contract.ImageKey]*pendingKey, len(keys))
+	c := &collector{st: st, sc: sc, log: log, keys: keys, out: &collected{}, intern: report.Interner{},
+		pending: make(map[contract.ImageKey]*pendingKey, len(keys)), tokens: make(map[string]contract.ImageKey, len(keys))}
 	for _, k := range keys {
-		pending[k] = &pendingKey{}
+		c.pending[k] = &pendingKey{}
+		c.tokens[k.Token()] = k
 	}
-	out := &collected{}
-	intern := report.Interner{}
-	start := now()
-	deadline := start.Add(wait)
-	total, failed, firstDone := len(keys), 0, -1
+	return c
+}
 
-	take := func(k contract.ImageKey, res contract.ScanResult) {
-		p := pending[k]
-		if !sc.req[k].satisfiedBy(res) {
-			p.stale = &contract.ScanResult{Cycle: res.Cycle, CompletedAt: res.CompletedAt, RunID: res.RunID}
-			return
-		}
-		delete(pending, k)
-		if res.Status == contract.StatusFailed {
-			failed++
-			out.failures = append(out.failures, failure(sc.fleet, res))
-			return
-		}
-		img := sc.fleet.Image(k, res.Reference)
-		img.Vulns = report.Compact(res.Findings, intern)
-		out.images = append(out.images, img)
-		if out.db == nil || res.DB.UpdatedAt.After(out.db.UpdatedAt) {
-			db, scanner := res.DB, res.Scanner
-			out.db, out.scanner = &db, &scanner
-		}
+// take records res as k's result when it is current for the scope, and
+// remembers it as stale otherwise.
+func (c *collector) take(k contract.ImageKey, res contract.ScanResult) {
+	p := c.pending[k]
+	if !c.sc.req[k].satisfiedBy(res) {
+		p.stale = &contract.ScanResult{Cycle: res.Cycle, CompletedAt: res.CompletedAt, RunID: res.RunID}
+		return
 	}
+	delete(c.pending, k)
+	if res.Status == contract.StatusFailed {
+		c.failed++
+		c.out.failures = append(c.out.failures, failure(c.sc.fleet, res))
+		return
+	}
+	img := c.sc.fleet.Image(k, res.Reference)
+	img.Vulns = report.Compact(res.Findings, c.intern)
+	c.out.images = append(c.out.images, img)
+	if c.out.db == nil || res.DB.UpdatedAt.After(c.out.db.UpdatedAt) {
+		db, scanner := res.DB, res.Scanner
+		c.out.db, c.out.scanner = &db, &scanner
+	}
+}
 
-	// Results stored from now on are watched, so the wait below reacts to
-	// each as it is stored instead of polling every pending key.
-	var watch *store.ResultWatch
-	if len(keys) > 0 && wait > 0 {
-		w, err := st.WatchResults(ctx)
-		if err != nil {
-			log.Warn("cannot watch the results; polling them instead", zap.Error(err))
-		} else {
-			watch = w
-		}
-	}
-	// failUnreadable fails the image of a corrupt result, not the report.
-	failUnreadable := func(k contract.ImageKey, err error) {
-		delete(pending, k)
-		failed++
-		out.failures = append(out.failures, report.Failure{Digest: k.Digest, Platform: k.Platform.String(),
-			Image: sc.fleet.Reference(k), Class: contract.FailureInternal, Reason: "stored result unreadable: " + err.Error(),
-			Workloads: sc.fleet.Workloads(k)})
-	}
-	// readPending reads the pending keys one by one.
-	readPending := func() error {
-		for _, k := range keys {
-			if _, ok := pending[k]; !ok {
-				continue
-			}
-			res, err := st.Result(ctx, k)
-			var bad *contract.DecodeError
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				continue
-			case errors.As(err, &bad):
-				failUnreadable(k, err)
-				continue
-			case err != nil:
-				return fmt.Errorf("read result of %s: %w", k, err)
-			}
-			take(k, res)
-		}
+// failUnreadable fails the image of a corrupt result, not the report.
+func (c *collector) failUnreadable(k contract.ImageKey, err error) {
+	delete(c.pending, k)
+	c.failed++
+	c.out.failures = append(c.out.failures, report.Failure{Digest: k.Digest, Platform: k.Platform.String(),
+		Image: c.sc.fleet.Reference(k), Class: contract.FailureInternal, Reason: "stored result unreadable: " + err.Error(),
+		Workloads: c.sc.fleet.Workloads(k)})
+}
+
+// watch opens a watch on the results stored from now on (nil when there is
+// nothing to wait for, or the watch cannot be opened: the wait then polls).
+func (c *collector) watch(ctx context.Context, wait time.Duration) *store.ResultWatch {
+	if len(c.keys) == 0 || wait <= 0 {
 		return nil
 	}
+	w, err := c.st.WatchResults(ctx)
+	if err != nil {
+		c.log.Warn("cannot watch the results; polling them instead", zap.Error(err))
+		return nil
+	}
+	return w
+}
 
-	// First pass: stream every stored result once (far cheaper than one
-	// request per key); when that fails, keys are read one by one.
-	streamed := true
-	if len(keys) > 0 {
-		err := st.EachResult(ctx, func(res contract.ScanResult) error {
-			if _, ok := pending[res.ImageKey]; ok {
-				take(res.ImageKey, res)
-			}
-			return nil
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("read scan results: %w", err)
-			}
-			streamed = false
-			log.Warn("streaming the results failed; reading them one by one", zap.Error(err))
+// readAll is the first pass: it streams every stored result once (far
+// cheaper than one request per key). It reports false when streaming
+// failed: the keys are then read one by one.
+func (c *collector) readAll(ctx context.Context) (bool, error) {
+	if len(c.keys) == 0 {
+		return true, nil
+	}
+	err := c.st.EachResult(ctx, func(res contract.ScanResult) error {
+		if _, ok := c.pending[res.ImageKey]; ok {
+			c.take(res.ImageKey, res)
 		}
+		return nil
+	})
+	if err == nil {
+		return true, nil
 	}
-	tokens := make(map[string]contract.ImageKey, len(pending))
-	for k := range pending {
-		tokens[k.Token()] = k
+	if ctx.Err() != nil {
+		return false, fmt.Errorf("read scan results: %w", err)
 	}
-	poll := !streamed
+	c.log.Warn("streaming the results failed; reading them one by one", zap.Error(err))
+	return false, nil
+}
+
+// readPending reads the pending keys one by one.
+func (c *collector) readPending(ctx context.Context) error {
+	for _, k := range c.keys {
+		if _, ok := c.pending[k]; !ok {
+			continue
+		}
+		res, err := c.st.Result(ctx, k)
+		var bad *contract.DecodeError
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case errors.As(err, &bad):
+			c.failUnreadable(k, err)
+			continue
+		case err != nil:
+			return fmt.Errorf("read result of %s: %w", k, err)
+		}
+		c.take(k, res)
+	}
+	return nil
+}
+
+// wait waits for the pending keys until none is left or the deadline
+// (start + o.Wait) has passed: it wakes at each watched result, or polls
+// every interval when poll is set or the watch fails.
+func (c *collector) wait(ctx context.Context, watch *store.ResultWatch, poll bool, start time.Time, o waitOptions) error {
+	deadline := start.Add(o.Wait)
+	total, firstDone := len(c.keys), -1
 	for {
 		if poll {
-			if err := readPending(); err != nil {
-				return nil, err
+			if err := c.readPending(ctx); err != nil {
+				return err
 			}
 		}
-		done := total - len(pending)
-		if onProgress != nil {
-			onProgress(progress.State{Done: done, Total: total, Failed: failed})
+		done := total - len(c.pending)
+		if o.OnProgress != nil {
+			o.OnProgress(progress.State{Done: done, Total: total, Failed: c.failed})
 		}
 		if firstDone < 0 {
 			firstDone = done
 		}
-		t := now()
-		if len(pending) == 0 || !t.Before(deadline) {
-			log.Info(fmt.Sprintf("results: %d/%d done, %d failed, %d not scanned", done, total, failed, len(pending)),
-				zap.Int("done", done), zap.Int("total", total), zap.Int("failed", failed), zap.Int("missing", len(pending)),
+		t := o.Now()
+		if len(c.pending) == 0 || !t.Before(deadline) {
+			c.log.Info(fmt.Sprintf("results: %d/%d done, %d failed, %d not scanned", done, total, c.failed, len(c.pending)),
+				zap.Int("done", done), zap.Int("total", total), zap.Int("failed", c.failed), zap.Int("missing", len(c.pending)),
 				zap.Duration("waited", t.Sub(start).Round(time.Millisecond)))
-			break
+			return nil
 		}
-		eta := "unknown"
-		if elapsed := t.Sub(start); done > firstDone && elapsed > 0 {
-			rate := float64(done-firstDone) / elapsed.Seconds()
-			eta = time.Duration(float64(len(pending)) / rate * float64(time.Second)).Round(time.Second).String()
-		}
-		log.Info(fmt.Sprintf("waiting: %d/%d done, %d failed, ETA %s (giving up in %s)", done, total, failed, eta,
-			deadline.Sub(t).Round(time.Second)),
-			zap.Int("done", done), zap.Int("total", total), zap.Int("failed", failed), zap.String("eta", eta))
-		step := min(interval, deadline.Sub(t))
+		c.logWaiting(done, total, eta(done-firstDone, len(c.pending), t.Sub(start)), deadline.Sub(t))
+		step := min(o.Interval, deadline.Sub(t))
 		if watch != nil {
-			// Wake at each stored result; log progress every interval.
-			err := watch.Next(ctx, step, func(token string, res contract.ScanResult, err error) bool {
-				k, ok := tokens[token]
-				if _, still := pending[k]; !ok || !still {
-					return true
-				}
-				var bad *contract.DecodeError
-				switch {
-				case errors.As(err, &bad):
-					failUnreadable(k, err)
-				case err != nil:
-					log.Warn("a watched result could not be read; it is read again at the next poll", zap.Error(err))
-				default:
-					take(k, res)
-				}
-				return len(pending) > 0
-			})
-			if err != nil {
+			if err := c.next(ctx, watch, step); err != nil {
 				if ctx.Err() != nil {
-					return nil, fmt.Errorf("waiting for scan results: %w", ctx.Err())
+					return fmt.Errorf("waiting for scan results: %w", ctx.Err())
 				}
-				log.Warn("watching the results failed; polling them instead", zap.Error(err))
+				c.log.Warn("watching the results failed; polling them instead", zap.Error(err))
 				watch, poll = nil, true
 			}
 			continue
 		}
 		poll = true
-		timer := time.NewTimer(step)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, fmt.Errorf("waiting for scan results: %w", ctx.Err())
-		case <-timer.C:
+		if err := sleep(ctx, step); err != nil {
+			return fmt.Errorf("waiting for scan results: %w", err)
 		}
 	}
+}
 
+// eta estimates the time left from the rate at which keys were done since
+// the wait began ("unknown" before the first).
+func eta(doneSinceStart, left int, elapsed time.Duration) string {
+	if doneSinceStart <= 0 || elapsed <= 0 {
+		return "unknown"
+	}
+	rate := float64(doneSinceStart) / elapsed.Seconds()
+	return time.Duration(float64(left) / rate * float64(time.Second)).Round(time.Second).String()
+}
+
+func (c *collector) logWaiting(done, total int, eta string, left time.Duration) {
+	c.log.Info(fmt.Sprintf("waiting: %d/%d done, %d failed, ETA %s (giving up in %s)", done, total, c.failed, eta,
+		left.Round(time.Second)),
+		zap.Int("done", done), zap.Int("total", total), zap.Int("failed", c.failed), zap.String("eta", eta))
+}
+
+// next takes the results stored within step, waking at each; it returns
+// early once no key is pending.
+func (c *collector) next(ctx context.Context, watch *store.ResultWatch, step time.Duration) error {
+	return watch.Next(ctx, step, func(token string, res contract.ScanResult, err error) bool {
+		k, ok := c.tokens[token]
+		if _, still := c.pending[k]; !ok || !still {
+			return true
+		}
+		var bad *contract.DecodeError
+		switch {
+		case errors.As(err, &bad):
+			c.failUnreadable(k, err)
+		case err != nil:
+			c.log.Warn("a watched result could not be read; it is read again at the next poll", zap.Error(err))
+		default:
+			c.take(k, res)
+		}
+		return len(c.pending) > 0
+	})
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// finish lists the keys still pending as not scanned, and the repositories
+// whose findings are uncertain (an image without a usable result).
+func (c *collector) finish() *collected {
+	out, fleet := c.out, c.sc.fleet
 	repos := map[string]bool{}
 	for _, f := range out.failures {
-		markRepos(repos, sc.fleet, f.Digest, f.Platform, f.Image)
+		markRepos(repos, fleet, f.Digest, f.Platform, f.Image)
 	}
-	for _, k := range keys {
-		p, ok := pending[k]
+	for _, k := range c.keys {
+		p, ok := c.pending[k]
 		if !ok {
 			continue
 		}
-		ref := sc.fleet.Reference(k)
-		reason := "no scan result"
-		if p.stale != nil {
-			reason = fmt.Sprintf("no result for run %s yet (the latest is from cycle %s, completed %s)",
-				sc.req[k].runID, p.stale.Cycle, p.stale.CompletedAt.UTC().Format(time.RFC3339))
-		}
+		ref := fleet.Reference(k)
 		out.notScanned = append(out.notScanned, report.NotScanned{Digest: k.Digest, Platform: k.Platform.String(),
-			Image: ref, Reason: reason, Workloads: sc.fleet.Workloads(k)})
-		markRepos(repos, sc.fleet, k.Digest, k.Platform.String(), ref)
+			Image: ref, Reason: c.notScannedReason(k, p), Workloads: fleet.Workloads(k)})
+		markRepos(repos, fleet, k.Digest, k.Platform.String(), ref)
 	}
-	for _, r := range sc.unresolvedRepos {
+	for _, r := range c.sc.unresolvedRepos {
 		repos[r] = true
 	}
 	for r := range repos {
@@ -234,7 +306,15 @@ func collect(ctx context.Context, st Store, sc *scope, wait, interval time.Durat
 	slices.SortFunc(out.failures, func(a, b report.Failure) int {
 		return cmp.Or(strings.Compare(a.Image, b.Image), strings.Compare(a.Digest, b.Digest), strings.Compare(a.Platform, b.Platform))
 	})
-	return out, nil
+	return out
+}
+
+func (c *collector) notScannedReason(k contract.ImageKey, p *pendingKey) string {
+	if p.stale == nil {
+		return "no scan result"
+	}
+	return fmt.Sprintf("no result for run %s yet (the latest is from cycle %s, completed %s)",
+		c.sc.req[k].runID, p.stale.Cycle, p.stale.CompletedAt.UTC().Format(time.RFC3339))
 }
 
 func failure(fleet *report.Fleet, res contract.ScanResult) report.Failure {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
 )
 
@@ -48,6 +49,8 @@ type Config struct {
 	Record bool
 	// S3 uploads the files when S3.URL is set.
 	S3 s3upload.Config
+	// SBOM lists the SBOM formats written per image (--sbom cyclonedx,spdx).
+	SBOM []string
 }
 
 // Defaults returns the documented defaults.
@@ -82,6 +85,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.Formats, "format", c.Formats, "report formats: csv, json, html, md, tickets")
 	fs.BoolVar(&c.Record, "record", c.Record, "record first-seen dates and resolutions in JetStream (--record=false evaluates only)")
 	c.S3.RegisterFlags(fs)
+	c.RegisterSBOMFlags(fs)
+}
+
+// RegisterSBOMFlags binds --sbom (the all-in-one registers it too).
+func (c *Config) RegisterSBOMFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&c.SBOM, "sbom", c.SBOM, "also write one SBOM per image digest to <out-dir>/sbom (uploaded with the report), built from the cached layer analyses: cyclonedx (CycloneDX 1.6 JSON) and/or spdx (SPDX 2.3 JSON)")
 }
 
 // Validate checks the flags and that the named files exist. The YAML files
@@ -131,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.S3.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if _, err := sbom.ParseFormats(c.SBOM); err != nil {
+		errs = append(errs, fmt.Errorf("--sbom: %w", err))
 	}
 	return errors.Join(errs...)
 }

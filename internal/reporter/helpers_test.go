@@ -36,7 +36,7 @@ type fleetEnv struct {
 func newFleet(t *testing.T) *fleetEnv {
 	t.Helper()
 	env := natstest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	t.Cleanup(cancel)
 	return &fleetEnv{t: t, env: env, st: store.New(env.JS, env.Res), ctx: ctx}
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
@@ -184,59 +185,14 @@ func (b *scopeBuilder) finish() *scope {
 // is unreachable.
 func fleetScope(ctx context.Context, st Store, maxAge time.Duration, wall time.Time, log *zap.Logger) (*scope, error) {
 	b := newScopeBuilder(report.Scope{Mode: "fleet", MaxAge: maxAge.String()})
-	names, err := st.Clusters(ctx)
+	fresh, unreadable, err := freshInventories(ctx, st, maxAge, wall, log)
 	if err != nil {
-		return nil, fmt.Errorf("list cluster inventories: %w", err)
+		return nil, err
 	}
-	fresh := map[string]contract.Inventory{}
-	unreadable := map[string]string{}
-	for _, name := range sortedNames(names) {
-		inv, err := st.Inventory(ctx, name)
-		var bad *contract.DecodeError
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			continue
-		case errors.As(err, &bad):
-			// One corrupt object must not hide the rest of the fleet.
-			log.Error("stored inventory unreadable; cluster reported unreachable", zap.String("cluster", name), zap.Error(err))
-			unreadable[name] = err.Error()
-			continue
-		case err != nil:
-			return nil, err
-		}
-		if age := wall.Sub(inv.CollectedAt); age > maxAge {
-			log.Info("cluster left out: inventory older than --max-age", zap.String("cluster", name),
-				zap.Duration("age", age.Round(time.Minute)), zap.String("runId", inv.RunID))
-			continue
-		}
-		fresh[name] = inv
-	}
-
-	runs, err := st.Runs(ctx)
+	manifests, err := recentManifests(ctx, st, maxAge, wall, fresh)
 	if err != nil {
-		return nil, fmt.Errorf("list run manifests: %w", err)
+		return nil, err
 	}
-	manifests := map[string]contract.RunManifest{}
-	want := map[string]bool{}
-	for id, stored := range runs {
-		if wall.Sub(stored) <= maxAge {
-			want[id] = true
-		}
-	}
-	for _, inv := range fresh {
-		want[inv.RunID] = true
-	}
-	for _, id := range sortedNames(want) {
-		m, err := st.Manifest(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // still being dispatched, or expired
-		}
-		if err != nil {
-			return nil, err
-		}
-		manifests[id] = m
-	}
-
 	for _, name := range sortedNames(fresh) {
 		inv := fresh[name]
 		q := requirement{runID: inv.RunID, cycle: inv.Cycle, createdAt: inv.CollectedAt}
@@ -246,30 +202,11 @@ func fleetScope(ctx context.Context, st Store, maxAge time.Duration, wall time.T
 			reused = reusedKeys(m)
 		} else {
 			log.Warn("no run manifest for an inventory; results must be newer than the inventory",
-				zap.String("cluster", name), zap.String("runId", inv.RunID))
+				logging.Cluster(name), logging.RunID(inv.RunID))
 		}
 		b.addInventory(inv, q, reused)
 	}
-
-	// The latest recent mention of every cluster without a fresh inventory.
-	type mention struct {
-		m  contract.RunManifest
-		cs contract.ClusterStatus
-	}
-	latest := map[string]mention{}
-	for _, m := range manifests {
-		if wall.Sub(m.CreatedAt) > maxAge {
-			continue
-		}
-		for _, cs := range m.Clusters {
-			if _, ok := fresh[cs.Name]; ok {
-				continue
-			}
-			if prev, ok := latest[cs.Name]; !ok || m.CreatedAt.After(prev.m.CreatedAt) {
-				latest[cs.Name] = mention{m, cs}
-			}
-		}
-	}
+	latest := missingClusters(manifests, fresh, maxAge, wall)
 	for _, name := range sortedNames(unreadable) {
 		delete(latest, name)
 		b.unreachable(name, "", "stored inventory unreadable: "+unreadable[name])
@@ -288,6 +225,95 @@ func fleetScope(ctx context.Context, st Store, maxAge time.Duration, wall time.T
 	sc := b.finish()
 	sc.coversFleet = len(latest) == 0 && len(unreadable) == 0
 	return sc, nil
+}
+
+// freshInventories reads the latest inventory of every cluster and keeps
+// those collected within maxAge; unreadable ones are returned apart (their
+// clusters are unreachable: one corrupt object must not hide the rest of
+// the fleet).
+func freshInventories(ctx context.Context, st Store, maxAge time.Duration, wall time.Time, log *zap.Logger) (fresh map[string]contract.Inventory, unreadable map[string]string, err error) {
+	names, err := st.Clusters(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list cluster inventories: %w", err)
+	}
+	fresh, unreadable = map[string]contract.Inventory{}, map[string]string{}
+	for _, name := range sortedNames(names) {
+		inv, err := st.Inventory(ctx, name)
+		var bad *contract.DecodeError
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case errors.As(err, &bad):
+			log.Error("stored inventory unreadable; cluster reported unreachable", logging.Cluster(name), zap.Error(err))
+			unreadable[name] = err.Error()
+			continue
+		case err != nil:
+			return nil, nil, err
+		}
+		if age := wall.Sub(inv.CollectedAt); age > maxAge {
+			log.Info("cluster left out: inventory older than --max-age", logging.Cluster(name),
+				zap.Duration("age", age.Round(time.Minute)), logging.RunID(inv.RunID))
+			continue
+		}
+		fresh[name] = inv
+	}
+	return fresh, unreadable, nil
+}
+
+// recentManifests reads the manifests of the runs stored within maxAge and
+// of the runs the fresh inventories belong to.
+func recentManifests(ctx context.Context, st Store, maxAge time.Duration, wall time.Time, fresh map[string]contract.Inventory) (map[string]contract.RunManifest, error) {
+	runs, err := st.Runs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list run manifests: %w", err)
+	}
+	want := map[string]bool{}
+	for id, stored := range runs {
+		if wall.Sub(stored) <= maxAge {
+			want[id] = true
+		}
+	}
+	for _, inv := range fresh {
+		want[inv.RunID] = true
+	}
+	manifests := map[string]contract.RunManifest{}
+	for _, id := range sortedNames(want) {
+		m, err := st.Manifest(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // still being dispatched, or expired
+		}
+		if err != nil {
+			return nil, err
+		}
+		manifests[id] = m
+	}
+	return manifests, nil
+}
+
+// mention is a cluster's status in a run manifest.
+type mention struct {
+	m  contract.RunManifest
+	cs contract.ClusterStatus
+}
+
+// missingClusters is the latest recent mention of every cluster without a
+// fresh inventory.
+func missingClusters(manifests map[string]contract.RunManifest, fresh map[string]contract.Inventory, maxAge time.Duration, wall time.Time) map[string]mention {
+	latest := map[string]mention{}
+	for _, m := range manifests {
+		if wall.Sub(m.CreatedAt) > maxAge {
+			continue
+		}
+		for _, cs := range m.Clusters {
+			if _, ok := fresh[cs.Name]; ok {
+				continue
+			}
+			if prev, ok := latest[cs.Name]; !ok || m.CreatedAt.After(prev.m.CreatedAt) {
+				latest[cs.Name] = mention{m, cs}
+			}
+		}
+	}
+	return latest
 }
 
 // runScope covers one run: its manifest's expected keys, its clusters'
@@ -321,9 +347,9 @@ func runScope(ctx context.Context, st Store, runID string, log *zap.Logger) (*sc
 			continue
 		case err == nil:
 			log.Warn("the cluster's inventory now belongs to a later run; its workloads are unknown for this run",
-				zap.String("cluster", cs.Name), zap.String("runId", runID), zap.String("inventoryRunId", inv.RunID))
+				logging.Cluster(cs.Name), logging.RunID(runID), zap.String("inventory_run_id", inv.RunID))
 		case errors.Is(err, store.ErrNotFound):
-			log.Warn("no inventory stored for the cluster; its workloads are unknown", zap.String("cluster", cs.Name))
+			log.Warn("no inventory stored for the cluster; its workloads are unknown", logging.Cluster(cs.Name))
 		default:
 			return nil, err
 		}

@@ -1,7 +1,6 @@
 package s3upload_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,7 +91,7 @@ func newUploader(t *testing.T, srv *s3test.Server, url string) *s3upload.Uploade
 	c := s3upload.Defaults()
 	c.URL, c.Endpoint, c.PathStyle = url, srv.Endpoint, true
 	c.Timeout = 30 * time.Second
-	u, err := s3upload.New(context.Background(), c, zaptest.NewLogger(t))
+	u, err := s3upload.New(t.Context(), c, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +105,7 @@ func TestUploadRoundTrip(t *testing.T) {
 	srv := s3test.Start(t, "reports")
 	s3test.UseCredentials(t, srv.AccessKey, srv.SecretKey)
 	u := newUploader(t, srv, "s3://reports/vuln-reports/")
-	ctx := context.Background()
+	ctx := t.Context()
 	day1 := time.Date(2025, 3, 10, 6, 0, 0, 0, time.UTC)
 
 	keys, err := u.Upload(ctx, day1, "run-1", files(t, map[string]string{"report.csv": "a,b\n1,2\n", "report.json": `{"v":1}`}))
@@ -162,7 +161,7 @@ func TestWrongSecretIsRefused(t *testing.T) {
 	srv := s3test.Start(t, "reports")
 	s3test.UseCredentials(t, srv.AccessKey, "not-the-secret")
 	u := newUploader(t, srv, "s3://reports/p")
-	_, err := u.Upload(context.Background(), time.Now(), "run-1", files(t, map[string]string{"report.csv": "x"}))
+	_, err := u.Upload(t.Context(), time.Now(), "run-1", files(t, map[string]string{"report.csv": "x"}))
 	if err == nil {
 		t.Fatal("upload with a wrong secret succeeded")
 	}
@@ -178,7 +177,7 @@ func TestUnreachableEndpointNamesBucketAndEndpoint(t *testing.T) {
 	s3test.UseCredentials(t, srv.AccessKey, srv.SecretKey)
 	u := newUploader(t, srv, "s3://reports/p")
 	srv.Stop()
-	_, err := u.Upload(context.Background(), time.Now(), "run-1", files(t, map[string]string{"report.csv": "x"}))
+	_, err := u.Upload(t.Context(), time.Now(), "run-1", files(t, map[string]string{"report.csv": "x"}))
 	if err == nil {
 		t.Fatal("upload to a stopped server succeeded")
 	}
@@ -194,7 +193,7 @@ func TestRunIDMustBeOneDirectory(t *testing.T) {
 	s3test.UseCredentials(t, srv.AccessKey, srv.SecretKey)
 	u := newUploader(t, srv, "s3://reports")
 	for _, id := range []string{"", "a/b", ".."} {
-		if _, err := u.Upload(context.Background(), time.Now(), id, nil); err == nil {
+		if _, err := u.Upload(t.Context(), time.Now(), id, nil); err == nil {
 			t.Errorf("run id %q accepted", id)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 // fleetSize is the number of images a benchmark iteration scans.
@@ -31,7 +32,7 @@ func benchFleet(b *testing.B, e *env) []Request {
 		files = append(files, fixture.File{Path: fmt.Sprintf("/usr/share/doc/pkg%02d/file%04d.txt", i%60, i), Content: content})
 	}
 	shared := fixture.FilesLayer("shared /usr/share", files...)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
 	defer cancel()
 	var reqs []Request
 	for _, spec := range fixture.FleetImages(fleetSize) {
@@ -58,7 +59,7 @@ func scanAll(b *testing.B, s *Trivy, reqs []Request, workers int) (int64, int64)
 				if i >= len(reqs) {
 					return
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
 				rep, err := s.Scan(ctx, reqs[i])
 				cancel()
 				if err != nil {
@@ -132,7 +133,7 @@ func BenchmarkFleetScan(b *testing.B) {
 		reportRate(b, elapsed)
 	})
 	b.Run("trivy-cli-one-by-one", func(b *testing.B) {
-		bin, err := fixture.TrivyCLI()
+		bin, err := fixturetest.TrivyCLI()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -140,8 +141,8 @@ func BenchmarkFleetScan(b *testing.B) {
 		for b.Loop() {
 			start := time.Now()
 			for _, r := range reqs {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				_, err := fixture.CLIScan(ctx, bin, e.cacheDir, r.References[0]+"@"+r.Digest, r.Platform)
+				ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+				_, err := fixturetest.CLIScan(ctx, bin, e.cacheDir, r.References[0]+"@"+r.Digest, r.Platform)
 				cancel()
 				if err != nil {
 					b.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -25,20 +24,20 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	var qe *queue.Error
+	var qe *contract.FailureError
 	if errors.As(err, &qe) {
 		return err
 	}
 	if tlsVerification(err) {
 		// A certificate the worker cannot verify will not verify on the
 		// next attempt either: a CA bundle or --insecure-registry is needed.
-		return queue.Permanent(contract.FailureInternal, fmt.Errorf("TLS verification failed (trust the registry's CA or list it in --insecure-registry): %w", err))
+		return contract.Permanent(contract.FailureInternal, fmt.Errorf("TLS verification failed (trust the registry's CA or list it in --insecure-registry): %w", err))
 	}
 	class := classOf(err)
 	if class.Retryable() {
-		return queue.Retryable(class, err)
+		return contract.Retryable(class, err)
 	}
-	return queue.Permanent(class, err)
+	return contract.Permanent(class, err)
 }
 
 func tlsVerification(err error) bool {

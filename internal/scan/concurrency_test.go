@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 // TestConcurrentScans runs every sample image several times at once on one
@@ -22,7 +23,7 @@ func TestConcurrentScans(t *testing.T) {
 			for _, pl := range spec.Platforms {
 				wg.Go(func() {
 					p := e.pushed[spec.Name]
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 					defer cancel()
 					rep, err := e.scanner.Scan(ctx, Request{Digest: p.Digest, Platform: pl, References: []string{p.Repository}})
 					if err != nil {
@@ -30,8 +31,8 @@ func TestConcurrentScans(t *testing.T) {
 						return
 					}
 					want := spec.ExpectedWith(1)
-					fixture.SortFindings(want)
-					if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+					fixturetest.SortFindings(want)
+					if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 						errs <- errors.New(spec.Name + ": " + diff)
 					}
 				})
@@ -49,7 +50,7 @@ func TestLayerCacheReusesSharedLayers(t *testing.T) {
 	e := newEnv(t, TrivyConfig{})
 	scan := func(name string) Report {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		rep, err := e.scanner.Scan(ctx, e.request(t, name))
 		if err != nil {
@@ -75,7 +76,7 @@ func TestLayerCacheReusesSharedLayers(t *testing.T) {
 	if st := e.reg.Stats(); st.BlobRequests > 1 {
 		t.Errorf("warm scan fetched %d blobs, want only the config", st.BlobRequests)
 	}
-	if diff := fixture.DiffFindings(tuples(shared.Findings), tuples(warm.Findings)); diff != "" {
+	if diff := fixturetest.DiffFindings(tuples(shared.Findings), tuples(warm.Findings)); diff != "" {
 		t.Errorf("cached analysis changed the findings:\n%s", diff)
 	}
 }
@@ -85,26 +86,26 @@ func TestRefreshDBSwapsWithNoScanRunning(t *testing.T) {
 	spec := e.pushed["node-app"].Spec
 	scanGen := func(gen int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		rep, err := e.scanner.Scan(ctx, e.request(t, "node-app"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := spec.ExpectedWith(gen)
-		fixture.SortFindings(want)
-		if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+		fixturetest.SortFindings(want)
+		if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 			t.Errorf("DB generation %d: findings differ:\n%s", gen, diff)
 		}
 	}
 	scanGen(1)
-	if changed, err := e.scanner.RefreshDB(context.Background()); err != nil || changed {
+	if changed, err := e.scanner.RefreshDB(t.Context()); err != nil || changed {
 		t.Fatalf("RefreshDB on an unchanged DB = %v, %v; want false, nil", changed, err)
 	}
 	before := e.scanner.DBInfo()
 
 	// Scans keep running while the DB is swapped underneath.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
@@ -120,7 +121,7 @@ func TestRefreshDBSwapsWithNoScanRunning(t *testing.T) {
 		})
 	}
 	e.rebuildDB(t)
-	changed, err := e.scanner.RefreshDB(context.Background())
+	changed, err := e.scanner.RefreshDB(t.Context())
 	cancel()
 	wg.Wait()
 	if err != nil || !changed {

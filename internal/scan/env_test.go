@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
-	"github.com/fleetscan/fleetscan/internal/queue"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/trivydb"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -58,8 +58,8 @@ func newEnv(t testing.TB, cfg TrivyConfig, regOpts ...fixture.RegistryOption) *e
 	if _, err := fixture.BuildDB(e.cacheDir, set, fixture.DBOptions{UpdatedAt: time.Now().Add(-time.Hour).UTC().Truncate(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	e.reg = fixture.NewRegistry(t, regOpts...)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	e.reg = fixturetest.NewRegistry(t, regOpts...)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	pushed, err := fixture.PushSamples(ctx, e.reg.Host, fixture.SampleImages())
 	if err != nil {
@@ -129,7 +129,7 @@ func tuples(fs []contract.Finding) []fixture.Finding {
 		out = append(out, fixture.Finding{VulnerabilityID: f.VulnerabilityID, PkgName: f.PkgName, InstalledVersion: f.PkgVersion,
 			FixedVersion: f.FixedVersion, Severity: f.Severity, Status: f.Status})
 	}
-	fixture.SortFindings(out)
+	fixturetest.SortFindings(out)
 	return out
 }
 
@@ -139,7 +139,7 @@ func assertClass(t testing.TB, err error, class contract.FailureClass, retryable
 	if err == nil {
 		t.Fatalf("want a %s failure, got success", class)
 	}
-	got, retry := queue.Classify(err)
+	got, retry := contract.Classify(err)
 	if got != class || retry != retryable {
 		t.Fatalf("class = %s (retryable %v), want %s (retryable %v); error: %v", got, retry, class, retryable, err)
 	}

@@ -56,7 +56,7 @@ func TestScanFailureClasses(t *testing.T) {
 			if timeout == 0 {
 				timeout = time.Minute
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			ctx, cancel := context.WithTimeout(t.Context(), timeout)
 			defer cancel()
 			start := time.Now()
 			_, err := e.scanner.Scan(ctx, e.request(t, tc.sample))
@@ -76,7 +76,7 @@ func TestScanTriesMirrors(t *testing.T) {
 	t.Run("primary missing", func(t *testing.T) {
 		req := want
 		req.References = []string{e.reg.Host + "/nowhere/curl:8.3.0", p.Repository + ":8.3.0"}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		rep, err := e.scanner.Scan(ctx, req)
 		if err != nil {
@@ -93,7 +93,7 @@ func TestScanTriesMirrors(t *testing.T) {
 	t.Run("all missing", func(t *testing.T) {
 		req := want
 		req.References = []string{e.reg.Host + "/nowhere/a", e.reg.Host + "/nowhere/b"}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		_, err := e.scanner.Scan(ctx, req)
 		assertClass(t, err, contract.FailureNotFound, false)
@@ -108,7 +108,7 @@ func TestScanTriesMirrors(t *testing.T) {
 		defer e.reg.ClearFaults()
 		req := want
 		req.References = []string{e.reg.Host + "/nowhere/curl", p.Repository}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		_, err := e.scanner.Scan(ctx, req)
 		// Retrying may succeed on the mirror, so the job is retryable.
@@ -126,7 +126,7 @@ func TestScanTriesMirrors(t *testing.T) {
 	t.Run("invalid reference", func(t *testing.T) {
 		req := want
 		req.References = []string{"Not A Reference!!"}
-		_, err := e.scanner.Scan(context.Background(), req)
+		_, err := e.scanner.Scan(t.Context(), req)
 		assertClass(t, err, contract.FailureUnsupported, false)
 	})
 }
@@ -166,7 +166,7 @@ func TestScanWithRegistryCredentials(t *testing.T) {
 	e := newEnv(t, TrivyConfig{}, fixture.WithMiddleware(gate))
 	authOn.Store(true)
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	_, err := e.scanner.Scan(ctx, e.request(t, "alpine-3.18"))
 	assertClass(t, err, contract.FailureUnauthorized, false)
@@ -187,7 +187,7 @@ func TestScanWithRegistryCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.reopenScanner(t, TrivyConfig{Keyring: kr})
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			rep, err := e.scanner.Scan(ctx, e.request(t, "alpine-3.18"))
 			if tc.ok {
@@ -235,7 +235,7 @@ func TestScanInsecureRegistry(t *testing.T) {
 	}
 	req := Request{Digest: d.String(), Platform: spec.Platforms[0], References: []string{host + "/lab/curl"}}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	_, err = e.scanner.Scan(ctx, req)
 	// Retrying cannot fix a certificate: recorded at once.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 // TestFidelityWithTrivyCLI guards Trivy upgrades: for every sample image and
@@ -14,15 +15,12 @@ import (
 // with the same DB (--skip-db-update --offline-scan), on (vulnerability ID,
 // package, installed version, fixed version, severity, status).
 func TestFidelityWithTrivyCLI(t *testing.T) {
-	bin, err := fixture.TrivyCLI()
-	if err != nil {
-		t.Fatalf("the fidelity test needs the Trivy CLI: %v", err)
-	}
+	bin := fixturetest.RequireTrivyCLI(t)
 	e := newEnv(t, TrivyConfig{})
 	for gen := 1; gen <= 2; gen++ {
 		if gen == 2 {
 			e.rebuildDB(t)
-			if changed, err := e.scanner.RefreshDB(context.Background()); err != nil || !changed {
+			if changed, err := e.scanner.RefreshDB(t.Context()); err != nil || !changed {
 				t.Fatalf("RefreshDB = %v, %v", changed, err)
 			}
 		}
@@ -30,9 +28,9 @@ func TestFidelityWithTrivyCLI(t *testing.T) {
 			for _, pl := range spec.Platforms {
 				t.Run(spec.Name+"/"+pl.String()+"/db"+string(rune('0'+gen)), func(t *testing.T) {
 					p := e.pushed[spec.Name]
-					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+					ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 					defer cancel()
-					cli, err := fixture.CLIScan(ctx, bin, e.cacheDir, p.Ref(), pl)
+					cli, err := fixturetest.CLIScan(ctx, bin, e.cacheDir, p.Ref(), pl)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -40,7 +38,7 @@ func TestFidelityWithTrivyCLI(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if diff := fixture.DiffFindings(cli, tuples(rep.Findings)); diff != "" {
+					if diff := fixturetest.DiffFindings(cli, tuples(rep.Findings)); diff != "" {
 						t.Errorf("library findings differ from `trivy image` (- CLI only, + library only):\n%s", diff)
 					}
 					// Guard against both sides silently finding nothing.

@@ -28,6 +28,18 @@ func routeTrivyLogs(log *zap.Logger) {
 	slog.SetDefault(slog.New(&zapHandler{log: log.Named("trivy").WithOptions(zap.AddCallerSkip(3))}))
 }
 
+// ensureTrivyLogs makes Trivy's logging safe for code that runs Trivy
+// without a scanner (package listings, detection over stored packages):
+// it replaces the buffering default handler and, unless a scanner already
+// routes Trivy's logs, routes them to log.
+func ensureTrivyLogs(log *zap.Logger) {
+	if active.Load() {
+		trivyLogOnce.Do(func() { tlog.InitLogger(false, true) })
+		return
+	}
+	routeTrivyLogs(log)
+}
+
 func silenceTrivyLogs() {
 	trivyLogMu.Lock()
 	defer trivyLogMu.Unlock()

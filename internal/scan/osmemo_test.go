@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 // TestOSDetectionSharedBetweenSameBase: images built on the same base share
@@ -14,7 +15,7 @@ import (
 // packages differ (alpine with and without curl) never share.
 func TestOSDetectionSharedBetweenSameBase(t *testing.T) {
 	e := newEnv(t, TrivyConfig{})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	specs := fixture.FleetImages(12) // every base twice or more, each image with a layer of its own
 	pushed, err := fixture.PushSamples(ctx, e.reg.Host, specs)
@@ -30,8 +31,8 @@ func TestOSDetectionSharedBetweenSameBase(t *testing.T) {
 			t.Fatalf("%s: %v", p.Spec.Name, err)
 		}
 		want := append([]fixture.Finding(nil), p.Spec.Expected...)
-		fixture.SortFindings(want)
-		if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+		fixturetest.SortFindings(want)
+		if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 			t.Errorf("%s: findings differ:\n%s", p.Spec.Name, diff)
 		}
 	}

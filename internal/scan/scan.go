@@ -9,7 +9,7 @@
 // read-only vulnerability database, and keeps layer analyses in a cache
 // shared by the fleet (TrivyConfig.SharedCache: images analysed before are
 // rescanned by detection alone) or in a private scratch directory. Failures
-// come back classified with queue.Permanent / queue.Retryable so the job
+// come back classified with contract.Permanent / contract.Retryable so the job
 // queue knows whether to retry.
 package scan
 
@@ -25,7 +25,7 @@ import (
 // Scanner scans one image.
 type Scanner interface {
 	// Scan scans req and returns its findings, or an error classified with
-	// queue.Permanent / queue.Retryable.
+	// contract.Permanent / contract.Retryable.
 	Scan(ctx context.Context, req Request) (Report, error)
 }
 
@@ -76,6 +76,9 @@ type Report struct {
 	Reference string
 	OS        *contract.OSInfo
 	Findings  []contract.Finding
+	// Packages lists every package found (the caller sets its image
+	// key): the package index's record of the image.
+	Packages  *contract.ImagePackages
 	Scanner   contract.ScannerInfo
 	DB        contract.DBInfo
 	StartedAt time.Time

@@ -41,7 +41,7 @@ import (
 	xos "github.com/aquasecurity/trivy/pkg/x/os"
 
 	"github.com/fleetscan/fleetscan/internal/layercache"
-	"github.com/fleetscan/fleetscan/internal/queue"
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/version"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -175,48 +175,14 @@ func NewTrivy(cfg TrivyConfig, db Database, log *zap.Logger) (*Trivy, error) {
 	}
 	if t.shared != nil {
 		t.cache = t.shared
-	} else {
-		scratch := cfg.ScratchDir
-		if scratch == "" {
-			scratch = os.TempDir()
-		}
-		if err := os.MkdirAll(scratch, 0o700); err != nil {
-			return nil, fmt.Errorf("scratch dir %s: %w", scratch, err)
-		}
-		// A private directory: Trivy's FS cache is an exclusively locked
-		// bolt file, so two processes must never share one.
-		layerDir, err := os.MkdirTemp(scratch, "fleetscan-layers-")
-		if err != nil {
-			return nil, fmt.Errorf("scratch dir %s: %w", scratch, err)
-		}
-		fsCache, err := tcache.NewFSCache(layerDir)
-		if err != nil {
-			_ = os.RemoveAll(layerDir)
-			return nil, fmt.Errorf("layer cache in %s: %w", layerDir, err)
-		}
-		t.layerDir, t.cache = layerDir, fsCache
+	} else if err := t.openScratchCache(cfg.ScratchDir); err != nil {
+		return nil, err
 	}
 	t.secure = http.DefaultTransport.(*http.Transport).Clone()
 	t.secure.MaxIdleConnsPerHost = 16
 	t.insecure = t.secure.Clone()
 	t.insecure.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --insecure-registry asks for it
-
-	// Analyzers `trivy image --scanners vuln` disables, plus the image
-	// config secret analyzer (it rewrites a global rules slice, racing with
-	// concurrent scans).
-	t.disabled = append([]analyzer.Type{}, analyzer.TypeLockfiles...)
-	t.disabled = append(t.disabled, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
-		analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable, analyzer.TypeRpmArchive, analyzer.TypeImageConfigSecret)
-	t.disabled = append(t.disabled, analyzer.TypeConfigFiles...)
-
-	// Jars are only analysed with the Java DB: without it the analyzer fails.
-	if _, err := os.Stat(filepath.Join(cfg.CacheDir, "java-db", "metadata.json")); err == nil {
-		javadb.Init(cfg.CacheDir, nil, true, true, ftypes.RegistryOptions{})
-		t.javaDB = true
-	} else {
-		t.disabled = append(t.disabled, analyzer.TypeJar)
-		log.Info("no Java DB under the cache dir: jar files are not scanned", zap.String("java_db", filepath.Join(cfg.CacheDir, "java-db")))
-	}
+	t.chooseAnalyzers()
 
 	opts := scannerOptions
 	if t.javaDB {
@@ -233,6 +199,48 @@ func NewTrivy(cfg TrivyConfig, db Database, log *zap.Logger) (*Trivy, error) {
 	log.Info("Trivy scanner ready", zap.String("trivy", t.info.Version), zap.String("layer_cache", layerCache),
 		zap.Int("registries_with_credentials", t.keyring().Len()), zap.Strings("insecure_registries", cfg.InsecureRegistries))
 	return t, nil
+}
+
+// openScratchCache opens a private layer cache under scratch (default: the
+// temporary directory).
+func (t *Trivy) openScratchCache(scratch string) error {
+	if scratch == "" {
+		scratch = os.TempDir()
+	}
+	if err := os.MkdirAll(scratch, 0o700); err != nil {
+		return fmt.Errorf("scratch dir %s: %w", scratch, err)
+	}
+	// A private directory: Trivy's FS cache is an exclusively locked
+	// bolt file, so two processes must never share one.
+	layerDir, err := os.MkdirTemp(scratch, "fleetscan-layers-")
+	if err != nil {
+		return fmt.Errorf("scratch dir %s: %w", scratch, err)
+	}
+	fsCache, err := tcache.NewFSCache(layerDir)
+	if err != nil {
+		_ = os.RemoveAll(layerDir)
+		return fmt.Errorf("layer cache in %s: %w", layerDir, err)
+	}
+	t.layerDir, t.cache = layerDir, fsCache
+	return nil
+}
+
+// chooseAnalyzers disables the analyzers `trivy image --scanners vuln`
+// disables, plus the image config secret analyzer (it rewrites a global
+// rules slice, racing with concurrent scans); jars are only analysed with
+// the Java DB (without it the analyzer fails).
+func (t *Trivy) chooseAnalyzers() {
+	t.disabled = append([]analyzer.Type{}, analyzer.TypeLockfiles...)
+	t.disabled = append(t.disabled, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
+		analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable, analyzer.TypeRpmArchive, analyzer.TypeImageConfigSecret)
+	t.disabled = append(t.disabled, analyzer.TypeConfigFiles...)
+	if _, err := os.Stat(filepath.Join(t.cfg.CacheDir, "java-db", "metadata.json")); err == nil {
+		javadb.Init(t.cfg.CacheDir, nil, true, true, ftypes.RegistryOptions{})
+		t.javaDB = true
+	} else {
+		t.disabled = append(t.disabled, analyzer.TypeJar)
+		t.log.Info("no Java DB under the cache dir: jar files are not scanned", zap.String("java_db", filepath.Join(t.cfg.CacheDir, "java-db")))
+	}
 }
 
 func (t *Trivy) keyring() *Keyring {
@@ -318,17 +326,17 @@ func (t *Trivy) Close() error {
 // limited, registry errors); the error returned is classified for the queue.
 func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 	if err := req.Validate(); err != nil {
-		return Report{}, queue.Permanent(contract.FailureUnsupported, fmt.Errorf("scan request: %w", err))
+		return Report{}, contract.Permanent(contract.FailureUnsupported, fmt.Errorf("scan request: %w", err))
 	}
 	t.gate.RLock()
 	defer t.gate.RUnlock()
 	if t.closed {
-		return Report{}, queue.Retryable(contract.FailureInternal, errors.New("scanner closed"))
+		return Report{}, contract.Retryable(contract.FailureInternal, errors.New("scanner closed"))
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			t.log.Error("Trivy panicked", zap.String("digest", req.Digest), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			err = queue.Permanent(contract.FailureInternal, fmt.Errorf("scanner panicked: %v", r))
+			t.log.Error("Trivy panicked", logging.Digest(req.Digest), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			err = contract.Permanent(contract.FailureInternal, fmt.Errorf("scanner panicked: %v", r))
 		}
 	}()
 
@@ -342,7 +350,7 @@ func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 	for _, raw := range req.References {
 		ref, reg, perr := pin(raw, req.Digest, hostSet(t.cfg.InsecureRegistries))
 		if perr != nil {
-			failures = append(failures, refFailure{ref: raw, err: queue.Permanent(contract.FailureUnsupported, perr)})
+			failures = append(failures, refFailure{ref: raw, err: contract.Permanent(contract.FailureUnsupported, perr)})
 			continue
 		}
 		r, serr := t.scanRef(ctx, ref, reg, req)
@@ -353,7 +361,7 @@ func (t *Trivy) Scan(ctx context.Context, req Request) (rep Report, err error) {
 		}
 		serr = classify(serr)
 		failures = append(failures, refFailure{ref: ref, err: serr})
-		class, _ := queue.Classify(serr)
+		class, _ := contract.Classify(serr)
 		if ctx.Err() != nil || !registryClass(class) {
 			break
 		}
@@ -371,25 +379,25 @@ type refFailure struct {
 // first reference's class stands. Known secrets are scrubbed.
 func (t *Trivy) combine(failures []refFailure) error {
 	if len(failures) == 0 {
-		return queue.Permanent(contract.FailureUnsupported, errors.New("no reference to pull from"))
+		return contract.Permanent(contract.FailureUnsupported, errors.New("no reference to pull from"))
 	}
 	pick := failures[0]
 	for _, f := range failures {
-		if _, retry := queue.Classify(f.err); retry {
+		if _, retry := contract.Classify(f.err); retry {
 			pick = f
 			break
 		}
 	}
-	class, retry := queue.Classify(pick.err)
+	class, retry := contract.Classify(pick.err)
 	msgs := make([]string, 0, len(failures))
 	for _, f := range failures {
 		msgs = append(msgs, fmt.Sprintf("%s: %s", f.ref, conciseError(f.err)))
 	}
 	err := &scanError{msg: redactor(t.keyring().secrets()).redact(strings.Join(msgs, "; ")), cause: pick.err}
 	if retry {
-		return queue.Retryable(class, err)
+		return contract.Retryable(class, err)
 	}
-	return queue.Permanent(class, err)
+	return contract.Permanent(class, err)
 }
 
 // scanError carries a scrubbed, bounded message while keeping the cause
@@ -407,7 +415,7 @@ func (e *scanError) Unwrap() error { return e.cause }
 const maxReason = 1024
 
 func conciseError(err error) string {
-	var qe *queue.Error
+	var qe *contract.FailureError
 	if errors.As(err, &qe) {
 		err = qe.Err
 	}
@@ -439,19 +447,8 @@ func pin(ref, digest string, insecure hostSet) (string, string, error) {
 
 // scanRef scans one pinned reference.
 func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) (Report, error) {
-	p := req.Platform
-	insecure := hostSet(t.cfg.InsecureRegistries).match(registry)
-	regOpts := ftypes.RegistryOptions{
-		Insecure: insecure,
-		Platform: ftypes.Platform{Platform: &v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}},
-	}
-	if c, ok := t.keyring().lookup(registry); ok {
-		if c.Token != "" {
-			regOpts.RegistryToken = c.Token
-		} else {
-			regOpts.Credentials = []ftypes.Credential{{Username: c.Username, Password: c.Password}}
-		}
-	}
+	regOpts := t.registryOptions(registry, req.Platform)
+	insecure := regOpts.Insecure
 	base := t.secure
 	if insecure {
 		base = t.insecure
@@ -500,7 +497,11 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) 
 		return Report{}, fmt.Errorf("prepare analysis of %s: %w", ref, err)
 	}
 	art := &recordingArtifact{Artifact: inner}
-	rep, err := t.detect(sctx, ref, cc, art)
+	manifest := manifestDigestOf(img)
+	if strings.EqualFold(manifest, req.Digest) {
+		manifest = ""
+	}
+	rep, err := t.detect(sctx, ref, cc, art, manifest)
 	if err != nil {
 		return Report{}, err
 	}
@@ -508,23 +509,50 @@ func (t *Trivy) scanRef(ctx context.Context, ref, registry string, req Request) 
 	rep.LayersAnalyzed = int(cc.misses.Load())
 	rep.BytesFetched = stats.bytes.Load()
 	if t.shared != nil && art.ref.ID != "" {
-		a := layercache.Analysis{
-			Reference: ref, ArtifactID: art.ref.ID, BlobIDs: art.ref.BlobIDs,
-			ImageID: art.ref.ImageMetadata.ID, DiffIDs: art.ref.ImageMetadata.DiffIDs,
-			Scanner: t.info, StoredAt: time.Now().UTC(),
-		}
-		if err := t.shared.PutAnalysis(ctx, contract.ImageKey{Digest: req.Digest, Platform: req.Platform}, a); err != nil {
-			t.log.Warn("could not record the image's analysis; a rescan after a DB update will contact the registry",
-				zap.String("digest", req.Digest), zap.Error(err))
-		}
+		t.recordAnalysis(ctx, ref, req, art, manifestDigestOf(img))
 	}
 	return rep, nil
 }
 
+// registryOptions are Trivy's options for pulling from registry: the
+// platform, TLS verification and the keyring's credentials.
+func (t *Trivy) registryOptions(registry string, p contract.Platform) ftypes.RegistryOptions {
+	regOpts := ftypes.RegistryOptions{
+		Insecure: hostSet(t.cfg.InsecureRegistries).match(registry),
+		Platform: ftypes.Platform{Platform: &v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}},
+	}
+	if c, ok := t.keyring().lookup(registry); ok {
+		if c.Token != "" {
+			regOpts.RegistryToken = c.Token
+		} else {
+			regOpts.Credentials = []ftypes.Credential{{Username: c.Username, Password: c.Password}}
+		}
+	}
+	return regOpts
+}
+
+// recordAnalysis stores which cache entries the image's analysis is made
+// of, so a rescan after a DB update runs detection without the registry.
+// With them it keeps the image metadata SBOMs need and the platform
+// manifest's digest (manifestDigest).
+func (t *Trivy) recordAnalysis(ctx context.Context, ref string, req Request, art *recordingArtifact, manifestDigest string) {
+	a := analysisOf(ref, art.ref, t.info, manifestDigest, time.Now())
+	if err := t.shared.PutAnalysis(ctx, contract.ImageKey{Digest: req.Digest, Platform: req.Platform}, a); err != nil {
+		t.log.Warn("could not record the image's analysis; a rescan after a DB update will contact the registry",
+			logging.Digest(req.Digest), zap.Error(err))
+	}
+}
+
 // detect runs Trivy's scan service over an artifact — an image being
 // pulled, or one analysed before — and maps the findings.
-func (t *Trivy) detect(ctx context.Context, ref string, cache tcache.LocalArtifactCache, art artifact.Artifact) (Report, error) {
-	svc := tscan.NewService(local.NewService(applier.NewApplier(cache), t.osMemo, langpkg.NewScanner(),
+//
+// The report also lists every package the image holds (Report.Packages):
+// Trivy's results carry them whether or not they are vulnerable.
+// manifestDigest is the platform manifest's digest when the scanned digest
+// is an index.
+func (t *Trivy) detect(ctx context.Context, ref string, cache tcache.LocalArtifactCache, art artifact.Artifact, manifestDigest string) (Report, error) {
+	rec := &osRecorder{Scanner: t.osMemo}
+	svc := tscan.NewService(local.NewService(applier.NewApplier(cache), rec, langpkg.NewScanner(),
 		vulnerability.NewClient(trivydbcfg.Config{})), art)
 	report, err := svc.ScanArtifact(ctx, ttypes.ScanOptions{
 		PkgTypes:            []string{ttypes.PkgTypeOS, ttypes.PkgTypeLibrary},
@@ -547,6 +575,7 @@ func (t *Trivy) detect(ctx context.Context, ref string, cache tcache.LocalArtifa
 		Reference: ref,
 		OS:        osOf(report),
 		Findings:  findingsOf(report),
+		Packages:  imagePackages(report, rec, t.info, manifestDigest, time.Now()),
 		Scanner:   t.info,
 		DB:        t.db.Info(),
 	}, nil
@@ -561,7 +590,7 @@ func (t *Trivy) redetect(ctx context.Context, req Request) (Report, bool) {
 		return Report{}, false
 	}
 	key := contract.ImageKey{Digest: req.Digest, Platform: req.Platform}
-	log := t.log.With(zap.String("digest", req.Digest), zap.String("platform", req.Platform.String()))
+	log := t.log.With(logging.Digest(req.Digest), logging.Platform(req.Platform))
 	a, ok, err := t.shared.Analysis(ctx, key)
 	if err != nil {
 		log.Warn("could not read the image's recorded analysis; scanning it in full", zap.Error(err))
@@ -576,10 +605,7 @@ func (t *Trivy) redetect(ctx context.Context, req Request) (Report, bool) {
 			zap.Bool("missing_config", missingArtifact), zap.Int("missing_layers", len(missing)), zap.Error(err))
 		return Report{}, false
 	}
-	rep, err := t.detect(ctx, a.Reference, t.shared, storedArtifact{ref: artifact.Reference{
-		Name: a.Reference, Type: ftypes.TypeContainerImage, ID: a.ArtifactID, BlobIDs: a.BlobIDs,
-		ImageMetadata: artifact.ImageMetadata{ID: a.ImageID, DiffIDs: a.DiffIDs},
-	}})
+	rep, err := t.detect(ctx, a.Reference, t.shared, storedArtifact{ref: storedReference(a)}, manifestOf(a, key))
 	if err != nil {
 		log.Warn("detection from the recorded analysis failed; scanning in full", zap.Error(err))
 		return Report{}, false

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -16,15 +17,15 @@ func TestScanSampleImages(t *testing.T) {
 		for _, pl := range spec.Platforms {
 			t.Run(spec.Name+"/"+pl.String(), func(t *testing.T) {
 				p := e.pushed[spec.Name]
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 				defer cancel()
 				rep, err := e.scanner.Scan(ctx, Request{Digest: p.Digest, Platform: pl, References: []string{p.Repository}})
 				if err != nil {
 					t.Fatalf("scan: %v", err)
 				}
 				want := spec.ExpectedWith(1)
-				fixture.SortFindings(want)
-				if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+				fixturetest.SortFindings(want)
+				if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 					t.Errorf("findings differ from the advisories:\n%s", diff)
 				}
 				if rep.Reference != p.Repository+"@"+p.Digest {
@@ -48,7 +49,7 @@ func TestScanSampleImages(t *testing.T) {
 
 func TestScanFindingFields(t *testing.T) {
 	e := newEnv(t, TrivyConfig{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	rep, err := e.scanner.Scan(ctx, e.request(t, "alpine-curl"))
 	if err != nil {
@@ -107,7 +108,7 @@ func TestScanPicksPlatformOfIndex(t *testing.T) {
 	}
 	for pl, manifest := range p.Manifests {
 		log.take()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		_, err := e.scanner.Scan(ctx, Request{Digest: p.Digest, Platform: pl, References: []string{p.Repository}})
 		cancel()
 		if err != nil {
@@ -129,7 +130,7 @@ func TestScanPicksPlatformOfIndex(t *testing.T) {
 			t.Errorf("%s: scan fetched %v; want the %s manifest %s only", pl, paths, pl, manifest)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	_, err := e.scanner.Scan(ctx, Request{Digest: p.Digest, Platform: contract.Platform{OS: "linux", Architecture: "s390x"}, References: []string{p.Repository}})
 	assertClass(t, err, contract.FailureNotFound, false)

@@ -21,13 +21,13 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/xerrors"
 
-	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func TestParseKeyring(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name    string
 		config  string
@@ -111,6 +111,7 @@ func TestParseKeyring(t *testing.T) {
 }
 
 func TestHostSetMatch(t *testing.T) {
+	t.Parallel()
 	set := hostSet{"registry:5000", "lab.example.com", "HTTP://Mixed.Example.com:80/"}
 	cases := map[string]bool{
 		"registry:5000":        true,
@@ -131,6 +132,7 @@ func TestHostSetMatch(t *testing.T) {
 }
 
 func TestPin(t *testing.T) {
+	t.Parallel()
 	const d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	const other = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 	cases := []struct {
@@ -159,6 +161,7 @@ func TestPin(t *testing.T) {
 }
 
 func TestClassOf(t *testing.T) {
+	t.Parallel()
 	terr := func(status int, codes ...transport.ErrorCode) error {
 		e := &transport.Error{StatusCode: status}
 		for _, c := range codes {
@@ -202,7 +205,7 @@ func TestClassOf(t *testing.T) {
 			if got := classOf(tc.err); got != tc.want {
 				t.Fatalf("classOf = %s, want %s", got, tc.want)
 			}
-			c, retry := queue.Classify(classify(tc.err))
+			c, retry := contract.Classify(classify(tc.err))
 			if c != tc.want || retry != tc.want.Retryable() {
 				t.Fatalf("classify = %s/%v, want %s/%v", c, retry, tc.want, tc.want.Retryable())
 			}
@@ -211,6 +214,7 @@ func TestClassOf(t *testing.T) {
 }
 
 func TestPickCVSS(t *testing.T) {
+	t.Parallel()
 	all := dbtypes.VendorCVSS{
 		"nvd":    {V3Score: 9.8, V3Vector: "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", V2Score: 7.5, V2Vector: "AV:N/AC:L/Au:N/C:P/I:P/A:P"},
 		"redhat": {V3Score: 7.5, V3Vector: "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:H/I:H/A:H"},
@@ -240,6 +244,7 @@ func TestPickCVSS(t *testing.T) {
 // A registry that accepts the connection and never answers must not hold a
 // scan past its context: Trivy calls go-containerregistry without one.
 func TestScanTransportBindsRequestsToScan(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -250,7 +255,7 @@ func TestScanTransportBindsRequestsToScan(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	stats := &fetchStats{}
 	tr := (&scanTransport{base: http.DefaultTransport.(*http.Transport).Clone(), ctx: ctx, userAgent: "fleetscan/test", stats: stats}).Build()
@@ -273,6 +278,7 @@ func TestScanTransportBindsRequestsToScan(t *testing.T) {
 }
 
 func TestScanTransportCountsAndStampsUserAgent(t *testing.T) {
+	t.Parallel()
 	var ua string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ua = r.Header.Get("User-Agent")
@@ -280,7 +286,7 @@ func TestScanTransportCountsAndStampsUserAgent(t *testing.T) {
 	}))
 	defer srv.Close()
 	stats := &fetchStats{}
-	tr := (&scanTransport{base: http.DefaultTransport.(*http.Transport).Clone(), ctx: context.Background(), userAgent: "fleetscan/test", stats: stats}).Build()
+	tr := (&scanTransport{base: http.DefaultTransport.(*http.Transport).Clone(), ctx: t.Context(), userAgent: "fleetscan/test", stats: stats}).Build()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
 	req.Header.Set("User-Agent", "go-containerregistry/v0.22.1")
 	resp, err := tr.RoundTrip(req)
@@ -309,6 +315,7 @@ func TestScanTransportCountsAndStampsUserAgent(t *testing.T) {
 }
 
 func TestRequestFor(t *testing.T) {
+	t.Parallel()
 	job := contract.ScanJob{
 		ImageKey:      contract.ImageKey{Digest: "sha256:" + strings.Repeat("a", 64), Platform: contract.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
 		Reference:     "r.example.com/a@sha256:" + strings.Repeat("a", 64),
@@ -334,6 +341,7 @@ func TestRequestFor(t *testing.T) {
 }
 
 func TestKeyringFileReloadsRotatedSecret(t *testing.T) {
+	t.Parallel()
 	path := t.TempDir() + "/.dockerconfigjson"
 	write := func(user, pass string) {
 		t.Helper()

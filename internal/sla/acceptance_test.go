@@ -29,6 +29,7 @@ acceptances:
 `
 
 func TestAcceptancesDecide(t *testing.T) {
+	t.Parallel()
 	a, err := ParseAcceptances([]byte(acceptYAML), "accept.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +86,7 @@ func TestAcceptancesDecide(t *testing.T) {
 }
 
 func TestParseAcceptancesErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml string
 		want       []string

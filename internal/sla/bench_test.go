@@ -1,7 +1,6 @@
 package sla
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -33,13 +32,13 @@ func BenchmarkObserve200k(b *testing.B) {
 				c := NewClock(env.Res.FirstSeen, zap.NewNop())
 				obs := Observation{AsOf: day(0), Sightings: sightings, Observed: []string{"x"}}
 				if phase == "unchanged" {
-					if _, err := c.Observe(context.Background(), obs, true); err != nil {
+					if _, err := c.Observe(b.Context(), obs, true); err != nil {
 						b.Fatal(err)
 					}
 					obs.AsOf = day(1)
 				}
 				b.StartTimer()
-				led, err := c.Observe(context.Background(), obs, true)
+				led, err := c.Observe(b.Context(), obs, true)
 				if err != nil {
 					b.Fatal(err)
 				}

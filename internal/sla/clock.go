@@ -239,15 +239,33 @@ func (c *Clock) Observe(ctx context.Context, obs Observation, record bool) (*Led
 	}
 	sighted := mergeSightings(obs.Sightings)
 	led := &Ledger{AsOf: asOf, records: make(map[Identity]clockEntry, len(sighted))}
-
-	type job struct {
-		key  string
-		id   Identity
-		prev stored
-		had  bool
-		tr   transition
+	jobs := sightingWrites(sighted, all, asOf, led)
+	jobs = append(jobs, resolutionWrites(obs, sighted, all, asOf, led)...)
+	slices.SortFunc(led.Fixed, func(a, b Record) int { return compareIdentity(a.Identity, b.Identity) })
+	if !record || len(jobs) == 0 {
+		return led, nil
 	}
-	var jobs []job
+	if err := c.writeAll(ctx, jobs, led); err != nil {
+		return nil, err
+	}
+	return led, nil
+}
+
+// recordWrite is one first-seen record to write: the transition to apply
+// to what is stored under key.
+type recordWrite struct {
+	key  string
+	id   Identity
+	prev stored
+	had  bool
+	tr   transition
+}
+
+// sightingWrites puts every sighted identity's clock into the ledger and
+// returns the records that change: new findings, and resolved ones that
+// came back.
+func sightingWrites(sighted map[Identity]Sighting, all map[string]stored, asOf time.Time, led *Ledger) []recordWrite {
+	var jobs []recordWrite
 	for id, s := range sighted {
 		key := id.Key()
 		prev, had := all[key]
@@ -255,10 +273,16 @@ func (c *Clock) Observe(ctx context.Context, obs Observation, record bool) (*Led
 		next, change, write := tr(prev.rec)
 		led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
 		if write {
-			jobs = append(jobs, job{key, id, prev, had, tr})
+			jobs = append(jobs, recordWrite{key, id, prev, had, tr})
 		}
 	}
+	return jobs
+}
 
+// resolutionWrites resolves the open records that were not sighted in the
+// clusters the observation covered, listing them in led.Fixed.
+func resolutionWrites(obs Observation, sighted map[Identity]Sighting, all map[string]stored, asOf time.Time, led *Ledger) []recordWrite {
+	var jobs []recordWrite
 	observed := setOf(obs.Observed)
 	uncertain := setOf(obs.Uncertain)
 	for key, st := range all {
@@ -275,14 +299,15 @@ func (c *Clock) Observe(ctx context.Context, obs Observation, record bool) (*Led
 		next, _, write := tr(st.rec)
 		if write {
 			led.Fixed = append(led.Fixed, next)
-			jobs = append(jobs, job{key, st.rec.Identity, st, true, tr})
+			jobs = append(jobs, recordWrite{key, st.rec.Identity, st, true, tr})
 		}
 	}
-	slices.SortFunc(led.Fixed, func(a, b Record) int { return compareIdentity(a.Identity, b.Identity) })
-	if !record || len(jobs) == 0 {
-		return led, nil
-	}
+	return jobs
+}
 
+// writeAll writes the records, c.Concurrency at a time, and counts them in
+// led.Writes; a concurrent writer's earlier first-seen wins in the ledger.
+func (c *Clock) writeAll(ctx context.Context, jobs []recordWrite, led *Ledger) error {
 	sem := make(chan struct{}, max(1, c.Concurrency))
 	var (
 		wg    sync.WaitGroup
@@ -313,9 +338,9 @@ func (c *Clock) Observe(ctx context.Context, obs Observation, record bool) (*Led
 	wg.Wait()
 	led.Writes = wrote
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("record first-seen dates in KV: %w", errors.Join(errs[:min(len(errs), 5)]...))
+		return fmt.Errorf("record first-seen dates in KV: %w", errors.Join(errs[:min(len(errs), 5)]...))
 	}
-	return led, nil
+	return nil
 }
 
 // write stores tr(prev) with optimistic concurrency, re-reading and

@@ -28,7 +28,7 @@ func day(n int) time.Time { return time.Date(2025, 1, 1, 6, 0, 0, 0, time.UTC).A
 
 func mustObserve(t *testing.T, c *Clock, obs Observation) *Ledger {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	led, err := c.Observe(ctx, obs, true)
 	if err != nil {
@@ -39,7 +39,7 @@ func mustObserve(t *testing.T, c *Clock, obs Observation) *Ledger {
 
 func stored1(t *testing.T, kv jetstream.KeyValue, id Identity) Record {
 	t.Helper()
-	e, err := kv.Get(context.Background(), id.Key())
+	e, err := kv.Get(t.Context(), id.Key())
 	if err != nil {
 		t.Fatalf("get %s: %v", id, err)
 	}
@@ -125,7 +125,7 @@ func TestClockAcrossRuns(t *testing.T) {
 	}
 
 	// A dry run (record=false) reports what would change and writes nothing.
-	ctx := context.Background()
+	ctx := t.Context()
 	before, err := c.load(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestClockConcurrentWriterKeepsEarliestFirstSeen(t *testing.T) {
 	kv := &racingKV{KV: env.Res.FirstSeen}
 	kv.race = func() {
 		// The other reporter saw A a day earlier and wrote first.
-		if _, err := other.Observe(context.Background(), Observation{AsOf: day(-1), Sightings: []Sighting{sight(idA, "HIGH", "c1")}}, true); err != nil {
+		if _, err := other.Observe(t.Context(), Observation{AsOf: day(-1), Sightings: []Sighting{sight(idA, "HIGH", "c1")}}, true); err != nil {
 			t.Error(err)
 		}
 	}
@@ -196,7 +196,7 @@ func TestClockConcurrentWriterKeepsEarliestFirstSeen(t *testing.T) {
 
 func TestIdentityKeyIsValidKVKey(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	odd := Identity{Repository: "localhost:5000/a b/ü", VulnerabilityID: "CVE-1*>", PkgName: "pkg.with.dots", PkgPath: "/usr/lib/x.jar!/inner"}
 	if _, err := env.Res.FirstSeen.Create(ctx, odd.Key(), []byte("{}")); err != nil {
 		t.Fatalf("key %q rejected: %v", odd.Key(), err)

@@ -6,6 +6,7 @@ import (
 )
 
 func TestParseDays(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    Days
@@ -45,6 +46,7 @@ func TestParseDays(t *testing.T) {
 }
 
 func TestParseSeverities(t *testing.T) {
+	t.Parallel()
 	got, err := ParseSeverities([]string{"low,critical", "HIGH", "LOW"})
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +78,7 @@ overrides:
 `
 
 func TestPolicyDaysFor(t *testing.T) {
+	t.Parallel()
 	p, err := ParsePolicy([]byte(policyYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +113,7 @@ func TestPolicyDaysFor(t *testing.T) {
 }
 
 func TestParsePolicyErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -134,6 +138,7 @@ func TestParsePolicyErrors(t *testing.T) {
 }
 
 func TestLoadPolicyNamesFile(t *testing.T) {
+	t.Parallel()
 	_, err := LoadPolicy("/nonexistent/sla.yaml")
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/sla.yaml") {
 		t.Fatalf("err = %v", err)
@@ -141,6 +146,7 @@ func TestLoadPolicyNamesFile(t *testing.T) {
 }
 
 func TestGlob(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		pattern, s string
 		want       bool
@@ -166,6 +172,7 @@ func TestGlob(t *testing.T) {
 }
 
 func TestRepository(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"docker.io/library/nginx:1.25":             "docker.io/library/nginx",
 		"docker.io/library/nginx@sha256:0123":      "docker.io/library/nginx",

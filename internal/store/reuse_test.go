@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -18,7 +17,7 @@ import (
 // identity and reuses nothing without one or once its DB is due.
 func TestReuseByFingerprint(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	st := store.New(env.JS, env.Res)
 	st.InlineLimit = 64 << 10 // key(1)'s 5,000 findings go to the object store
 

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -41,7 +40,7 @@ func bigResult(k contract.ImageKey, findings int) contract.ScanResult {
 
 func TestLargeResultRoundTripsThroughObjectStore(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	st := store.New(env.JS, env.Res)
 	r := bigResult(key(1), 5000)
 	data, _ := r.Encode()
@@ -73,7 +72,7 @@ func TestLargeResultRoundTripsThroughObjectStore(t *testing.T) {
 
 func TestResultsLatestPerKey(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	st := store.New(env.JS, env.Res)
 	if _, err := st.Result(ctx, key(42)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing result: %v", err)
@@ -111,7 +110,7 @@ func TestResultsLatestPerKey(t *testing.T) {
 
 func TestInventoriesAndManifests(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	st := store.New(env.JS, env.Res)
 	for _, c := range []string{"prod-eu", "prod-us"} {
 		inv := contract.Inventory{RunID: "r1", Cycle: "c", Cluster: c, CollectedAt: now, Pods: 1, Entries: []contract.InventoryEntry{

@@ -54,6 +54,17 @@ const (
 	// analysed, so two workers never download the same layer at once.
 	LayerLeasesBucket = "fleetscan-layer-leases"
 
+	// PackagesStream keeps the latest package record per image key
+	// (MaxMsgsPerSubject=1) on PackagesSubjectPrefix + "." + key token:
+	// every package of the image with its PURL and version, written by the
+	// worker with the result (internal/pkgindex).
+	PackagesStream        = "FLEETSCAN_PACKAGES"
+	PackagesSubjectPrefix = "fleetscan.packages"
+	// PackageIndexBucket holds the compacted package index (object
+	// PackageIndexSnapshot) and package records too large for one message.
+	PackageIndexBucket   = "fleetscan-package-index"
+	PackageIndexSnapshot = "snapshot"
+
 	// ScannerBucket is the KV bucket holding the workers' scanner identity
 	// (ScannerIdentityKey): the scanner, options and DB they scan with.
 	ScannerBucket = "fleetscan-scanner"
@@ -71,6 +82,11 @@ func JobSubject(key contract.ImageKey) string { return JobsSubjectPrefix + "." +
 
 // ResultSubject is the subject the latest result for key lives on.
 func ResultSubject(key contract.ImageKey) string { return ResultsSubjectPrefix + "." + key.Token() }
+
+// PackagesSubject is the subject the latest package record of key lives on.
+func PackagesSubject(key contract.ImageKey) string {
+	return PackagesSubjectPrefix + "." + key.Token()
+}
 
 // Config tunes the resources. Defaults() gives production values.
 type Config struct {
@@ -168,6 +184,11 @@ type Resources struct {
 	LayerLeases  jetstream.KeyValue
 	// Scanner holds the workers' scanner identity.
 	Scanner jetstream.KeyValue
+	// Packages and PackageIndex back the package index
+	// (internal/pkgindex): the latest package record per image key, and
+	// the compacted index with the records too large for a message.
+	Packages     jetstream.Stream
+	PackageIndex jetstream.ObjectStore
 	// Feeds holds the KEV and EPSS feeds (internal/feeds).
 	Feeds jetstream.ObjectStore
 }
@@ -215,6 +236,22 @@ func (c Config) ResultsStreamConfig() jetstream.StreamConfig {
 		Name:              ResultsStream,
 		Description:       "fleetscan scan results: latest per image digest and platform",
 		Subjects:          []string{ResultsSubjectPrefix + ".>"},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           c.storage(),
+		Replicas:          c.Replicas,
+		MaxMsgsPerSubject: 1,
+		MaxAge:            c.ResultMaxAge,
+		Discard:           jetstream.DiscardOld,
+	}
+}
+
+// PackagesStreamConfig keeps the latest package record per key, as long
+// as results are kept; records are compressed by their writer.
+func (c Config) PackagesStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              PackagesStream,
+		Description:       "fleetscan package records: latest per image digest and platform (the package index's input)",
+		Subjects:          []string{PackagesSubjectPrefix + ".>"},
 		Retention:         jetstream.LimitsPolicy,
 		Storage:           c.storage(),
 		Replicas:          c.Replicas,
@@ -285,6 +322,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 	if r.Results, err = js.CreateOrUpdateStream(ctx, c.ResultsStreamConfig()); err != nil {
 		return nil, fmt.Errorf("topology: stream %s: %w", ResultsStream, err)
 	}
+	if r.Packages, err = js.CreateOrUpdateStream(ctx, c.PackagesStreamConfig()); err != nil {
+		return nil, fmt.Errorf("topology: stream %s: %w", PackagesStream, err)
+	}
 	stores := []struct {
 		dst  *jetstream.ObjectStore
 		name string
@@ -294,6 +334,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 		{&r.ResultBlobs, ResultBlobsBucket, "fleetscan results too large for one message", c.ResultMaxAge},
 		{&r.Inventories, InventoriesBucket, "fleetscan latest inventory per cluster", c.InventoryMaxAge},
 		{&r.Runs, RunsBucket, "fleetscan run manifests", c.InventoryMaxAge},
+		{&r.PackageIndex, PackageIndexBucket, "fleetscan package index snapshot and large package records", c.ResultMaxAge},
 		// No TTL: a feed is replaced by its next good copy, never dropped
 		// (an old copy is reported stale, a missing one never loaded).
 		{&r.Feeds, FeedsBucket, "fleetscan exploit feeds (CISA KEV, FIRST EPSS): the updater's last good copies", 0},

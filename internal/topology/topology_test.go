@@ -1,7 +1,6 @@
 package topology_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 
 func TestEnsureIsIdempotentAndAppliesChanges(t *testing.T) {
 	env := natstest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	// Second call with the same settings changes nothing and does not fail.
 	if _, err := topology.Ensure(ctx, env.JS, env.Topo); err != nil {
 		t.Fatalf("second Ensure: %v", err)

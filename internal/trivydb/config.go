@@ -57,6 +57,13 @@ type Config struct {
 	// valid files): --db-keep-generations.
 	KeepGenerations int
 
+	// Force makes the updater ask the repositories for a newer DB even
+	// while the one in use is fresh (before its NextUpdate, downloaded
+	// within the hour): `fleetscan query --db-update`, when an advisory
+	// published an hour ago matters. A DB the repository still serves is
+	// not switched.
+	Force bool
+
 	// Registry holds registry access options; its flags are registered
 	// separately (Registry.RegisterFlags) because a worker shares them with
 	// its image scanner.

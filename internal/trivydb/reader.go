@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -137,7 +138,7 @@ func Open(ctx context.Context, cfg Config, logger *zap.Logger, opts ...OpenOptio
 	h.cur = st
 	globalOpen = true
 	logger.Info("vulnerability DB opened", zap.String("dir", cfg.DBDir()), zap.String("generation", generationOf(cfg.DBDir())),
-		zap.Time("updatedAt", st.meta.UpdatedAt), zap.Time("nextUpdate", st.meta.NextUpdate))
+		logging.DBUpdatedAt(st.meta.UpdatedAt), logging.DBNextUpdate(st.meta.NextUpdate))
 	return h, nil
 }
 
@@ -239,7 +240,7 @@ func (h *Handle) Reopen(ctx context.Context) (contract.DBInfo, error) {
 	}
 	h.cur = st
 	h.log.Info("vulnerability DB reopened", zap.String("generation", generationOf(h.cfg.DBDir())),
-		zap.Time("previousUpdatedAt", old.UpdatedAt), zap.Time("updatedAt", st.meta.UpdatedAt))
+		zap.Time("previous_db_updated_at", old.UpdatedAt), logging.DBUpdatedAt(st.meta.UpdatedAt))
 	if err := checkAge(h.cfg.DBDir(), st.meta, h.cfg.MaxDBAge, h.now()); err != nil {
 		h.log.Warn("reopened vulnerability DB is stale", zap.Error(err))
 	}

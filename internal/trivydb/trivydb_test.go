@@ -1,7 +1,6 @@
 package trivydb
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -123,7 +123,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	reg := fixture.NewRegistry(t)
+	reg := fixturetest.NewRegistry(t)
 	cfg := Defaults()
 	cfg.CacheDir = t.TempDir()
 	repo := reg.Ref("aquasec/trivy-db:2")
@@ -141,7 +141,7 @@ func (w *world) publish(t *testing.T, set fixture.Set, updatedAt time.Time) {
 	if _, err := fixture.BuildDB(src, set, fixture.DBOptions{UpdatedAt: updatedAt, NextUpdate: updatedAt.Add(6 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fixture.PushDBArtifact(context.Background(), w.repo, fixture.DBDir(src)); err != nil {
+	if _, err := fixture.PushDBArtifact(t.Context(), w.repo, fixture.DBDir(src)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -174,7 +174,7 @@ func generations(t *testing.T, dir, link string) []string {
 }
 
 func TestUpdateDownloadsSwitchesAndSkipsWhenFresh(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	log := zaptest.NewLogger(t)
 	w := newWorld(t)
 	base, updated := sets(t)
@@ -259,7 +259,7 @@ func TestUpdateDownloadsSwitchesAndSkipsWhenFresh(t *testing.T) {
 }
 
 func TestUpdateFailures(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	log := zaptest.NewLogger(t)
 
 	t.Run("no repository has the DB", func(t *testing.T) {
@@ -304,7 +304,7 @@ func TestUpdateFailures(t *testing.T) {
 }
 
 func TestUpdateReplacesPlainDirectoryAndJavaDB(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	w := newWorld(t)
 	base, _ := sets(t)
 	t0 := time.Now().UTC()
@@ -351,7 +351,7 @@ func TestUpdateReplacesPlainDirectoryAndJavaDB(t *testing.T) {
 // TestUpdateSwapIsAtomic flips generations repeatedly while readers open
 // <cache-dir>/db the way workers do: every open must see a complete DB.
 func TestUpdateSwapIsAtomic(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	log := zaptest.NewLogger(t)
 	w := newWorld(t)
 	w.cfg.DBRepositories = []string{w.repo}
@@ -431,7 +431,7 @@ func readWholeDB(dir string) error {
 }
 
 func TestHandleNoticesAndReopensNewerDB(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	log := zaptest.NewLogger(t)
 	w := newWorld(t)
 	base, updated := sets(t)
@@ -504,14 +504,14 @@ func TestHandleNoticesAndReopensNewerDB(t *testing.T) {
 func TestOpenRefusesMissingDB(t *testing.T) {
 	cfg := Defaults()
 	cfg.CacheDir = t.TempDir()
-	_, err := Open(context.Background(), cfg, zaptest.NewLogger(t))
+	_, err := Open(t.Context(), cfg, zaptest.NewLogger(t))
 	if !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), cfg.CacheDir) {
 		t.Fatalf("Open on an empty cache dir: %v", err)
 	}
 }
 
 func TestConcurrentUpdatersSerialise(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	log := zaptest.NewLogger(t)
 	w := newWorld(t)
 	w.cfg.DBRepositories = []string{w.repo}

@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -189,6 +190,8 @@ func (u updater) needsUpdate(a artifact, dir string) (bool, string, metadata.Met
 		return true, fmt.Sprintf("schema version %d, want %d", m.Version, a.schema), m
 	case now.Sub(m.UpdatedAt) > u.cfg.MaxDBAge:
 		return true, fmt.Sprintf("built %s ago, older than --max-db-age=%s", now.Sub(m.UpdatedAt).Round(time.Minute), u.cfg.MaxDBAge), m
+	case u.cfg.Force:
+		return true, "the newest DB was asked for", m
 	case now.Before(m.NextUpdate):
 		return false, "fresh: next update due at " + m.NextUpdate.UTC().Format(time.RFC3339), m
 	case now.Before(m.DownloadedAt.Add(a.redownloadAfter)):
@@ -213,30 +216,8 @@ func (u updater) update(ctx context.Context, a artifact) (ArtifactResult, error)
 	}
 	defer os.RemoveAll(staging) // a no-op once renamed into a generation
 
-	var errs []error
-	for _, r := range a.repos {
-		ref, err := name.ParseReference(r)
-		if err != nil {
-			return res, fmt.Errorf("update %s: repository %q: %w", a.what, r, err)
-		}
-		start := time.Now()
-		err = a.download(ctx, ref, staging)
-		if err == nil {
-			err = a.validate(staging)
-		}
-		if err == nil {
-			res.Repository = r
-			u.log.Info("downloaded "+a.what, zap.String("repository", r), zap.Duration("duration", time.Since(start)))
-			break
-		}
-		if ctx.Err() != nil {
-			return res, fmt.Errorf("update %s from %s: %w", a.what, r, ctx.Err())
-		}
-		u.log.Warn("download of "+a.what+" failed", zap.String("repository", r), zap.Error(err))
-		errs = append(errs, fmt.Errorf("%s: %w", r, err))
-	}
-	if res.Repository == "" {
-		return res, fmt.Errorf("update %s: no repository worked: %w", a.what, errors.Join(errs...))
+	if res.Repository, err = u.download(ctx, a, staging); err != nil {
+		return res, err
 	}
 	meta, err := readMeta(staging)
 	if err != nil {
@@ -261,24 +242,60 @@ func (u updater) update(ctx context.Context, a artifact) (ArtifactResult, error)
 		return res, nil
 	}
 
-	gen := a.link + "-" + u.now().UTC().Format(genTimeLayout)
-	genPath := filepath.Join(u.cfg.CacheDir, gen)
-	if err := os.Chmod(staging, 0o755); err != nil {
-		return res, fmt.Errorf("update %s: %w", a.what, err)
-	}
-	if err := os.Rename(staging, genPath); err != nil {
-		return res, fmt.Errorf("update %s: %w", a.what, err)
-	}
-	if err := flip(u.cfg.CacheDir, a.link, gen, u.now()); err != nil {
-		return res, fmt.Errorf("update %s: switch to %s: %w", a.what, gen, err)
+	gen, err := u.switchTo(a, staging)
+	if err != nil {
+		return res, err
 	}
 	res.Updated, res.Generation = true, gen
-	u.log.Info(a.what+" switched", zap.String("generation", gen), zap.Time("updatedAt", meta.UpdatedAt),
-		zap.Time("nextUpdate", meta.NextUpdate))
+	u.log.Info(a.what+" switched", zap.String("generation", gen), logging.DBUpdatedAt(meta.UpdatedAt),
+		logging.DBNextUpdate(meta.NextUpdate))
 	if err := prune(u.cfg.CacheDir, a.link, gen, u.cfg.KeepGenerations, u.log); err != nil {
 		u.log.Warn("pruning old "+a.what+" generations failed", zap.Error(err))
 	}
 	return res, nil
+}
+
+// download fetches the artifact into staging from the first of its
+// repositories that serves a valid one, and returns that repository.
+func (u updater) download(ctx context.Context, a artifact, staging string) (string, error) {
+	var errs []error
+	for _, r := range a.repos {
+		ref, err := name.ParseReference(r)
+		if err != nil {
+			return "", fmt.Errorf("update %s: repository %q: %w", a.what, r, err)
+		}
+		start := time.Now()
+		err = a.download(ctx, ref, staging)
+		if err == nil {
+			err = a.validate(staging)
+		}
+		if err == nil {
+			u.log.Info("downloaded "+a.what, zap.String("repository", r), zap.Duration("duration", time.Since(start)))
+			return r, nil
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("update %s from %s: %w", a.what, r, ctx.Err())
+		}
+		u.log.Warn("download of "+a.what+" failed", zap.String("repository", r), zap.Error(err))
+		errs = append(errs, fmt.Errorf("%s: %w", r, err))
+	}
+	return "", fmt.Errorf("update %s: no repository worked: %w", a.what, errors.Join(errs...))
+}
+
+// switchTo makes staging a new generation and points the link at it.
+func (u updater) switchTo(a artifact, staging string) (string, error) {
+	gen := a.link + "-" + u.now().UTC().Format(genTimeLayout)
+	genPath := filepath.Join(u.cfg.CacheDir, gen)
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return "", fmt.Errorf("update %s: %w", a.what, err)
+	}
+	if err := os.Rename(staging, genPath); err != nil {
+		return "", fmt.Errorf("update %s: %w", a.what, err)
+	}
+	if err := flip(u.cfg.CacheDir, a.link, gen, u.now()); err != nil {
+		return "", fmt.Errorf("update %s: switch to %s: %w", a.what, gen, err)
+	}
+	return gen, nil
 }
 
 // flip points <dir>/<link> at gen (a sibling directory) atomically: a new

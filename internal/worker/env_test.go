@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/store"
@@ -48,8 +49,8 @@ func newEnv(t testing.TB, topo func(*topology.Config)) *env {
 	if _, err := fixture.BuildDB(e.cacheDir, set, fixture.DBOptions{UpdatedAt: time.Now().Add(-time.Hour).UTC().Truncate(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	e.reg = fixture.NewRegistry(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	e.reg = fixturetest.NewRegistry(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	pushed, err := fixture.PushSamples(ctx, e.reg.Host, fixture.SampleImages())
 	if err != nil {
@@ -126,6 +127,8 @@ func (e *env) start(t testing.TB, cfg Config, scanner Scanner) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The worker runs until r.stop (at cleanup at the latest), not until
+	// the test function returns.
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{w: w, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- w.Run(ctx) }()
@@ -149,7 +152,7 @@ func (e *env) job(t testing.TB, name, cycle string) contract.ScanJob {
 
 func (e *env) publish(t testing.TB, jobs ...contract.ScanJob) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	st, err := queue.NewPublisher(e.nats.JS).Publish(ctx, jobs)
 	if err != nil {
@@ -167,7 +170,7 @@ func (e *env) waitResult(t testing.TB, key contract.ImageKey, timeout time.Durat
 	var last contract.ScanResult
 	var lastErr error
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		r, err := e.store.Result(ctx, key)
 		cancel()
 		if err == nil {
@@ -219,6 +222,6 @@ func tuples(fs []contract.Finding) []fixture.Finding {
 		out = append(out, fixture.Finding{VulnerabilityID: f.VulnerabilityID, PkgName: f.PkgName, InstalledVersion: f.PkgVersion,
 			FixedVersion: f.FixedVersion, Severity: f.Severity, Status: f.Status})
 	}
-	fixture.SortFindings(out)
+	fixturetest.SortFindings(out)
 	return out
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/layercache"
 	"github.com/fleetscan/fleetscan/internal/scan"
 	"github.com/fleetscan/fleetscan/internal/topology"
@@ -84,7 +85,7 @@ type fleet struct {
 func newFleet(t *testing.T, delay time.Duration) *fleet {
 	t.Helper()
 	f := &fleet{log: &blobLog{delay: delay, blobs: map[string]int{}}}
-	f.reg = fixture.NewRegistry(t, fixture.WithMiddleware(f.log.wrap))
+	f.reg = fixturetest.NewRegistry(t, fixture.WithMiddleware(f.log.wrap))
 	f.push(t, fixture.SampleImages())
 	return f
 }
@@ -93,7 +94,7 @@ func newFleet(t *testing.T, delay time.Duration) *fleet {
 func (f *fleet) push(t *testing.T, specs []fixture.ImageSpec) {
 	t.Helper()
 	f.layers, f.configs = map[string]bool{}, map[string]bool{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	pushed, err := fixture.PushSamples(ctx, f.reg.Host, specs)
 	if err != nil {
@@ -178,8 +179,8 @@ func checkFindings(t *testing.T, f *fleet, results map[contract.ImageKey]contrac
 	t.Helper()
 	for k, r := range results {
 		want := f.spec(k).ExpectedWith(generation)
-		fixture.SortFindings(want)
-		if diff := fixture.DiffFindings(want, tuples(r.Findings)); diff != "" {
+		fixturetest.SortFindings(want)
+		if diff := fixturetest.DiffFindings(want, tuples(r.Findings)); diff != "" {
 			t.Errorf("%s (DB generation %d): findings differ:\n%s", k, generation, diff)
 		}
 	}
@@ -216,7 +217,7 @@ func TestSecondRunSameDBPullsNothing(t *testing.T) {
 
 	// The identity the dispatcher compares stored results with: this
 	// worker's scanner and DB, published when it started.
-	id, err := e.store.ScannerIdentity(context.Background())
+	id, err := e.store.ScannerIdentity(t.Context())
 	if err != nil {
 		t.Fatalf("scanner identity: %v", err)
 	}
@@ -299,7 +300,7 @@ func TestDBUpdateRedetectsWithoutRegistry(t *testing.T) {
 
 	// A cold scan with the new DB, everything pulled and analysed again,
 	// finds exactly the same.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	f.log.reset()
 	for k, res := range updated {
@@ -347,10 +348,10 @@ func TestEntriesOfOtherAnalyzerVersionsAreNotUsed(t *testing.T) {
 	}
 	layers := len(p.Spec.Layers)
 	req := scan.Request{Digest: p.Digest, Platform: p.Spec.Platforms[0], References: []string{p.Ref()}, Pull: true}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	want := p.Spec.ExpectedWith(1)
-	fixture.SortFindings(want)
+	fixturetest.SortFindings(want)
 
 	steps := []struct {
 		name        string
@@ -378,7 +379,7 @@ func TestEntriesOfOtherAnalyzerVersionsAreNotUsed(t *testing.T) {
 		if got := f.layerFetches(); got != s.wantFetched {
 			t.Errorf("%s: %d layers fetched, want %d", s.name, got, s.wantFetched)
 		}
-		if diff := fixture.DiffFindings(want, tuples(rep.Findings)); diff != "" {
+		if diff := fixturetest.DiffFindings(want, tuples(rep.Findings)); diff != "" {
 			t.Errorf("%s: findings differ:\n%s", s.name, diff)
 		}
 	}
@@ -394,7 +395,7 @@ func TestCrashedLeaseHolderIsTakenOverAfterTTL(t *testing.T) {
 		}
 	}
 	key := p.Key(p.Spec.Platforms[0])
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	// Learn the layer's cache key from a first scan, then drop its entry.
 	if _, err := e.engine.Scan(ctx, scan.Request{Digest: p.Digest, Platform: key.Platform, References: []string{p.Ref()}, Pull: true}); err != nil {

@@ -14,13 +14,18 @@ type retries struct {
 	waiting map[string]time.Time // job ID → latest give-up time
 }
 
-func (r *retries) scheduled(rt queue.Retry) {
+// decided notes a job waiting for its retry, or no longer waiting.
+func (r *retries) decided(d queue.Decision) {
+	if d.Action != queue.ActionRetry {
+		r.done(d.Delivery.Job.ID())
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.waiting == nil {
 		r.waiting = map[string]time.Time{}
 	}
-	r.waiting[rt.Delivery.Job.ID()] = rt.GiveUpBy
+	r.waiting[d.Delivery.Job.ID()] = d.GiveUpBy
 }
 
 // done forgets a job: it is being handled again, or was recorded.

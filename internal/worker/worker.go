@@ -25,9 +25,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/pkgindex"
 	"github.com/fleetscan/fleetscan/internal/queue"
 	"github.com/fleetscan/fleetscan/internal/scan"
-	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -45,17 +46,42 @@ type Scanner interface {
 	Info() contract.ScannerInfo
 }
 
+// ResultStore is where a worker finds reusable results and publishes
+// results, failures and its scanner identity. *store.Store implements it.
+type ResultStore interface {
+	// ReusableResult returns the stored result of key when its fingerprint
+	// is fingerprint.
+	ReusableResult(ctx context.Context, key contract.ImageKey, fingerprint string) (contract.ScanResult, bool, error)
+	PutResult(ctx context.Context, r contract.ScanResult) error
+	PutScannerIdentity(ctx context.Context, id contract.ScannerIdentity) error
+	// RecordFailure stores the failure of a job whose delivery budget ran
+	// out with no worker replying.
+	queue.FailureRecorder
+}
+
+// Conn is what a worker needs of its NATS connection. *nats.Conn
+// implements it.
+type Conn interface {
+	// Status is reported by /readyz.
+	Status() nats.Status
+	// Subscriber receives the exhausted-job advisories.
+	queue.Subscriber
+}
+
 // Deps are the already-connected resources a worker uses.
 type Deps struct {
 	// Conn is the NATS connection (readiness, exhausted-job advisories).
-	Conn *nats.Conn
+	Conn Conn
 	// Resources are the ensured JetStream resources (the jobs stream and
 	// the workers' consumer).
 	Resources *topology.Resources
-	// Store publishes results.
-	Store *store.Store
+	// Store publishes results (a *store.Store).
+	Store ResultStore
 	// Scanner scans images; share one between in-process workers.
 	Scanner Scanner
+	// Packages stores each scanned image's package record (the package
+	// index's input); nil means the store over Resources.
+	Packages PackageStore
 	// Metrics registers the worker's collectors; nil means a private
 	// registry (served on Config.Listen).
 	Metrics prometheus.Registerer
@@ -65,13 +91,19 @@ type Deps struct {
 	Log      *zap.Logger
 }
 
+// PackageStore keeps package records (*pkgindex.Store).
+type PackageStore interface {
+	PutPackages(ctx context.Context, rec contract.ImagePackages) error
+}
+
 // Worker consumes scan jobs.
 type Worker struct {
 	cfg     Config
-	conn    *nats.Conn
+	conn    Conn
 	res     *topology.Resources
-	store   *store.Store
+	store   ResultStore
 	scanner Scanner
+	pkgs    PackageStore
 	log     *zap.Logger
 	metrics *metrics
 	gather  prometheus.Gatherer
@@ -141,7 +173,15 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		res:     deps.Resources,
 		store:   deps.Store,
 		scanner: deps.Scanner,
-		log:     log.With(zap.String("worker", cfg.WorkerName)),
+		pkgs:    deps.Packages,
+		log:     log.With(logging.Worker(cfg.WorkerName)),
+	}
+	if w.pkgs == nil && deps.Resources.Packages != nil {
+		ps, err := pkgindex.NewStore(deps.Resources, log)
+		if err != nil {
+			return nil, err
+		}
+		w.pkgs = ps
 	}
 	info := deps.Scanner.DBInfo()
 	w.dbInfo.Store(&info)
@@ -216,15 +256,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		Grace:       w.cfg.GracePeriod,
 		RetryBase:   w.cfg.RetryDelay,
 		RetryMax:    w.cfg.RetryMaxDelay,
+		OnDecision:  w.decided,
 
 		UnreachableBudget: w.cfg.UnreachableBudget,
-		OnRetry:           w.retries.scheduled,
 	}, w.log)
 	if err != nil {
 		return fmt.Errorf("workers consumer: %w", err)
 	}
 	w.log.Info("worker started", zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("scan_timeout", w.cfg.ScanTimeout),
-		zap.Duration("grace_period", w.cfg.GracePeriod), zap.Time("db_updated_at", w.dbInfo.Load().UpdatedAt))
+		zap.Duration("grace_period", w.cfg.GracePeriod), logging.DBUpdatedAt(w.dbInfo.Load().UpdatedAt))
 	err = cons.Run(ctx)
 	w.log.Info("worker stopped")
 	return err
@@ -264,7 +304,7 @@ func (w *Worker) refreshDB(ctx context.Context) {
 	info := w.scanner.DBInfo()
 	if prev := w.dbInfo.Load(); *prev != info {
 		w.dbInfo.Store(&info)
-		w.log.Info("newer vulnerability DB in use", zap.Int("db_version", info.Version), zap.Time("db_updated_at", info.UpdatedAt))
+		w.log.Info("newer vulnerability DB in use", logging.DBVersion(info.Version), logging.DBUpdatedAt(info.UpdatedAt))
 		if err := w.Announce(ctx); err != nil {
 			w.log.Warn("could not publish the scanner identity; the dispatcher will not skip images for this DB", zap.Error(err))
 		}
@@ -275,12 +315,12 @@ func (w *Worker) refreshDB(ctx context.Context) {
 }
 
 // Handle scans one job and publishes its result. It returns an error
-// classified for the queue (retry, or record and terminate).
+// classified for the queue (retry, or record and terminate); the queue
+// reports what it did with it to decided.
 func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	w.refreshDB(ctx)
 	job := d.Job
-	log := w.log.With(zap.String("job_id", job.ID()), zap.String("digest", job.Digest),
-		zap.String("platform", job.Platform.String()), zap.Int("attempt", d.Attempt))
+	log := w.jobLogger(d)
 
 	w.metrics.inFlight.Inc()
 	defer w.metrics.inFlight.Dec()
@@ -291,16 +331,7 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	rescan := w.cfg.Rescan || job.Rescan
 	if !rescan {
 		if prev, ok := w.reusable(ctx, job, log); ok {
-			if err := w.publishReused(ctx, job, prev, start); err != nil {
-				return err
-			}
-			dur := time.Since(start)
-			w.metrics.observe(OutcomeReused, "", dur)
-			w.metrics.reused.Inc()
-			w.reused.Add(1)
-			log.Info("result reused", zap.String("outcome", OutcomeReused), zap.Duration("duration", dur),
-				zap.String("scanned_in_run", prev.RunID), zap.Int("findings", len(prev.Findings)))
-			return nil
+			return w.reuse(ctx, job, prev, start, log)
 		}
 	}
 	req := scan.RequestFor(job)
@@ -312,47 +343,79 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	if err == nil {
 		err = w.publish(ctx, job, rep, start)
 	}
-	dur := time.Since(start)
 	if err == nil {
-		w.metrics.observe(OutcomeScanned, "", dur)
-		w.metrics.countFindings(rep.Findings)
-		w.metrics.layerHits.Add(float64(rep.LayersCached))
-		w.metrics.layerMisses.Add(float64(rep.LayersAnalyzed))
-		w.metrics.registryB.Add(float64(rep.BytesFetched))
-		if rep.DetectionOnly {
-			w.metrics.redetected.Inc()
-			w.redetected.Add(1)
-		}
-		w.scanned.Add(1)
-		w.layersCached.Add(int64(rep.LayersCached))
-		w.layersAnalyzed.Add(int64(rep.LayersAnalyzed))
-		w.pulledB.Add(rep.BytesFetched)
-		log.Info("scanned", zap.String("outcome", OutcomeScanned), zap.Duration("duration", dur),
-			zap.String("reference", rep.Reference), zap.Int("findings", len(rep.Findings)),
-			zap.Int("layers_cached", rep.LayersCached), zap.Int("layers_analyzed", rep.LayersAnalyzed),
-			zap.Int64("bytes_pulled", rep.BytesFetched), zap.Bool("detection_only", rep.DetectionOnly))
+		w.countScanned(rep, time.Since(start), log)
 		return nil
 	}
 	if timedOut {
-		err = queue.Retryable(contract.FailureTimeout, fmt.Errorf("scan exceeded --scan-timeout %s: %w", w.cfg.ScanTimeout, err))
+		err = contract.Retryable(contract.FailureTimeout, fmt.Errorf("scan exceeded --scan-timeout %s: %w", w.cfg.ScanTimeout, err))
 	}
-	class, retryable := queue.Classify(err)
-	outcome := OutcomeFailed
-	switch {
-	case ctx.Err() != nil:
-		outcome = OutcomeInterrupted
-	case retryable && !d.LastAttempt():
-		outcome = OutcomeRetried
-	}
-	// A recorded failure is counted by the recorder, after it is stored.
-	if outcome != OutcomeFailed {
-		w.metrics.observe(outcome, string(class), dur)
-	} else {
-		w.metrics.duration.WithLabelValues(outcome).Observe(dur.Seconds())
-	}
-	log.Warn("scan failed", zap.String("outcome", outcome), zap.String("class", string(class)),
-		zap.Duration("duration", dur), zap.Error(err))
 	return err
+}
+
+func (w *Worker) jobLogger(d queue.Delivery) *zap.Logger {
+	return w.log.With(logging.JobID(d.Job.ID()), logging.Digest(d.Job.Digest),
+		logging.Platform(d.Job.Platform), logging.Attempt(d.Attempt))
+}
+
+// reuse answers a job with the stored result prev.
+func (w *Worker) reuse(ctx context.Context, job contract.ScanJob, prev contract.ScanResult, start time.Time, log *zap.Logger) error {
+	if err := w.publishReused(ctx, job, prev, start); err != nil {
+		return err
+	}
+	dur := time.Since(start)
+	w.metrics.observe(OutcomeReused, "", dur)
+	w.metrics.reused.Inc()
+	w.reused.Add(1)
+	log.Info("result reused", logging.Outcome(OutcomeReused), zap.Duration("duration", dur),
+		zap.String("scanned_in_run", prev.RunID), zap.Int("findings", len(prev.Findings)))
+	return nil
+}
+
+// countScanned records a published scan in the metrics, the stats and the log.
+func (w *Worker) countScanned(rep scan.Report, dur time.Duration, log *zap.Logger) {
+	w.metrics.observe(OutcomeScanned, "", dur)
+	w.metrics.countFindings(rep.Findings)
+	w.metrics.layerHits.Add(float64(rep.LayersCached))
+	w.metrics.layerMisses.Add(float64(rep.LayersAnalyzed))
+	w.metrics.registryB.Add(float64(rep.BytesFetched))
+	if rep.DetectionOnly {
+		w.metrics.redetected.Inc()
+		w.redetected.Add(1)
+	}
+	w.scanned.Add(1)
+	w.layersCached.Add(int64(rep.LayersCached))
+	w.layersAnalyzed.Add(int64(rep.LayersAnalyzed))
+	w.pulledB.Add(rep.BytesFetched)
+	log.Info("scanned", logging.Outcome(OutcomeScanned), zap.Duration("duration", dur),
+		zap.String("reference", rep.Reference), zap.Int("findings", len(rep.Findings)),
+		zap.Int("layers_cached", rep.LayersCached), zap.Int("layers_analyzed", rep.LayersAnalyzed),
+		zap.Int64("bytes_pulled", rep.BytesFetched), zap.Bool("detection_only", rep.DetectionOnly))
+}
+
+// decided counts and logs a failed job as the queue answered it: retried,
+// handed back at shutdown (interrupted) or recorded as failed. Successes
+// are counted by Handle, recorded failures by the recorder once stored.
+func (w *Worker) decided(d queue.Decision) {
+	w.retries.decided(d)
+	var outcome string
+	switch d.Action {
+	case queue.ActionAck:
+		return
+	case queue.ActionRetry:
+		outcome = OutcomeRetried
+	case queue.ActionHandBack:
+		outcome = OutcomeInterrupted
+	default:
+		outcome = OutcomeFailed
+	}
+	if outcome != OutcomeFailed {
+		w.metrics.observe(outcome, string(d.Class), d.Duration)
+	} else {
+		w.metrics.duration.WithLabelValues(outcome).Observe(d.Duration.Seconds())
+	}
+	w.jobLogger(d.Delivery).Warn("scan failed", logging.Outcome(outcome), logging.FailureClass(d.Class),
+		zap.Duration("duration", d.Duration), zap.Error(d.Err))
 }
 
 // reusable returns the stored result of the job's key when it answers the
@@ -388,7 +451,7 @@ func (w *Worker) Announce(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("scanner identity published", zap.String("scanner", id.Scanner.Version),
-		zap.Int("db_version", id.DB.Version), zap.Time("db_updated_at", id.DB.UpdatedAt), zap.Time("db_next_update", id.DB.NextUpdate))
+		logging.DBVersion(id.DB.Version), logging.DBUpdatedAt(id.DB.UpdatedAt), logging.DBNextUpdate(id.DB.NextUpdate))
 	return nil
 }
 
@@ -401,7 +464,7 @@ func (w *Worker) publishReused(ctx context.Context, job contract.ScanJob, prev c
 	r.Worker = w.cfg.WorkerName
 	r.Reused = true
 	if err := w.store.PutResult(ctx, r); err != nil {
-		return queue.Retryable(contract.FailureInternal, fmt.Errorf("publish reused result: %w", err))
+		return contract.Retryable(contract.FailureInternal, fmt.Errorf("publish reused result: %w", err))
 	}
 	return nil
 }
@@ -424,9 +487,25 @@ func (w *Worker) publish(ctx context.Context, job contract.ScanJob, rep scan.Rep
 		Worker:        w.cfg.WorkerName,
 	}
 	if err := w.store.PutResult(ctx, r); err != nil {
-		return queue.Retryable(contract.FailureInternal, fmt.Errorf("publish result: %w", err))
+		return contract.Retryable(contract.FailureInternal, fmt.Errorf("publish result: %w", err))
 	}
+	w.putPackages(ctx, job.ImageKey, rep.Packages)
 	return nil
+}
+
+// putPackages stores the image's package record next to its result. A
+// failure is logged, not retried: the result stands, and the reporter
+// rebuilds missing records from the layer cache.
+func (w *Worker) putPackages(ctx context.Context, key contract.ImageKey, p *contract.ImagePackages) {
+	if w.pkgs == nil || p == nil {
+		return
+	}
+	rec := *p
+	rec.ImageKey = key
+	if err := w.pkgs.PutPackages(ctx, rec); err != nil {
+		w.log.Warn("could not store the image's package record; the reporter rebuilds it from the layer cache",
+			logging.Digest(key.Digest), logging.Platform(key.Platform), zap.Error(err))
+	}
 }
 
 // recorder records the failure results of this worker's jobs, stamped

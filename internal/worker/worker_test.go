@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/scan"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -71,8 +72,8 @@ func TestWorkerScansJobs(t *testing.T) {
 			continue
 		}
 		exp := w.spec.ExpectedWith(1)
-		fixture.SortFindings(exp)
-		if diff := fixture.DiffFindings(exp, tuples(res.Findings)); diff != "" {
+		fixturetest.SortFindings(exp)
+		if diff := fixturetest.DiffFindings(exp, tuples(res.Findings)); diff != "" {
 			t.Errorf("%s %s: findings differ:\n%s", w.spec.Name, w.job.Platform, diff)
 		}
 		if res.Worker != "test-worker" || res.RunID != "run-1" || res.Cycle != "c1" || res.Reference != w.job.Reference {
@@ -210,7 +211,7 @@ func TestWorkerRedeliversAfterCrash(t *testing.T) {
 	e.publish(t, job)
 
 	// A worker takes the job and dies: no ack, no heartbeat, no nak.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	batch, err := e.nats.Res.Workers.Fetch(1, jetstream.FetchContext(ctx))
 	if err != nil {
@@ -244,7 +245,7 @@ func TestWorkerRecordsJobsOfDeadWorkers(t *testing.T) {
 	job := e.job(t, "debian-12", "c1")
 	e.publish(t, job)
 	// The only delivery the budget allows goes to a worker that dies.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	batch, err := e.nats.Res.Workers.Fetch(1, jetstream.FetchContext(ctx))
 	if err != nil {
@@ -318,7 +319,7 @@ func TestWorkerGracefulShutdown(t *testing.T) {
 		if err := r.stop(t); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		res, err := e.store.Result(ctx, job.ImageKey)
 		if err != nil || res.Status != contract.StatusScanned {
@@ -349,7 +350,7 @@ func TestWorkerGracefulShutdown(t *testing.T) {
 			testutil.ToFloat64(r.w.metrics.scans.WithLabelValues(OutcomeInterrupted, string(contract.FailureTimeout))); got != 1 {
 			t.Errorf("interrupted scans = %v, want 1", got)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		if res, err := e.store.Result(ctx, job.ImageKey); err == nil {
 			t.Fatalf("an interrupted scan recorded a result: %+v", res)
@@ -383,7 +384,7 @@ func TestWorkerLargeResult(t *testing.T) {
 	pl := contract.Platform{OS: "linux", Architecture: "amd64"}
 	spec := fixture.ImageSpec{Name: "monorepo", Repository: "fixtures/monorepo", Tags: []string{"1"}, Platforms: []contract.Platform{pl},
 		Layers: []fixture.LayerSpec{fixture.FilesLayer("vendored dependencies", files...)}}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	p, err := fixture.PushSample(ctx, e.reg.Host, spec)
 	if err != nil {
@@ -424,8 +425,8 @@ func TestWorkerSwapsDBBetweenJobs(t *testing.T) {
 	e.publish(t, first)
 	res1 := e.waitResult(t, first.ImageKey, time.Minute, nil)
 	want := spec.ExpectedWith(1)
-	fixture.SortFindings(want)
-	if diff := fixture.DiffFindings(want, tuples(res1.Findings)); diff != "" {
+	fixturetest.SortFindings(want)
+	if diff := fixturetest.DiffFindings(want, tuples(res1.Findings)); diff != "" {
 		t.Fatalf("first DB generation:\n%s", diff)
 	}
 
@@ -440,8 +441,8 @@ func TestWorkerSwapsDBBetweenJobs(t *testing.T) {
 	e.publish(t, second)
 	res2 := e.waitResult(t, second.ImageKey, time.Minute, func(r contract.ScanResult) bool { return r.Cycle == "c2" })
 	want = spec.ExpectedWith(2)
-	fixture.SortFindings(want)
-	if diff := fixture.DiffFindings(want, tuples(res2.Findings)); diff != "" {
+	fixturetest.SortFindings(want)
+	if diff := fixturetest.DiffFindings(want, tuples(res2.Findings)); diff != "" {
 		t.Errorf("after the DB swap:\n%s", diff)
 	}
 	if !res2.DB.UpdatedAt.After(res1.DB.UpdatedAt) {
@@ -479,7 +480,7 @@ func TestWorkerReadiness(t *testing.T) {
 
 func consumerLag(t testing.TB, e *env) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	info, err := e.nats.Res.Workers.Info(ctx)
 	if err != nil {

@@ -7,6 +7,27 @@
 // Decoders accept any minor version of a major they know (new optional fields
 // are ignored) and reject unknown majors with an error naming the field, so a
 // fleet can be upgraded one component at a time within a major version.
+//
+// Scanners report why a scan failed with a FailureClass carried by a
+// *FailureError (Permanent, Retryable, Classify): the queue retries what is
+// retryable and records the rest.
+//
+// # Stability
+//
+// This is a public package: programs outside fleetscan import it to read or
+// write fleetscan's messages on NATS (a custom dispatcher or scanner, a
+// consumer of scan results). Within major version 1 of the messages
+// (SupportedMajor) and of this module:
+//
+//   - the JSON of every message only grows: fields are added as optional
+//     ones with a minor schema version bump, never renamed, retyped or
+//     removed, and a decoder of this package accepts every minor version;
+//   - exported identifiers are not removed or changed incompatibly; new
+//     fields, methods, failure classes and functions may be added;
+//   - FailureClass values are part of the wire format and are never renamed.
+//
+// A change an existing reader would misread raises the message's major
+// schema version, which older decoders reject with ErrUnsupportedVersion.
 package contract
 
 import (

@@ -16,6 +16,7 @@ func testKey() ImageKey {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	pub := testNow.Add(-48 * time.Hour)
 	job := NewScanJob("run-1", "2026-11-27", testKey(), "docker.io/library/nginx@"+testDigest, []string{"mirror.example/nginx@" + testDigest}, testNow)
 	data, err := job.Encode()
@@ -83,6 +84,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
+	t.Parallel()
 	validJob := `"runId":"r","cycle":"c","digest":"` + testDigest + `","platform":{"os":"linux","architecture":"amd64"},"reference":"x@` + testDigest + `"`
 	tests := []struct {
 		name      string
@@ -145,6 +147,7 @@ func inventoryDecoder(b []byte) error { _, err := DecodeInventory(b); return err
 func manifestDecoder(b []byte) error  { _, err := DecodeRunManifest(b); return err }
 
 func TestImageKey(t *testing.T) {
+	t.Parallel()
 	k := testKey()
 	if got, want := k.Token(), "sha256-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.linux-arm64-v8"; got != want {
 		t.Fatalf("token = %q, want %q", got, want)
@@ -164,6 +167,7 @@ func TestImageKey(t *testing.T) {
 }
 
 func TestParsePlatform(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    Platform
@@ -188,6 +192,7 @@ func TestParsePlatform(t *testing.T) {
 }
 
 func TestFailureClassRetryable(t *testing.T) {
+	t.Parallel()
 	want := map[FailureClass]bool{
 		FailureNotFound: false, FailureUnauthorized: false, FailureRateLimited: true,
 		FailureTimeout: true, FailureUnsupported: false, FailureInternal: true, FailureInvalidJob: false, FailureUnreachable: true,
@@ -200,6 +205,7 @@ func TestFailureClassRetryable(t *testing.T) {
 }
 
 func TestFingerprintAndIdentity(t *testing.T) {
+	t.Parallel()
 	s := ScannerInfo{Name: "trivy", Version: "0.74.0", Options: "a"}
 	db := DBInfo{Version: 2, UpdatedAt: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), NextUpdate: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)}
 	base := Fingerprint(s, db)
@@ -243,6 +249,7 @@ func TestFingerprintAndIdentity(t *testing.T) {
 }
 
 func TestManifestReusedKeysAndRescanJobID(t *testing.T) {
+	t.Parallel()
 	k := ImageKey{Digest: "sha256:" + strings.Repeat("ab", 32), Platform: DefaultPlatform}
 	m := RunManifest{RunID: "r", Cycle: "c", CreatedAt: time.Now(), Expected: []ImageKey{k}, Reused: 2, ReusedKeys: []ImageKey{k}}
 	data, _ := m.Encode()

@@ -257,7 +257,7 @@ func podListCalls(ctx context.Context, t *testing.T, kc kubernetes.Interface) in
 // kube-apiserver holding a few thousand pods, as a user with only the
 // documented RBAC, listing them in pages.
 func TestRealAPIServer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	p := newPipeline(t, ctx, pipelineOptions{})
 	p.pushStandardImages(ctx)

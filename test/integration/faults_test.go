@@ -48,7 +48,7 @@ func (p *pipeline) resultsSoFar(ctx context.Context) int {
 // a slow scan: its job comes back after AckWait (no heartbeats any more),
 // another worker scans it, and the report is complete without duplicates.
 func TestWorkerKilledMidScan(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	const ackWait = 10 * time.Second
 	p := newPipeline(t, ctx, pipelineOptions{faultProxy: true, ackWait: ackWait})
@@ -109,7 +109,7 @@ func TestWorkerKilledMidScan(t *testing.T) {
 // the same file-store volume) while workers are scanning: no job is lost
 // and the run completes.
 func TestNATSRestartMidRun(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	p := newPipeline(t, ctx, pipelineOptions{faultProxy: true})
 	p.standardFleet(ctx)
@@ -140,7 +140,7 @@ func TestNATSRestartMidRun(t *testing.T) {
 // with every stream at R3 and kills (SIGKILL) the jobs stream's leader
 // mid-run: the run completes on the two remaining nodes.
 func TestNATSClusterNodeDownMidRun(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	p := newPipeline(t, ctx, pipelineOptions{natsNodes: 3, faultProxy: true})
 	p.standardFleet(ctx)
@@ -192,7 +192,7 @@ func TestNATSClusterNodeDownMidRun(t *testing.T) {
 // outlast it and a 404 end as failures with a reason; the reporter exits 2
 // and names the images.
 func TestRegistryFaults(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	const budget = 3
 	p := newPipeline(t, ctx, pipelineOptions{faultProxy: true, maxDeliver: budget})
@@ -277,7 +277,7 @@ func TestRegistryFaults(t *testing.T) {
 // report is still written and complete, the exit status carries bit 2, and
 // the error names the bucket and the endpoint.
 func TestS3Down(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	p := newPipeline(t, ctx, pipelineOptions{s3: true})
 	p.smallFleet(ctx, "alpine-curl", "go-agent")
@@ -311,7 +311,7 @@ func TestS3Down(t *testing.T) {
 // terminated and logged once, the workers keep scanning, nothing
 // crash-loops, and the report is complete.
 func TestPoisonMessage(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	p := newPipeline(t, ctx, pipelineOptions{})
 	p.smallFleet(ctx)

@@ -27,7 +27,7 @@ import (
 // is told to, for the chosen digests only.
 func TestRegistryThroughFaultProxy(t *testing.T) {
 	env := harness.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	reg := env.StartRegistry(ctx)
@@ -103,7 +103,7 @@ func TestRegistryThroughFaultProxy(t *testing.T) {
 // credentials, and a wrong secret is refused (signatures are verified).
 func TestS3Gateway(t *testing.T) {
 	env := harness.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
 	s := env.StartS3(ctx, "reports")

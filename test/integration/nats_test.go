@@ -86,7 +86,7 @@ func smokeTopology(replicas int) topology.Config {
 // volume, and every job is still there and consumed exactly once.
 func TestNATSFileStoreSurvivesRestart(t *testing.T) {
 	env := harness.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	srv := env.StartNATS(ctx)
@@ -155,7 +155,7 @@ func TestNATSFileStoreSurvivesRestart(t *testing.T) {
 // leader with SIGKILL, and checks the same again.
 func TestNATSClusterR3NodeDown(t *testing.T) {
 	env := harness.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
 	cluster := env.StartNATSCluster(ctx, 3)

@@ -416,7 +416,7 @@ func (p *pipeline) checkScannedOnce(ctx context.Context, jobs int) {
 // report lists exactly the expected findings, every image is scanned once,
 // the S3 copy equals the local one, and the exit status is 0.
 func TestHappyPath(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	p := newPipeline(t, ctx, pipelineOptions{s3: true})
 	p.standardFleet(ctx)

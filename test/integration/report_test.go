@@ -1,6 +1,6 @@
 package integration_test
 
-// reportJSON is the part of report.json (internal/report/report.schema.json) the
+// reportJSON is the part of report.json (pkg/reportjson/report.schema.json) the
 // scenarios assert on. It is decoded from the file, as a consumer of the
 // report would, not from the reporter's in-memory model.
 type reportJSON struct {

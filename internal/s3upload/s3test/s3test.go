@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/fleetscan/fleetscan/internal/tooltest"
 )
 
 // Server is a running versitygw.
@@ -35,6 +37,7 @@ type Server struct {
 // working directory, or $PATH. The test fails with instructions otherwise.
 func Binary(t testing.TB) string {
 	t.Helper()
+	tooltest.Require(t, "versitygw (make tools)")
 	if d := os.Getenv("FLEETSCAN_TOOLS"); d != "" {
 		if p := filepath.Join(d, "versitygw"); isExec(p) {
 			return p

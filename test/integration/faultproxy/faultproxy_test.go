@@ -142,7 +142,7 @@ func TestProxyFaults(t *testing.T) {
 
 func TestHangUntilClientGivesUp(t *testing.T) {
 	_, srv, hits := newProxy(t, Rule{Match: "blobs", Action: ActionHang})
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/app/blobs/sha256:cc", nil)
 	_, err := http.DefaultClient.Do(req)

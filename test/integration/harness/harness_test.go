@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -55,7 +54,7 @@ func TestFleetFilesReadByDispatcherSource(t *testing.T) {
 		src := inventory.NewFileSource(cluster, filepath.Join(dir, cluster+"-pods.json"), filepath.Join(dir, cluster+"-nodes.json"))
 		ids := map[string]bool{}
 		pods := 0
-		err := src.EachPod(context.Background(), nil, func(p *corev1.Pod) error {
+		err := src.EachPod(t.Context(), nil, func(p *corev1.Pod) error {
 			pods++
 			if len(p.OwnerReferences) != 1 || p.OwnerReferences[0].Kind != "ReplicaSet" || p.Spec.NodeName == "" {
 				t.Errorf("%s/%s: node %q, owners %+v; want a node and a ReplicaSet owner", p.Namespace, p.Name, p.Spec.NodeName, p.OwnerReferences)
@@ -76,7 +75,7 @@ func TestFleetFilesReadByDispatcherSource(t *testing.T) {
 				t.Errorf("%s: no container with imageID %s (have %v)", cluster, id, ids)
 			}
 		}
-		nodes, err := src.NodePlatforms(context.Background())
+		nodes, err := src.NodePlatforms(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package reporter
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -438,7 +437,7 @@ func TestS3Delivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"vuln-reports/2025-03-10/run-7/report.csv", "vuln-reports/latest/report.csv"} {
-		got, _, err := srv.Get(context.Background(), "reports", k)
+		got, _, err := srv.Get(t.Context(), "reports", k)
 		if err != nil {
 			t.Fatalf("get %s: %v", k, err)
 		}

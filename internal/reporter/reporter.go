@@ -2,7 +2,8 @@
 // the fleet (or one run) expects, waits for their scan results, advances
 // the SLA first-seen clocks, builds and writes the report, uploads it to S3
 // and decides the exit status. The reporter command and the all-in-one
-// command both call Run.
+// command both call Run. The report itself — its model and writers — is
+// package report.
 package reporter
 
 import (
@@ -14,9 +15,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
@@ -74,15 +77,18 @@ type Deps struct {
 	// Progress is told, at every poll while collecting results, how many
 	// expected images are done (nil: progress only in the log).
 	Progress func(progress.State)
+	// Exporter writes SBOMs (--sbom) and keeps the package index whole
+	// for the report's images (nil: neither).
+	Exporter Exporter
 	// OnWritten is told the outcome as soon as the report files are
-	// written, before the upload (a second interrupt then exits with the
-	// report's status instead of "no report").
+	// written, before the exports and the upload (a second interrupt then
+	// exits with the report's status instead of "no report").
 	OnWritten func(Outcome)
 }
 
 // NewDeps wires the reporter to shared state on JetStream.
 func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
-	return Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out}
+	return Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out, Exporter: newExporter(res, log)}
 }
 
 func (d Deps) now() time.Time {
@@ -103,6 +109,8 @@ type Outcome struct {
 	UploadErr error
 	// ReportID names the report's S3 directory.
 	ReportID string
+	// SBOM is what the export wrote (nil when it did not run).
+	SBOM *sbom.Result
 }
 
 // Breached reports whether an unaccepted finding is past its deadline.
@@ -129,6 +137,9 @@ func (o Outcome) Incomplete() []string {
 	}
 	if o.UploadErr != nil {
 		why = append(why, "the S3 upload failed")
+	}
+	if o.SBOM != nil && len(o.SBOM.Missing) > 0 {
+		why = append(why, fmt.Sprintf("%d images have no SBOM (no cached analysis)", len(o.SBOM.Missing)))
 	}
 	return why
 }
@@ -173,27 +184,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	}
 	started := d.now()
 	asOf := cfg.asOf(started)
-	policy, err := cfg.policy()
+	set, err := loadSettings(ctx, cfg, d, log)
 	if err != nil {
 		return Outcome{}, err
 	}
-	var acc *sla.Acceptances
-	if cfg.AcceptFile != "" {
-		if acc, err = sla.LoadAcceptances(cfg.AcceptFile); err != nil {
-			return Outcome{}, err
-		}
-	}
-	severities, _ := sla.ParseSeverities(cfg.Severities)
-	formats, _ := report.ParseFormats(cfg.Formats)
-	up := d.Uploader
-	if up == nil && cfg.S3.Enabled() {
-		u, err := s3upload.New(ctx, cfg.S3, log)
-		if err != nil {
-			return Outcome{}, err
-		}
-		up = u
-	}
-
 	var sc *scope
 	if cfg.RunID != "" {
 		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
@@ -205,11 +199,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	}
 	log.Info("report scope", zap.String("mode", sc.mode.Mode), zap.Int("clusters", len(sc.clusters)),
 		zap.Int("runs", len(sc.runs)), zap.Int("images", len(sc.req)), zap.Int("unresolved", len(sc.unresolved)))
-	col, err := collect(ctx, d.Store, sc, cfg.Wait, cfg.PollInterval, d.now, log, d.Progress)
+	col, err := collect(ctx, d.Store, sc, waitOptions{Wait: cfg.Wait, Interval: cfg.PollInterval, Now: d.now, OnProgress: d.Progress}, log)
 	if err != nil {
 		return Outcome{}, err
 	}
-
 	led, err := sla.NewClock(d.FirstSeen, log).Observe(ctx, sla.Observation{
 		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,
 		Uncertain: col.uncertain, CoversFleet: sc.coversFleet,
@@ -217,38 +210,97 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-
 	r := report.Build(report.Input{
 		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
 		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
-		Policy: policy, Acceptances: acc, Filter: report.Filter{Severities: severities, IgnoreUnfixed: cfg.IgnoreUnfixed},
+		Policy: set.policy, Acceptances: set.acceptances, Filter: set.filter,
 		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner,
 	})
-	out := Outcome{Report: r, ReportID: reportID(sc, asOf)}
-	if out.Files, err = report.WriteFiles(cfg.OutDir, r, formats); err != nil {
+	// The SBOMs (and the package index) are exported between writing the
+	// report and uploading it, so they are uploaded with it.
+	exports := func(out *Outcome) error {
+		if d.OnWritten != nil {
+			d.OnWritten(*out)
+		}
+		return export(ctx, cfg, d, col.images, out, log)
+	}
+	out, err := deliver(ctx, cfg.OutDir, set, r, asOf, reportID(sc, asOf), exports, log)
+	if err != nil {
 		return out, err
 	}
-	if d.OnWritten != nil {
-		d.OnWritten(out)
-	}
-	if up != nil {
-		files := make([]s3upload.File, len(out.Files))
-		for i, f := range out.Files {
-			files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
-		}
-		out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
-		if out.UploadErr != nil {
-			log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))
-		}
-	}
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
-		zap.Int("breachedUnaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
-		zap.Int("firstSeenWrites", led.Writes), zap.Int("exitStatus", out.ExitCode()),
-		zap.Duration("took", d.now().Sub(started).Round(time.Millisecond)))
+		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
+		zap.Int("first_seen_writes", led.Writes), zap.Int("exit_status", out.ExitCode()),
+		logging.Took(d.now().Sub(started).Round(time.Millisecond)))
 	if d.Out != nil {
-		if err := writeConsole(d.Out, cfg, out, up); err != nil {
+		if err := writeConsole(d.Out, cfg, out, set.uploader); err != nil {
 			log.Warn("console summary", zap.Error(err))
 		}
+	}
+	return out, nil
+}
+
+// settings are what the configuration names, loaded before any work: the
+// SLA policy, risk acceptances, filters, formats and the S3 uploader.
+type settings struct {
+	policy      sla.Policy
+	acceptances *sla.Acceptances
+	filter      report.Filter
+	formats     []report.Format
+	uploader    Uploader
+}
+
+func loadSettings(ctx context.Context, cfg Config, d Deps, log *zap.Logger) (settings, error) {
+	var set settings
+	var err error
+	if set.policy, err = cfg.policy(); err != nil {
+		return settings{}, err
+	}
+	if cfg.AcceptFile != "" {
+		if set.acceptances, err = sla.LoadAcceptances(cfg.AcceptFile); err != nil {
+			return settings{}, err
+		}
+	}
+	severities, _ := sla.ParseSeverities(cfg.Severities)
+	set.filter = report.Filter{Severities: severities, IgnoreUnfixed: cfg.IgnoreUnfixed}
+	set.formats, _ = report.ParseFormats(cfg.Formats)
+	set.uploader = d.Uploader
+	if set.uploader == nil && cfg.S3.Enabled() {
+		u, err := s3upload.New(ctx, cfg.S3, log)
+		if err != nil {
+			return settings{}, err
+		}
+		set.uploader = u
+	}
+	return set, nil
+}
+
+// deliver writes the report files to the output directory, runs exports
+// (SBOMs: their files go to the Outcome), and uploads them all when an
+// uploader is configured; a failed upload is in the Outcome.
+func deliver(ctx context.Context, dir string, set settings, r *report.Report, asOf time.Time, id string, exports func(*Outcome) error, log *zap.Logger) (Outcome, error) {
+	out := Outcome{Report: r, ReportID: id}
+	var err error
+	if out.Files, err = report.WriteFiles(dir, r, set.formats); err != nil {
+		return out, err
+	}
+	if exports != nil {
+		if err := exports(&out); err != nil {
+			return out, err
+		}
+	}
+	up := set.uploader
+	if up == nil {
+		return out, nil
+	}
+	files := make([]s3upload.File, len(out.Files))
+	for i, f := range out.Files {
+		files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
+	}
+	files = append(files, out.sbomUploads()...)
+	out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
+	if out.UploadErr != nil {
+		log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))
 	}
 	return out, nil
 }
@@ -262,6 +314,7 @@ func writeConsole(w io.Writer, cfg Config, o Outcome, up Uploader) error {
 		names[i] = f.Name
 	}
 	fmt.Fprintf(w, "\nReport written to %s (%s)\n", cfg.OutDir, strings.Join(names, ", "))
+	writeSBOMSummary(w, cfg, o)
 	switch {
 	case up == nil:
 	case o.UploadErr != nil:

@@ -80,6 +80,8 @@ func run(ctx context.Context, env cli.Env) error {
 	}
 	cmd := env.Args[0]
 	env.Args = env.Args[1:]
+	// The log, the progress line and the shutdown notice share stderr.
+	env.Stderr = cli.Serialize(env.Stderr)
 	switch cmd {
 	case "scan":
 		return scan(ctx, env)

@@ -136,6 +136,9 @@ func runWorker(ctx context.Context, env cli.Env) error {
 		return err
 	}
 	natsCfg.Name = "fleetscan-worker-" + cfg.WorkerName
+	// The log and the shutdown notice (written from another goroutine)
+	// share stderr: one lock keeps their lines whole.
+	env.Stderr = cli.Serialize(env.Stderr)
 	log, err := logging.NewWriter(logCfg, env.Stderr)
 	if err != nil {
 		return cli.Usage(err)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/spf13/pflag"
 
@@ -227,3 +228,37 @@ func Cause(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// Serialize returns w behind a mutex, for a stream written from several
+// goroutines (the log, a progress line, a shutdown notice): each Write
+// stays whole. IsTerminal sees through it.
+func Serialize(w io.Writer) io.Writer {
+	if _, ok := w.(*serialized); ok {
+		return w
+	}
+	return &serialized{w: w}
+}
+
+type serialized struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *serialized) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// Sync flushes the underlying writer when it can (zap calls it).
+func (s *serialized) Sync() error {
+	if f, ok := s.w.(interface{ Sync() error }); ok {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return f.Sync()
+	}
+	return nil
+}
+
+// Unwrap returns the underlying writer.
+func (s *serialized) Unwrap() io.Writer { return s.w }

@@ -11,17 +11,19 @@ import (
 
 // CSVColumns are the report CSV's columns. The first eight are exactly the
 // original tutorial's, in its order, with its value formats (dates as
-// YYYY-MM-DD, "no fix", True/False), so existing consumers keep working.
+// YYYY-MM-DD, "no fix", True/False), so existing consumers keep working;
+// columns are only ever appended.
 var CSVColumns = []string{
 	"image", "cve_id", "severity", "pkg_name", "installed", "fixed_in", "sla_deadline", "sla_breached",
 	"digest", "first_seen", "days_remaining", "title", "cvss_score", "published", "status",
 	"clusters", "namespaces", "workloads",
+	"kev", "kev_due_date", "ransomware", "epss", "epss_percentile", "sla_rule", "os_eol",
 }
 
 // TicketCSVColumns are the tickets CSV's columns.
 var TicketCSVColumns = []string{
 	"ticket_id", "repository", "package", "installed", "fixed_version", "summary", "severity",
-	"deadline", "breached", "fixes", "unfixed", "images", "workloads",
+	"deadline", "breached", "fixes", "unfixed", "images", "workloads", "kev", "kev_vulnerabilities",
 }
 
 // listSep joins multi-valued cells.
@@ -124,6 +126,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 			csvText(f.Img.Key.Digest), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
 			csvText(string(f.Status)), csvText(clusters), csvText(namespaces), csvText(workloads),
 		)
+		row = appendExploitCells(row, f)
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -133,6 +136,23 @@ func WriteCSV(w io.Writer, r *Report) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// appendExploitCells appends the exploit columns (kev … os_eol): KEV
+// listing and due date, ransomware use, EPSS score and percentile, the rule
+// that set the deadline and the image's end-of-life flag.
+func appendExploitCells(row []string, f *Finding) []string {
+	var due, epss, pct string
+	ransomware := false
+	if k := f.Exploit.KEV; k != nil {
+		due, ransomware = date(k.DueDate), k.Ransomware()
+	}
+	if f.Exploit.HasEPSS {
+		epss = strconv.FormatFloat(f.Exploit.EPSS.Score, 'f', -1, 64)
+		pct = strconv.FormatFloat(f.Exploit.EPSS.Percentile, 'f', -1, 64)
+	}
+	return append(row, strconv.FormatBool(f.Exploit.InKEV()), due, strconv.FormatBool(ransomware), epss, pct,
+		csvText(f.DeadlineRule), strconv.FormatBool(f.Img.EOL()))
 }
 
 // WriteTicketsCSV writes one row per ticket.
@@ -147,6 +167,7 @@ func WriteTicketsCSV(w io.Writer, r *Report) error {
 			t.ID, t.Repository, t.Package, strings.Join(t.Installed, listSep), t.FixedVersion, t.Summary,
 			t.Severity, date(t.Deadline), pyBool(t.Breached), strings.Join(t.Fixes, listSep),
 			strings.Join(t.Unfixed, listSep), strings.Join(t.Images, listSep), strings.Join(t.Workloads, listSep),
+			strconv.FormatBool(t.KEV), strings.Join(t.KEVVulnerabilities, listSep),
 		})); err != nil {
 			return err
 		}

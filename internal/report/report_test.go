@@ -101,31 +101,41 @@ func TestBuildSemantics(t *testing.T) {
 		status    sla.Status
 		change    sla.Change
 		rule      string
+		dlRule    string
+		kev       bool
 	}
+	// Breached first; within that KEV first, then earliest deadline, higher
+	// EPSS, severity. CVE-2024-0003 (MEDIUM, 90 days) is above the EPSS
+	// percentile: 14 days. CVE-2024-0002 was listed in KEV after it was
+	// first seen: CISA's due date (end of 2025-03-26) beats its 30 days.
+	// CVE-2024-0005 is above the EPSS percentile too, but its 3-day
+	// override is earlier than the rule's 14 days: the rule is ignored.
 	want := []row{
-		{"CVE-2024-0004", "2025-01-01", "2025-01-08", -61, true, sla.StatusAcceptanceExpired, sla.ChangeStillOpen, "default"},
-		{"CVE-2024-0001", "2025-02-20", "2025-02-27", -11, true, sla.StatusOpen, sla.ChangeStillOpen, "default"},
-		{"CVE-2023-9999", "2024-06-01", "2024-11-28", -102, true, sla.StatusAccepted, sla.ChangeStillOpen, "default"},
-		{"CVE-2024-0005", "2025-03-10", "2025-03-13", 3, false, sla.StatusOpen, sla.ChangeNew, "payments"},
-		{"CVE-2024-0002", "2025-03-01", "2025-03-31", 21, false, sla.StatusOpen, sla.ChangeStillOpen, "default"},
-		{"GHSA-4v7x-pqxf-cx7m", "2025-03-05", "2025-04-04", 25, false, sla.StatusOpen, sla.ChangeReopened, "default"},
-		{"CVE-2024-0003", "2025-01-15", "2025-04-15", 36, false, sla.StatusOpen, sla.ChangeStillOpen, "default"},
+		{"CVE-2023-9999", "2024-06-01", "2024-11-28", -102, true, sla.StatusAccepted, sla.ChangeStillOpen, "default", "severity", false},
+		{"CVE-2024-0004", "2025-01-01", "2025-01-08", -61, true, sla.StatusAcceptanceExpired, sla.ChangeStillOpen, "default", "severity", false},
+		{"CVE-2024-0003", "2025-01-15", "2025-01-29", -40, true, sla.StatusOpen, sla.ChangeStillOpen, "default", "epss", false},
+		{"CVE-2024-0001", "2025-02-20", "2025-02-27", -11, true, sla.StatusOpen, sla.ChangeStillOpen, "default", "severity", false},
+		{"CVE-2024-0002", "2025-03-01", "2025-03-26", 16, false, sla.StatusOpen, sla.ChangeStillOpen, "default", "kev", true},
+		{"CVE-2024-0005", "2025-03-10", "2025-03-13", 3, false, sla.StatusOpen, sla.ChangeNew, "payments", "payments", false},
+		{"GHSA-4v7x-pqxf-cx7m", "2025-03-05", "2025-04-04", 25, false, sla.StatusOpen, sla.ChangeReopened, "default", "severity", false},
 	}
 	if len(r.Findings) != len(want) {
 		t.Fatalf("%d findings, want %d", len(r.Findings), len(want))
 	}
 	for i, w := range want {
 		f := r.Findings[i]
-		got := row{f.ID, date(f.FirstSeen), date(f.Deadline), f.DaysRemaining, f.Breached, f.Status, f.Change, f.SLARule}
+		got := row{f.ID, date(f.FirstSeen), date(f.Deadline), f.DaysRemaining, f.Breached, f.Status, f.Change, f.SLARule,
+			f.DeadlineRule, f.Exploit.InKEV()}
 		if got != w {
 			t.Errorf("row %d = %+v\n        want %+v", i, got, w)
 		}
 	}
-	if f := r.Findings[0]; f.Image() != "docker.io/library/nginx:1.25" || len(f.Img.Clusters) != 2 || len(f.Img.Repositories) != 2 {
+	if f := r.Findings[1]; f.Image() != "docker.io/library/nginx:1.25" || len(f.Img.Clusters) != 2 || len(f.Img.Repositories) != 2 {
 		t.Errorf("nginx row: image %q clusters %v repositories %v", f.Image(), f.Img.Clusters, f.Img.Repositories)
 	}
 	s := r.Summary
-	if s.BreachedUnaccepted != 2 || s.Breached != 3 || s.Accepted != 1 || s.AcceptanceExpired != 1 {
+	if s.BreachedUnaccepted != 3 || s.Breached != 4 || s.Accepted != 1 || s.AcceptanceExpired != 1 ||
+		s.KEV != 1 || s.KEVBreached != 0 || s.EOLImages != 1 || s.FeedsDegraded != 0 {
 		t.Errorf("summary %+v", s)
 	}
 	if s.Images != 4 || s.ImagesScanned != 2 || s.ImagesFailed != 1 || s.ImagesNotScanned != 1 || s.UnresolvedContainers != 1 || s.ClustersUnreachable != 1 {
@@ -150,9 +160,9 @@ func TestFilters(t *testing.T) {
 		want   []string
 	}{
 		{"severity CRITICAL,HIGH", Filter{Severities: []string{"CRITICAL", "HIGH"}},
-			[]string{"CVE-2024-0004", "CVE-2024-0001", "CVE-2024-0005", "CVE-2024-0002", "GHSA-4v7x-pqxf-cx7m"}},
+			[]string{"CVE-2024-0004", "CVE-2024-0001", "CVE-2024-0002", "CVE-2024-0005", "GHSA-4v7x-pqxf-cx7m"}},
 		{"ignore unfixed drops status affected and no-status without fix", Filter{IgnoreUnfixed: true},
-			[]string{"CVE-2024-0004", "CVE-2024-0001", "CVE-2023-9999", "CVE-2024-0005", "CVE-2024-0002", "GHSA-4v7x-pqxf-cx7m"}},
+			[]string{"CVE-2023-9999", "CVE-2024-0004", "CVE-2024-0001", "CVE-2024-0002", "CVE-2024-0005", "GHSA-4v7x-pqxf-cx7m"}},
 		{"LOW only", Filter{Severities: []string{"LOW"}}, []string{"CVE-2023-9999"}},
 	}
 	for _, tt := range tests {
@@ -219,7 +229,10 @@ func TestTickets(t *testing.T) {
 		openssl.Severity != "CRITICAL" || !openssl.Breached || date(openssl.Deadline) != "2025-02-27" {
 		t.Errorf("openssl ticket %+v", openssl)
 	}
-	if want := "openssl 3.1.3-r0 → 3.1.5-r0 fixes CVE-2024-0001, CVE-2024-0002 in docker.io/library/nginx"; openssl.Summary != want {
+	if !openssl.KEV || strings.Join(openssl.KEVVulnerabilities, ",") != "CVE-2024-0002" {
+		t.Errorf("openssl ticket not marked KEV: %+v", openssl)
+	}
+	if want := "openssl 3.1.3-r0 → 3.1.5-r0 fixes CVE-2024-0001, CVE-2024-0002 in docker.io/library/nginx [KEV: CVE-2024-0002]"; openssl.Summary != want {
 		t.Errorf("summary %q\nwant    %q", openssl.Summary, want)
 	}
 	if z := got["docker.io/library/nginx zlib"]; z.FixedVersion != "" || strings.Join(z.Unfixed, ",") != "CVE-2024-0003" ||
@@ -235,8 +248,10 @@ func TestTickets(t *testing.T) {
 	if _, ok := got["docker.io/library/nginx curl"]; !ok {
 		t.Error("expired acceptance must still produce a ticket")
 	}
-	if r.Tickets[0].Package != "curl" || !r.Tickets[0].Breached {
-		t.Errorf("first ticket %+v, want the breached curl one", r.Tickets[0])
+	// Breached first, then KEV-listed: the breached KEV openssl ticket
+	// leads the breached curl one (whose deadline is earlier).
+	if r.Tickets[0].Package != "openssl" || !r.Tickets[0].Breached || r.Tickets[1].Package != "curl" {
+		t.Errorf("first tickets %+v, %+v, want the breached KEV openssl one, then curl", r.Tickets[0], r.Tickets[1])
 	}
 	if len(r.Tickets[0].ID) != 13 || r.Tickets[0].ID != Build(fixture(t)).Tickets[0].ID {
 		t.Errorf("ticket id %q not stable", r.Tickets[0].ID)

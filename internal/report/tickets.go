@@ -16,9 +16,10 @@ const maxSummaryIDs = 6
 
 // BuildTickets groups findings that are not accepted into one ticket per
 // (image repository, package): the upgrade that fixes them, the worst
-// severity, the earliest deadline and the affected workloads. findings must
-// already be sorted; tickets come out in the same order (breached first,
-// then severity, then deadline).
+// severity, the earliest deadline (its earliest row's, exploit-aware rules
+// included), the KEV-listed vulnerabilities and the affected workloads.
+// findings must already be sorted; tickets come out breached first, then
+// KEV-listed first, then by deadline and severity.
 func BuildTickets(findings []Finding) []Ticket {
 	groups := map[[2]string]*ticketGroup{}
 	var order []*ticketGroup
@@ -45,9 +46,9 @@ func BuildTickets(findings []Finding) []Ticket {
 		out = append(out, g.ticket())
 	}
 	slices.SortStableFunc(out, func(a, b Ticket) int {
-		return cmp.Or(cmpBool(b.Breached, a.Breached),
-			cmp.Compare(sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity)),
+		return cmp.Or(cmpBool(b.Breached, a.Breached), cmpBool(b.KEV, a.KEV),
 			a.Deadline.Compare(b.Deadline),
+			cmp.Compare(sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity)),
 			strings.Compare(a.Repository, b.Repository), strings.Compare(a.Package, b.Package))
 	})
 	return out
@@ -59,6 +60,7 @@ type ticketGroup struct {
 	installed map[string]bool
 	fixes     map[string]bool
 	unfixed   map[string]bool
+	kev       map[string]bool
 	images    map[*Image]bool
 	targets   []string
 }
@@ -72,7 +74,7 @@ func newTicketGroup(repo string, f *Finding) *ticketGroup {
 			ID: "FS-" + strings.ToUpper(hex.EncodeToString(h[:5])), Repository: repo, Package: f.PkgName,
 			Severity: f.Severity, Deadline: f.Deadline,
 		},
-		installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{},
+		installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{}, kev: map[string]bool{},
 		images: map[*Image]bool{},
 	}
 }
@@ -88,6 +90,9 @@ func (g *ticketGroup) add(f *Finding) {
 		t.Deadline = f.Deadline
 	}
 	t.Breached = t.Breached || f.Breached
+	if f.Exploit.InKEV() {
+		g.kev[f.ID] = true
+	}
 	if f.PkgVersion != "" {
 		g.installed[f.PkgVersion] = true
 	}
@@ -115,6 +120,8 @@ func (g *ticketGroup) ticket() Ticket {
 		delete(g.unfixed, id) // fixed in one image, so the upgrade covers it
 	}
 	t.Unfixed = sortedKeys(g.unfixed)
+	t.KEVVulnerabilities = sortedKeys(g.kev)
+	t.KEV = len(t.KEVVulnerabilities) > 0
 	digests, workloads := map[string]bool{}, map[string]bool{}
 	for img := range g.images {
 		digests[img.Key.Digest] = true
@@ -144,6 +151,9 @@ func ticketSummary(t *Ticket) string {
 		fmt.Fprintf(&b, ": no fix available yet for %s", idList(t.Unfixed))
 	}
 	fmt.Fprintf(&b, " in %s", t.Repository)
+	if t.KEV {
+		fmt.Fprintf(&b, " [KEV: %s]", idList(t.KEVVulnerabilities))
+	}
 	return b.String()
 }
 

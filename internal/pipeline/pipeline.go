@@ -178,6 +178,8 @@ func (c *Config) Complete(now time.Time) {
 	// The report covers this run, not older runs kept in the state dir.
 	c.Report.RunID = c.Dispatch.RunID
 	c.Report.Wait = c.ScanWait
+	// One --max-enrichment-age for the updater and the report.
+	c.Report.MaxEnrichmentAge = c.Feeds.MaxAge
 }
 
 // Validate checks every component's configuration and everything the
@@ -189,6 +191,7 @@ func (c Config) Validate() error {
 	w, r := c.Worker, c.Report
 	w.Concurrency, w.GracePeriod = max(1, w.Concurrency), max(time.Second, w.GracePeriod)
 	r.Wait = max(0, r.Wait)
+	r.MaxEnrichmentAge = max(time.Hour, r.MaxEnrichmentAge) // checked as the updater's --max-enrichment-age
 	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Dispatch.Sources.CheckFiles(), w.Validate(), r.Check(), c.Feeds.Validate()}
 	if c.GracePeriod <= 0 {
 		errs = append(errs, fmt.Errorf("--grace-period %s: must be positive", c.GracePeriod))
@@ -328,7 +331,10 @@ func run(ctx context.Context, cfg Config, d Deps, sess *natsconn.Session, notice
 	if d.OnManifest != nil {
 		d.OnManifest(manifest)
 	}
-	out, err := reporter.Run(ctx, cfg.Report, reporterDeps(st, sess.Res, log, d, workers.w))
+	rd := reporterDeps(st, sess.Res, log, d, workers.w)
+	// The all-in-one reads the feeds it refreshed under --cache-dir.
+	rd.Feeds = feeds.DirSource(cfg.Worker.DB.CacheDir)
+	out, err := reporter.Run(ctx, cfg.Report, rd)
 	workers.stop() // their counters are final once they stopped
 	if d.Out != nil && err == nil {
 		writeIncremental(d.Out, manifest.Reused, workers.w.Stats())

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
 	"github.com/fleetscan/fleetscan/internal/sbom"
@@ -51,6 +52,9 @@ type Config struct {
 	S3 s3upload.Config
 	// SBOM lists the SBOM formats written per image (--sbom cyclonedx,spdx).
 	SBOM []string
+	// MaxEnrichmentAge is the age past which an exploit feed (KEV, EPSS)
+	// is stale: the report says so and is incomplete (exit status bit 2).
+	MaxEnrichmentAge time.Duration
 }
 
 // Defaults returns the documented defaults.
@@ -67,6 +71,8 @@ func Defaults() Config {
 		Formats:      formats,
 		Record:       true,
 		S3:           s3upload.Defaults(),
+
+		MaxEnrichmentAge: feeds.DefaultMaxAge,
 	}
 }
 
@@ -86,6 +92,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.Record, "record", c.Record, "record first-seen dates and resolutions in JetStream (--record=false evaluates only)")
 	c.S3.RegisterFlags(fs)
 	c.RegisterSBOMFlags(fs)
+	fs.DurationVar(&c.MaxEnrichmentAge, "max-enrichment-age", c.MaxEnrichmentAge, "a KEV or EPSS feed older than this is reported stale and makes the report incomplete (exit status bit 2; EPSS by its score date, KEV since last confirmed at its source)")
 }
 
 // RegisterSBOMFlags binds --sbom (the all-in-one registers it too).
@@ -105,6 +112,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAge <= 0 {
 		errs = append(errs, fmt.Errorf("--max-age %s: must be positive", c.MaxAge))
+	}
+	if c.MaxEnrichmentAge <= 0 {
+		errs = append(errs, fmt.Errorf("--max-enrichment-age %s: must be positive", c.MaxEnrichmentAge))
 	}
 	if strings.TrimSpace(c.RunID) != c.RunID {
 		errs = append(errs, fmt.Errorf("--run %q: surrounding spaces", c.RunID))

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
@@ -34,7 +35,8 @@ const (
 	// covered by an active risk acceptance.
 	ExitBreached = 1
 	// ExitIncomplete: an image failed or was never scanned, a cluster was
-	// unreachable, or the S3 upload failed. The local report is written.
+	// unreachable, an exploit feed is stale or unreadable, or the S3 upload
+	// failed. The local report is written.
 	ExitIncomplete = 2
 	// ExitNoReport: no report could be produced (bad flags or
 	// configuration, NATS unreachable, output directory not writable).
@@ -47,7 +49,9 @@ const ExitStatusHelp = `Exit status (a bit mask):
   1  unaccepted SLA breaches: a finding is past its deadline (first seen +
      SLA days) and not covered by an active risk acceptance
   2  incomplete: an image failed or was never scanned, a cluster was
-     unreachable, or the S3 upload failed (the local report is still written)
+     unreachable, a KEV or EPSS feed is older than --max-enrichment-age or
+     unreadable, or the S3 upload failed (the local report is still written;
+     a feed never loaded is stated in it, not an error)
   3  both 1 and 2
   4  no report could be produced: bad flags, files or configuration
      (checked before any work), NATS unreachable or lost, the output
@@ -84,11 +88,22 @@ type Deps struct {
 	// written, before the exports and the upload (a second interrupt then
 	// exits with the report's status instead of "no report").
 	OnWritten func(Outcome)
+	// Feeds is where the exploit feeds (CISA KEV, FIRST EPSS) are read:
+	// the JetStream object store the updater publishes to (the fleet), or
+	// the all-in-one's --cache-dir. Nil: none; the report says the feeds
+	// were never loaded.
+	Feeds feeds.Source
 }
 
-// NewDeps wires the reporter to shared state on JetStream.
+// NewDeps wires the reporter to shared state on JetStream, the exploit
+// feeds included (the object store `worker db-update --publish-feeds`
+// writes).
 func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
-	return Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out, Exporter: newExporter(res, log)}
+	d := Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out, Exporter: newExporter(res, log)}
+	if res.Feeds != nil {
+		d.Feeds = feeds.ObjectStoreSource(res.Feeds)
+	}
+	return d
 }
 
 func (d Deps) now() time.Time {
@@ -134,6 +149,11 @@ func (o Outcome) Incomplete() []string {
 	}
 	if s.ClustersUnreachable > 0 {
 		why = append(why, fmt.Sprintf("%d clusters were unreachable", s.ClustersUnreachable))
+	}
+	for _, f := range o.Report.Feeds {
+		if f.Degraded() {
+			why = append(why, fmt.Sprintf("the %s is %s", f.Title, f.State))
+		}
 	}
 	if o.UploadErr != nil {
 		why = append(why, "the S3 upload failed")
@@ -188,6 +208,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
+	enrichment, err := loadFeeds(ctx, cfg, d, asOf, log)
+	if err != nil {
+		return Outcome{}, err
+	}
 	var sc *scope
 	if cfg.RunID != "" {
 		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
@@ -214,7 +238,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
 		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
 		Policy: set.policy, Acceptances: set.acceptances, Filter: set.filter,
-		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner,
+		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner, Enrichment: enrichment,
 	})
 	// The SBOMs (and the package index) are exported between writing the
 	// report and uploading it, so they are uploaded with it.
@@ -238,6 +262,29 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// loadFeeds reads the exploit feeds' last good copies from d.Feeds and
+// logs each feed's state at asOf. A feed never stored is a state the
+// report shows, not an error; only a cancelled context fails.
+func loadFeeds(ctx context.Context, cfg Config, d Deps, asOf time.Time, log *zap.Logger) (*feeds.Enrichment, error) {
+	if d.Feeds == nil {
+		return feeds.New(nil, nil, time.Time{}, cfg.MaxEnrichmentAge), nil
+	}
+	e, err := feeds.Load(ctx, d.Feeds, cfg.MaxEnrichmentAge)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range e.Statuses() {
+		fields := []zap.Field{zap.String("feed", string(st.Feed)), zap.String("state", string(st.State(asOf))),
+			zap.String("source", d.Feeds.String()), zap.String("status", st.Describe(asOf))}
+		if st.Degraded(asOf) {
+			log.Warn("exploit feed degraded: the report is incomplete", fields...)
+		} else {
+			log.Info("exploit feed", fields...)
+		}
+	}
+	return e, nil
 }
 
 // settings are what the configuration names, loaded before any work: the

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -16,10 +17,14 @@ import (
 // says how old it is, or that it was never loaded), and the reason is
 // logged as a warning. Only a cancelled run, a bad configuration or an
 // unusable cache directory stops the run.
-func refreshFeeds(ctx context.Context, cfg Config, log *zap.Logger) error {
+//
+// now is the run's calendar (Deps.Clock): the fetch time recorded with
+// each copy, against which the report judges its age.
+func refreshFeeds(ctx context.Context, cfg Config, now func() time.Time, log *zap.Logger) error {
 	fc := cfg.Feeds
 	fc.LocalOnly = cfg.SkipDBUpdate
-	res, err := feeds.Update(ctx, fc, cfg.Worker.DB.CacheDir, log.Named("feeds"))
+	u := &feeds.Updater{Config: fc, CacheDir: cfg.Worker.DB.CacheDir, Log: log.Named("feeds"), Now: now}
+	res, err := u.Update(ctx)
 	if err != nil {
 		return fmt.Errorf("exploit feeds in --cache-dir %s: %w", cfg.Worker.DB.CacheDir, err)
 	}

@@ -283,7 +283,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	if err := ensureDB(ctx, cfg, d.now, log); err != nil {
 		return reporter.Outcome{}, interrupted(ctx, err)
 	}
-	if err := refreshFeeds(ctx, cfg, log); err != nil {
+	if err := refreshFeeds(ctx, cfg, d.now, log); err != nil {
 		return reporter.Outcome{}, interrupted(ctx, err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -410,5 +411,57 @@ func TestSortFindingsPermutesInPlace(t *testing.T) {
 		if got[i].ID != want[i].ID {
 			t.Fatalf("row %d = %s, want %s", i, got[i].ID, want[i].ID)
 		}
+	}
+}
+
+// TestEOLRuleAndFeedStates: with eol.days the end-of-life image's rows get
+// at most first seen + days (the api image, whose OS is not EOL, keeps its
+// deadlines); without feeds every row is unlisted and the report says the
+// feeds were never loaded, without being incomplete for it; a stale feed
+// makes it incomplete.
+func TestEOLRuleAndFeedStates(t *testing.T) {
+	t.Parallel()
+	in := fixture(t)
+	in.Policy.EOL = sla.EOLRule{Enabled: true, Days: 5}
+	r := Build(in)
+	for _, f := range r.Findings {
+		switch {
+		case f.ID == "CVE-2024-0002": // first seen 2025-03-01: 2025-03-06 beats KEV's 2025-03-26
+			if f.DeadlineRule != sla.RuleEOL || date(f.Deadline) != "2025-03-06" || !f.Breached {
+				t.Errorf("%s: rule %s deadline %s breached %v", f.ID, f.DeadlineRule, date(f.Deadline), f.Breached)
+			}
+		case !f.Img.EOL() && f.DeadlineRule == sla.RuleEOL:
+			t.Errorf("%s: eol rule on an image that is not end-of-life", f.ID)
+		}
+	}
+	if r.Summary.EOLImages != 1 {
+		t.Errorf("EOL images %d", r.Summary.EOLImages)
+	}
+
+	in = fixture(t)
+	in.Enrichment = nil
+	r = Build(in)
+	if r.Summary.KEV != 0 || r.Summary.FeedsDegraded != 0 || len(r.Feeds) != 2 {
+		t.Fatalf("without feeds: summary %+v feeds %+v", r.Summary, r.Feeds)
+	}
+	for _, fs := range r.Feeds {
+		if fs.State != "never loaded" || fs.Degraded() {
+			t.Errorf("feed %+v", fs)
+		}
+	}
+	for _, f := range r.Findings {
+		if f.Exploit.InKEV() || f.Exploit.HasEPSS || f.DeadlineRule == sla.RuleKEV || f.DeadlineRule == sla.RuleEPSS {
+			t.Errorf("%s enriched without feeds", f.ID)
+		}
+	}
+
+	in = fixture(t)
+	in.Enrichment = fixtureEnrichment(t, in.AsOf.Add(-8*24*time.Hour)) // KEV last confirmed 8 days ago
+	r = Build(in)
+	if r.Summary.FeedsDegraded != 1 || r.Feeds[0].State != "stale" || r.Feeds[1].State != "fresh" {
+		t.Fatalf("stale KEV: summary %+v feeds %+v", r.Summary, r.Feeds)
+	}
+	if md := string(render(t, r, WriteMarkdown)); !strings.Contains(md, "): stale (8d old, more than 7d)") {
+		t.Errorf("Markdown does not say the KEV catalogue is stale:\n%s", md)
 	}
 }

@@ -216,3 +216,32 @@ func TestMultiPlatformMarkdownHTMLConsole(t *testing.T) {
 		t.Error("single-platform HTML report shows a platform column")
 	}
 }
+
+// TestFleetOwnerInferred: a workload is marked inferred only when every
+// entry naming it says so.
+func TestFleetOwnerInferred(t *testing.T) {
+	t.Parallel()
+	dig := digest('f')
+	looked := entry("ops", "CronJob", "backfill", "ghcr.io/acme/job:1", dig)
+	guessed := looked
+	guessed.Workload.Inferred = true
+	for _, tc := range []struct {
+		name    string
+		entries []contract.InventoryEntry
+		want    []string
+	}{
+		{"looked up", []contract.InventoryEntry{looked}, nil},
+		{"inferred", []contract.InventoryEntry{guessed, guessed}, []string{"c/ops/CronJob/backfill"}},
+		{"inferred then looked up", []contract.InventoryEntry{guessed, looked}, nil},
+		{"looked up then inferred", []contract.InventoryEntry{looked, guessed}, nil},
+	} {
+		fleet := NewFleet()
+		for _, e := range tc.entries {
+			fleet.Add("c", e)
+		}
+		img := fleet.Image(contract.ImageKey{Digest: dig, Platform: amd64}, "")
+		if !slices.Equal(img.OwnerInferred, tc.want) {
+			t.Errorf("%s: OwnerInferred = %v, want %v", tc.name, img.OwnerInferred, tc.want)
+		}
+	}
+}

@@ -182,9 +182,11 @@ func seedAuditCluster(ctx context.Context, t *testing.T, cs kubernetes.Interface
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
 		Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "app", Image: "nginx:1.25"}}},
 	}
+	rsTmpl := *tmpl.DeepCopy()
+	rsTmpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	must(cs.AppsV1().ReplicaSets("shop").Create(ctx, &appsv1.ReplicaSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "web-5f7c9d8b6", OwnerReferences: ctrl("apps/v1", "Deployment", "web")},
-		Spec:       appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels}, Template: tmpl},
+		Spec:       appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels}, Template: rsTmpl},
 	}, metav1.CreateOptions{}))
 	must(cs.BatchV1().Jobs("shop").Create(ctx, &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: "nightly-29412345", OwnerReferences: ctrl("batch/v1", "CronJob", "nightly")},

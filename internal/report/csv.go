@@ -15,7 +15,7 @@ import (
 // columns are only ever appended.
 var CSVColumns = []string{
 	"image", "cve_id", "severity", "pkg_name", "installed", "fixed_in", "sla_deadline", "sla_breached",
-	"digest", "first_seen", "days_remaining", "title", "cvss_score", "published", "status",
+	"digest", "platform", "first_seen", "days_remaining", "title", "cvss_score", "published", "status",
 	"clusters", "namespaces", "workloads",
 	"kev", "kev_due_date", "ransomware", "epss", "epss_percentile", "sla_rule", "os_eol",
 }
@@ -23,7 +23,7 @@ var CSVColumns = []string{
 // TicketCSVColumns are the tickets CSV's columns.
 var TicketCSVColumns = []string{
 	"ticket_id", "repository", "package", "installed", "fixed_version", "summary", "severity",
-	"deadline", "breached", "fixes", "unfixed", "images", "workloads", "kev", "kev_vulnerabilities",
+	"deadline", "breached", "fixes", "unfixed", "images", "platforms", "workloads", "kev", "kev_vulnerabilities",
 }
 
 // listSep joins multi-valued cells.
@@ -108,7 +108,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 			last = f.Img
 			clusters = strings.Join(last.Clusters, listSep)
 			namespaces = strings.Join(last.Namespaces, listSep)
-			workloads = strings.Join(last.Workloads, listSep)
+			workloads = strings.Join(last.WorkloadLabels(), listSep)
 		}
 		fixed := f.FixedVersion
 		if fixed == "" {
@@ -123,7 +123,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 		row = append(row[:0],
 			csvText(f.Img.Reference), csvText(f.ID), csvText(f.Severity), csvText(f.PkgName), csvText(f.PkgVersion), csvText(fixed),
 			date(f.Deadline), pyBool(f.Breached),
-			csvText(f.Img.Key.Digest), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
+			csvText(f.Img.Key.Digest), csvText(f.Img.Platform), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
 			csvText(string(f.Status)), csvText(clusters), csvText(namespaces), csvText(workloads),
 		)
 		row = appendExploitCells(row, f)
@@ -166,7 +166,8 @@ func WriteTicketsCSV(w io.Writer, r *Report) error {
 		if err := cw.Write(csvRow([]string{
 			t.ID, t.Repository, t.Package, strings.Join(t.Installed, listSep), t.FixedVersion, t.Summary,
 			t.Severity, date(t.Deadline), pyBool(t.Breached), strings.Join(t.Fixes, listSep),
-			strings.Join(t.Unfixed, listSep), strings.Join(t.Images, listSep), strings.Join(t.Workloads, listSep),
+			strings.Join(t.Unfixed, listSep), strings.Join(t.Images, listSep), strings.Join(t.Platforms, listSep),
+			strings.Join(markInferred(t.Workloads, t.OwnerInferred), listSep),
 			strconv.FormatBool(t.KEV), strings.Join(t.KEVVulnerabilities, listSep),
 		})); err != nil {
 			return err

@@ -82,6 +82,9 @@ type htmlView struct {
 	Policy     []string
 	EOL        []*Image
 	EOLMore    int
+	// MultiPlatform: the fleet runs images of more than one platform, so
+	// the tables show each row's platform.
+	MultiPlatform bool
 }
 
 const (
@@ -103,6 +106,7 @@ func buildHTMLView(r *Report) *htmlView {
 	default:
 		v.Class = "ok"
 	}
+	v.MultiPlatform = multiPlatform(r)
 	v.severityBars(r)
 	v.deadlineColumns(r, deadlineBuckets(r))
 	for i := range r.Findings {
@@ -126,6 +130,17 @@ func buildHTMLView(r *Report) *htmlView {
 	v.Tickets, v.TicketMore = head(r.Tickets, MarkdownLimit*2)
 	v.EOL, v.EOLMore = head(eolImages(r), MarkdownLimit*2)
 	return v
+}
+
+// multiPlatform reports whether the report's images run on more than one
+// platform.
+func multiPlatform(r *Report) bool {
+	for _, img := range r.Images {
+		if img.Platform != r.Images[0].Platform {
+			return true
+		}
+	}
+	return false
 }
 
 // severityBars is the bar chart of findings per severity.
@@ -287,7 +302,9 @@ func writeTableData(w *bufio.Writer, r *Report) error {
 		b = append(b, ',')
 		b = appendJSONString(b, img.Key.Digest, true)
 		b = append(b, ',')
-		b = appendJSONString(b, strings.Join(img.Workloads, " "), true)
+		b = appendJSONString(b, strings.Join(img.WorkloadLabels(), " "), true)
+		b = append(b, ',')
+		b = appendJSONString(b, img.Platform, true)
 		b = append(b, ']')
 		if len(b) > 64<<10 {
 			if _, err := w.Write(b); err != nil {

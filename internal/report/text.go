@@ -161,7 +161,15 @@ func (m *mdWriter) summary(r *Report) {
 	if s.ClustersUnreachable > 0 {
 		m.printf(" (%d unreachable)", s.ClustersUnreachable)
 	}
+	if s.InferredOwners > 0 {
+		m.printf(" · %s", inferredLine(s.InferredOwners))
+	}
 	m.printf("\n")
+}
+
+// inferredLine says how many workloads' owners were inferred.
+func inferredLine(n int) string {
+	return plural(n, "workload", "workloads") + " attributed by naming convention, not looked up (marked" + InferredSuffix + ")"
 }
 
 // breaches lists the gating rows: breached and not accepted.
@@ -178,10 +186,10 @@ func (m *mdWriter) breaches(r *Report) {
 	m.printf("\n## Breached SLAs (%d)\n\n", len(gating))
 	var rows [][]string
 	for _, f := range gating[:min(len(gating), MarkdownLimit)] {
-		rows = append(rows, []string{f.Image(), f.ID, f.Severity, orDash(exploitLabel(f)), f.PkgName, f.PkgVersion,
-			orDash(f.FixedVersion), date(f.Deadline), f.DeadlineRule, fmt.Sprint(-f.DaysRemaining), joinLimit(f.Workloads(), 3)})
+		rows = append(rows, []string{f.Image(), f.Platform(), f.ID, f.Severity, orDash(exploitLabel(f)), f.PkgName, f.PkgVersion,
+			orDash(f.FixedVersion), date(f.Deadline), f.DeadlineRule, fmt.Sprint(-f.DaysRemaining), joinLimit(f.Img.WorkloadLabels(), 3)})
 	}
-	m.table([]string{"Image", "Vulnerability", "Severity", "Exploit", "Package", "Installed", "Fixed in", "Deadline", "Rule", "Days overdue", "Workloads"}, rows)
+	m.table([]string{"Image", "Platform", "Vulnerability", "Severity", "Exploit", "Package", "Installed", "Fixed in", "Deadline", "Rule", "Days overdue", "Workloads"}, rows)
 	m.more(len(gating))
 }
 
@@ -271,9 +279,9 @@ func (m *mdWriter) tickets(r *Report) {
 	m.printf("\n## Tickets (%d)\n\n", len(r.Tickets))
 	var rows [][]string
 	for _, t := range r.Tickets[:min(len(r.Tickets), MarkdownLimit)] {
-		rows = append(rows, []string{t.ID, t.Summary, t.Severity, kevMark(t.KEV), date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
+		rows = append(rows, []string{t.ID, t.Summary, strings.Join(t.Platforms, ", "), t.Severity, kevMark(t.KEV), date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
 	}
-	m.table([]string{"Ticket", "Upgrade", "Severity", "KEV", "Deadline", "Breached", "Workloads"}, rows)
+	m.table([]string{"Ticket", "Upgrade", "Platforms", "Severity", "KEV", "Deadline", "Breached", "Workloads"}, rows)
 	m.more(len(r.Tickets))
 }
 
@@ -407,6 +415,9 @@ func WriteConsole(w io.Writer, r *Report) error {
 		if c.Status == ClusterUnreachable {
 			m.printf(" · %s unreachable (%s)", c.Name, orDash(c.Error))
 		}
+	}
+	if s.InferredOwners > 0 {
+		m.printf("\nOwners:   %s", inferredLine(s.InferredOwners))
 	}
 	m.printf("\nExploits: %d KEV findings (%d breached) · %d end-of-life OS images\n", s.KEV, s.KEVBreached, s.EOLImages)
 	for _, fs := range r.Feeds {

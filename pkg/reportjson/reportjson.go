@@ -245,6 +245,9 @@ type Summary struct {
 	Clusters             int `json:"clusters"`
 	ClustersUnreachable  int `json:"clustersUnreachable"`
 	Tickets              int `json:"tickets"`
+	// InferredOwners counts the images' workloads whose owner was inferred
+	// from naming conventions rather than looked up (since 1.1).
+	InferredOwners int `json:"inferredOwners"`
 	// KEV counts rows in CISA's KEV catalogue, KEVBreached those past
 	// their deadline; EOLImages the images with an end-of-life OS;
 	// FeedsDegraded the stale or unreadable exploit feeds (since 1.1).
@@ -307,6 +310,11 @@ type Image struct {
 	Namespaces   []string `json:"namespaces"`
 	// Workloads are "cluster/namespace/Kind/name".
 	Workloads []string `json:"workloads"`
+	// OwnerInferred lists the Workloads whose owner (Kind/name) was
+	// inferred from naming conventions — a pod of a Job named
+	// "<name>-<8+ digits>" attributed to CronJob <name> — because it could
+	// not be looked up, as in inventories read from files (since 1.1).
+	OwnerInferred []string `json:"owner_inferred"`
 	// Vulnerabilities counts its findings before the report's filters.
 	Vulnerabilities int `json:"vulnerabilities"`
 	// OS is the detected operating system; OSEOL is true when it is past
@@ -399,8 +407,13 @@ type Ticket struct {
 	Deadline     time.Time `json:"deadline"`
 	Breached     bool      `json:"breached"`
 	// Images are digests.
-	Images    []string `json:"images"`
+	Images []string `json:"images"`
+	// Platforms are the platforms of the images the ticket covers
+	// ("linux/amd64", "linux/arm64/v8"; since 1.1).
+	Platforms []string `json:"platforms"`
 	Workloads []string `json:"workloads"`
+	// OwnerInferred lists the Workloads whose owner was inferred (since 1.1).
+	OwnerInferred []string `json:"owner_inferred"`
 	// KEV is true when one of its vulnerabilities is in CISA's KEV
 	// catalogue; KEVVulnerabilities lists them (since 1.1).
 	KEV                bool     `json:"kev"`

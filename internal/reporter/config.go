@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/fleetscan/fleetscan/internal/metrics"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
 	"github.com/fleetscan/fleetscan/internal/sbom"
@@ -49,6 +50,8 @@ type Config struct {
 	Record bool
 	// S3 uploads the files when S3.URL is set.
 	S3 s3upload.Config
+	// Metrics is where the report's Prometheus metrics go.
+	Metrics metrics.Config
 	// SBOM lists the SBOM formats written per image (--sbom cyclonedx,spdx).
 	SBOM []string
 }
@@ -67,6 +70,7 @@ func Defaults() Config {
 		Formats:      formats,
 		Record:       true,
 		S3:           s3upload.Defaults(),
+		Metrics:      metrics.Defaults(),
 	}
 }
 
@@ -86,6 +90,13 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.Record, "record", c.Record, "record first-seen dates and resolutions in JetStream (--record=false evaluates only)")
 	c.S3.RegisterFlags(fs)
 	c.RegisterSBOMFlags(fs)
+	c.RegisterReachFlags(fs)
+}
+
+// RegisterReachFlags binds the flags that deliver the report beyond its
+// files: metrics (the all-in-one registers them too).
+func (c *Config) RegisterReachFlags(fs *pflag.FlagSet) {
+	c.Metrics.RegisterFlags(fs)
 }
 
 // RegisterSBOMFlags binds --sbom (the all-in-one registers it too).
@@ -139,6 +150,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.S3.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := sbom.ParseFormats(c.SBOM); err != nil {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -80,6 +81,9 @@ type Deps struct {
 	// Exporter writes SBOMs (--sbom) and keeps the package index whole
 	// for the report's images (nil: neither).
 	Exporter Exporter
+	// HTTPClient sends pushes, notifications and tracker requests (nil:
+	// http.DefaultClient).
+	HTTPClient *http.Client
 	// OnWritten is told the outcome as soon as the report files are
 	// written, before the exports and the upload (a second interrupt then
 	// exits with the report's status instead of "no report").
@@ -111,6 +115,11 @@ type Outcome struct {
 	ReportID string
 	// SBOM is what the export wrote (nil when it did not run).
 	SBOM *sbom.Result
+	// MetricsFile is the metrics file written (metrics.prom).
+	MetricsFile string
+	// DeliveryFailures name the deliveries beyond the files that failed
+	// (Pushgateway, notifications, tickets): the run is then incomplete.
+	DeliveryFailures []string
 }
 
 // Breached reports whether an unaccepted finding is past its deadline.
@@ -138,6 +147,7 @@ func (o Outcome) Incomplete() []string {
 	if o.UploadErr != nil {
 		why = append(why, "the S3 upload failed")
 	}
+	why = append(why, o.DeliveryFailures...)
 	if o.SBOM != nil && len(o.SBOM.Missing) > 0 {
 		why = append(why, fmt.Sprintf("%d images have no SBOM (no cached analysis)", len(o.SBOM.Missing)))
 	}
@@ -222,12 +232,16 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		if d.OnWritten != nil {
 			d.OnWritten(*out)
 		}
-		return export(ctx, cfg, d, col.images, out, log)
+		if err := export(ctx, cfg, d, col.images, out, log); err != nil {
+			return err
+		}
+		return writeMetrics(cfg, r, out)
 	}
 	out, err := deliver(ctx, cfg.OutDir, set, r, asOf, reportID(sc, asOf), exports, log)
 	if err != nil {
 		return out, err
 	}
+	reach(ctx, cfg, d, &out, log)
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
 		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
 		zap.Int("first_seen_writes", led.Writes), zap.Int("exit_status", out.ExitCode()),
@@ -298,6 +312,7 @@ func deliver(ctx context.Context, dir string, set settings, r *report.Report, as
 		files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
 	}
 	files = append(files, out.sbomUploads()...)
+	files = append(files, out.metricsUpload()...)
 	out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
 	if out.UploadErr != nil {
 		log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))

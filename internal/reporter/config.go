@@ -14,6 +14,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/s3upload"
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/tickets"
 )
 
 // Config holds the reporter's settings. NATS, topology and logging have
@@ -52,6 +53,8 @@ type Config struct {
 	S3 s3upload.Config
 	// Metrics is where the report's Prometheus metrics go.
 	Metrics metrics.Config
+	// Tickets is the issue tracker kept in sync with the tickets.
+	Tickets tickets.Config
 	// SBOM lists the SBOM formats written per image (--sbom cyclonedx,spdx).
 	SBOM []string
 }
@@ -71,6 +74,7 @@ func Defaults() Config {
 		Record:       true,
 		S3:           s3upload.Defaults(),
 		Metrics:      metrics.Defaults(),
+		Tickets:      tickets.Defaults(),
 	}
 }
 
@@ -94,9 +98,10 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 }
 
 // RegisterReachFlags binds the flags that deliver the report beyond its
-// files: metrics (the all-in-one registers them too).
+// files: metrics and ticket sync (the all-in-one registers them too).
 func (c *Config) RegisterReachFlags(fs *pflag.FlagSet) {
 	c.Metrics.RegisterFlags(fs)
+	c.Tickets.RegisterFlags(fs)
 }
 
 // RegisterSBOMFlags binds --sbom (the all-in-one registers it too).
@@ -153,6 +158,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Metrics.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tickets.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := sbom.ParseFormats(c.SBOM); err != nil {

@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -9,6 +10,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/metrics"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
+	"github.com/fleetscan/fleetscan/internal/tickets"
 )
 
 // writeMetrics writes the report's metrics file (before the upload, which
@@ -41,9 +43,45 @@ func (o Outcome) metricsUpload() []s3upload.File {
 }
 
 // reach delivers the report beyond its files, after the upload: the
-// Pushgateway push. A delivery that fails is recorded in the Outcome (the
-// run is then incomplete, exit bit 2), never an error.
+// Pushgateway push and the ticket sync. A delivery that fails is recorded
+// in the Outcome (the run is then incomplete, exit bit 2), never an error.
 func reach(ctx context.Context, cfg Config, d Deps, out *Outcome, log *zap.Logger) {
+	pushMetrics(ctx, cfg, d, out, log)
+	syncTickets(ctx, cfg, d, out, log)
+}
+
+// syncTickets keeps the tracker's issues in line with the report's tickets.
+func syncTickets(ctx context.Context, cfg Config, d Deps, out *Outcome, log *zap.Logger) {
+	if !cfg.Tickets.Enabled() {
+		return
+	}
+	fail := func(err error) {
+		log.Error("ticket sync failed; the next run catches up", zap.Error(err))
+		out.DeliveryFailures = append(out.DeliveryFailures, "the ticket sync failed")
+	}
+	if d.Tickets == nil {
+		fail(errors.New("no tickets KV bucket"))
+		return
+	}
+	tr, err := cfg.Tickets.Tracker(d.HTTPClient)
+	if err != nil {
+		fail(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Tickets.Timeout)
+	defer cancel()
+	s := &tickets.Syncer{KV: d.Tickets, Tracker: tr, Log: log.Named("tickets")}
+	res, err := s.Sync(ctx, out.Report)
+	out.Tickets = &res
+	if err != nil {
+		fail(err)
+		return
+	}
+	log.Info("tickets synced", zap.String("tracker", tr.Name()), zap.String("result", res.String()))
+}
+
+// pushMetrics pushes the report's metrics to the Pushgateway.
+func pushMetrics(ctx context.Context, cfg Config, d Deps, out *Outcome, log *zap.Logger) {
 	if cfg.Metrics.PushgatewayURL != "" {
 		reg, err := metrics.Build(metricsInput(cfg, out.Report))
 		if err == nil {

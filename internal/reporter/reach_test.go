@@ -2,6 +2,8 @@ package reporter
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -86,5 +88,69 @@ func TestMetricsDelivery(t *testing.T) {
 	}
 	if len(gw.puts) != 2 || gw.puts[1] != "PUT /metrics/job/fleetscan_reporter" {
 		t.Fatalf("pushes: %v", gw.puts)
+	}
+}
+
+// trackerAPI is a GitHub Issues stand-in: it creates issues and reports
+// them open; with fail set it answers 500.
+type trackerAPI struct {
+	mu      sync.Mutex
+	fail    bool
+	created []string
+}
+
+func (a *trackerAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.fail {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	if r.Method == http.MethodPost && r.URL.Path == "/api/v3/repos/acme/platform/issues" {
+		var req struct {
+			Title  string   `json:"title"`
+			Labels []string `json:"labels"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		a.created = append(a.created, strings.Join(req.Labels, ","))
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"number":%d,"state":"open"}`, len(a.created))
+		return
+	}
+	fmt.Fprint(w, `{"number":1,"state":"open"}`)
+}
+
+// TestTicketDelivery: a tracker that fails makes the run incomplete (exit
+// bit 2) and records nothing; the next run creates the issue once, and a
+// rerun creates no duplicate.
+func TestTicketDelivery(t *testing.T) {
+	f := newFleet(t)
+	wall := time.Now().UTC()
+	f.dispatch("run-1", "c1", wall.Add(-time.Minute), map[string][]container{
+		"prod": {{ns: "web", kind: "Deployment", name: "frontend", image: "docker.io/library/nginx:1.25", key: key('a')}},
+	}, nil)
+	f.scanned(key('a'), "c1", wall, vuln{"CVE-2025-0001", "HIGH", "openssl", "1", "2"})
+	api := &trackerAPI{fail: true}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	t.Setenv("GITHUB_TOKEN", "ghp_testtoken")
+	for i, want := range []int{ExitIncomplete, ExitOK, ExitOK} {
+		api.mu.Lock()
+		api.fail = i == 0
+		api.mu.Unlock()
+		cfg := f.config("2025-03-10T06:00:00Z")
+		cfg.Tickets.GitHubRepo, cfg.Tickets.GitHubAPIURL = "acme/platform", srv.URL+"/api/v3/"
+		d := f.deps(nil)
+		d.Tickets = f.env.Res.Tickets
+		o, err := Run(f.ctx, cfg, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.ExitCode() != want {
+			t.Fatalf("run %d: exit %d, want %d (%v)", i, o.ExitCode(), want, o.Incomplete())
+		}
+	}
+	if len(api.created) != 1 || !strings.HasPrefix(api.created[0], "fleetscan,FS-") {
+		t.Fatalf("issues created: %q, want one labelled with its ticket ID", api.created)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/logging"
@@ -23,6 +24,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/tickets"
 	"github.com/fleetscan/fleetscan/internal/topology"
 )
 
@@ -81,6 +83,9 @@ type Deps struct {
 	// Exporter writes SBOMs (--sbom) and keeps the package index whole
 	// for the report's images (nil: neither).
 	Exporter Exporter
+	// Tickets is the ticket-ID → issue KV bucket (topology.Resources.Tickets);
+	// required with a tracker.
+	Tickets jetstream.KeyValue
 	// HTTPClient sends pushes, notifications and tracker requests (nil:
 	// http.DefaultClient).
 	HTTPClient *http.Client
@@ -92,7 +97,7 @@ type Deps struct {
 
 // NewDeps wires the reporter to shared state on JetStream.
 func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
-	return Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out, Exporter: newExporter(res, log)}
+	return Deps{Store: st, FirstSeen: res.FirstSeen, Tickets: res.Tickets, Log: log, Out: out, Exporter: newExporter(res, log)}
 }
 
 func (d Deps) now() time.Time {
@@ -115,6 +120,8 @@ type Outcome struct {
 	ReportID string
 	// SBOM is what the export wrote (nil when it did not run).
 	SBOM *sbom.Result
+	// Tickets is what the ticket sync did (nil when it did not run).
+	Tickets *tickets.Result
 	// MetricsFile is the metrics file written (metrics.prom).
 	MetricsFile string
 	// DeliveryFailures name the deliveries beyond the files that failed

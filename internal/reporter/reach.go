@@ -3,6 +3,7 @@ package reporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -63,21 +64,23 @@ func syncTickets(ctx context.Context, cfg Config, d Deps, out *Outcome, log *zap
 		fail(errors.New("no tickets KV bucket"))
 		return
 	}
-	tr, err := cfg.Tickets.Tracker(d.HTTPClient)
+	trackers, err := cfg.Tickets.Trackers(d.HTTPClient)
 	if err != nil {
 		fail(err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Tickets.Timeout)
 	defer cancel()
-	s := &tickets.Syncer{KV: d.Tickets, Tracker: tr, Log: log.Named("tickets")}
-	res, err := s.Sync(ctx, out.Report)
-	out.Tickets = &res
-	if err != nil {
-		fail(err)
-		return
+	for _, tr := range trackers {
+		s := &tickets.Syncer{KV: d.Tickets, Tracker: tr, Log: log.Named("tickets")}
+		res, err := s.Sync(ctx, out.Report)
+		out.Tickets = append(out.Tickets, res)
+		if err != nil {
+			fail(fmt.Errorf("%s: %w", tr.Name(), err))
+			continue
+		}
+		log.Info("tickets synced", zap.String("tracker", tr.Name()), zap.String("result", res.String()))
 	}
-	log.Info("tickets synced", zap.String("tracker", tr.Name()), zap.String("result", res.String()))
 }
 
 // pushMetrics pushes the report's metrics to the Pushgateway.

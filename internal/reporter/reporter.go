@@ -120,8 +120,8 @@ type Outcome struct {
 	ReportID string
 	// SBOM is what the export wrote (nil when it did not run).
 	SBOM *sbom.Result
-	// Tickets is what the ticket sync did (nil when it did not run).
-	Tickets *tickets.Result
+	// Tickets is what the ticket sync did, per tracker.
+	Tickets []tickets.Result
 	// MetricsFile is the metrics file written (metrics.prom).
 	MetricsFile string
 	// DeliveryFailures name the deliveries beyond the files that failed

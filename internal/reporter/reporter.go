@@ -37,7 +37,8 @@ const (
 	// covered by an active risk acceptance.
 	ExitBreached = 1
 	// ExitIncomplete: an image failed or was never scanned, a cluster was
-	// unreachable, or the S3 upload failed. The local report is written.
+	// unreachable, or a delivery failed (S3 upload, Pushgateway push, ticket
+	// sync). The local report is written.
 	ExitIncomplete = 2
 	// ExitNoReport: no report could be produced (bad flags or
 	// configuration, NATS unreachable, output directory not writable).
@@ -50,7 +51,8 @@ const ExitStatusHelp = `Exit status (a bit mask):
   1  unaccepted SLA breaches: a finding is past its deadline (first seen +
      SLA days) and not covered by an active risk acceptance
   2  incomplete: an image failed or was never scanned, a cluster was
-     unreachable, or the S3 upload failed (the local report is still written)
+     unreachable, or a delivery failed: the S3 upload, the Pushgateway push
+     or the ticket sync (the local report is still written)
   3  both 1 and 2
   4  no report could be produced: bad flags, files or configuration
      (checked before any work), NATS unreachable or lost, the output

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fleetscan/fleetscan/internal/metrics"
+	"github.com/fleetscan/fleetscan/internal/notify"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
 	"github.com/fleetscan/fleetscan/internal/sbom"
@@ -55,6 +56,8 @@ type Config struct {
 	Metrics metrics.Config
 	// Tickets is the issue tracker kept in sync with the tickets.
 	Tickets tickets.Config
+	// Notify sends each owner a digest.
+	Notify notify.Config
 	// SBOM lists the SBOM formats written per image (--sbom cyclonedx,spdx).
 	SBOM []string
 }
@@ -98,10 +101,11 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 }
 
 // RegisterReachFlags binds the flags that deliver the report beyond its
-// files: metrics and ticket sync (the all-in-one registers them too).
+// files: metrics, ticket sync and owner digests (the all-in-one registers them too).
 func (c *Config) RegisterReachFlags(fs *pflag.FlagSet) {
 	c.Metrics.RegisterFlags(fs)
 	c.Tickets.RegisterFlags(fs)
+	c.Notify.RegisterFlags(fs)
 }
 
 // RegisterSBOMFlags binds --sbom (the all-in-one registers it too).
@@ -161,6 +165,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Tickets.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Notify.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := sbom.ParseFormats(c.SBOM); err != nil {

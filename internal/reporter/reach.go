@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/metrics"
+	"github.com/fleetscan/fleetscan/internal/notify"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
 	"github.com/fleetscan/fleetscan/internal/tickets"
@@ -49,6 +50,22 @@ func (o Outcome) metricsUpload() []s3upload.File {
 func reach(ctx context.Context, cfg Config, d Deps, out *Outcome, log *zap.Logger) {
 	pushMetrics(ctx, cfg, d, out, log)
 	syncTickets(ctx, cfg, d, out, log)
+	notifyOwners(ctx, cfg, d, out, log)
+}
+
+// notifyOwners sends each owner's digest.
+func notifyOwners(ctx context.Context, cfg Config, d Deps, out *Outcome, log *zap.Logger) {
+	if !cfg.Notify.Enabled() {
+		return
+	}
+	sent, err := notify.Deliver(ctx, cfg.Notify, out.Report, d.HTTPClient, log.Named("notify"))
+	out.Notified = sent
+	if err != nil {
+		log.Error("owner digests not all delivered", zap.Int("sent", sent), zap.Error(err))
+		out.DeliveryFailures = append(out.DeliveryFailures, "a notification delivery failed")
+		return
+	}
+	log.Info("owner digests delivered", zap.Int("sent", sent))
 }
 
 // syncTickets keeps the tracker's issues in line with the report's tickets.

@@ -154,3 +154,36 @@ func TestTicketDelivery(t *testing.T) {
 		t.Fatalf("issues created: %q, want one labelled with its ticket ID", api.created)
 	}
 }
+
+// TestNotifyDelivery: a webhook that fails makes the run incomplete (exit
+// bit 2); the next run delivers the digest.
+func TestNotifyDelivery(t *testing.T) {
+	f := newFleet(t)
+	wall := time.Now().UTC()
+	f.dispatch("run-1", "c1", wall.Add(-time.Minute), map[string][]container{
+		"prod": {{ns: "web", kind: "Deployment", name: "frontend", image: "docker.io/library/nginx:1.25", key: key('a')}},
+	}, nil)
+	f.scanned(key('a'), "c1", wall, vuln{"CVE-2025-0001", "CRITICAL", "openssl", "1", "2"})
+	gw := &gateway{status: http.StatusBadGateway}
+	srv := httptest.NewServer(gw)
+	defer srv.Close()
+	for i, want := range []int{ExitIncomplete, ExitOK} {
+		if i == 1 {
+			gw.mu.Lock()
+			gw.status = http.StatusOK
+			gw.mu.Unlock()
+		}
+		cfg := f.config("2025-03-10T06:00:00Z")
+		cfg.Notify.Webhook = srv.URL + "/hooks/T0KEN"
+		o, err := Run(f.ctx, cfg, f.deps(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.ExitCode() != want {
+			t.Fatalf("run %d: exit %d, want %d (%v)", i, o.ExitCode(), want, o.Incomplete())
+		}
+	}
+	if last := gw.puts[len(gw.puts)-1]; last != "POST /hooks/T0KEN" {
+		t.Fatalf("requests %v", gw.puts)
+	}
+}

@@ -38,7 +38,7 @@ const (
 	ExitBreached = 1
 	// ExitIncomplete: an image failed or was never scanned, a cluster was
 	// unreachable, or a delivery failed (S3 upload, Pushgateway push, ticket
-	// sync). The local report is written.
+	// sync, owner digest). The local report is written.
 	ExitIncomplete = 2
 	// ExitNoReport: no report could be produced (bad flags or
 	// configuration, NATS unreachable, output directory not writable).
@@ -51,8 +51,8 @@ const ExitStatusHelp = `Exit status (a bit mask):
   1  unaccepted SLA breaches: a finding is past its deadline (first seen +
      SLA days) and not covered by an active risk acceptance
   2  incomplete: an image failed or was never scanned, a cluster was
-     unreachable, or a delivery failed: the S3 upload, the Pushgateway push
-     or the ticket sync (the local report is still written)
+     unreachable, or a delivery failed: the S3 upload, the Pushgateway push,
+     the ticket sync or an owner digest (the local report is still written)
   3  both 1 and 2
   4  no report could be produced: bad flags, files or configuration
      (checked before any work), NATS unreachable or lost, the output
@@ -122,6 +122,8 @@ type Outcome struct {
 	ReportID string
 	// SBOM is what the export wrote (nil when it did not run).
 	SBOM *sbom.Result
+	// Notified counts the owner digests delivered.
+	Notified int
 	// Tickets is what the ticket sync did, per tracker.
 	Tickets []tickets.Result
 	// MetricsFile is the metrics file written (metrics.prom).

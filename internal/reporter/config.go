@@ -62,6 +62,10 @@ type Config struct {
 	SBOM []string
 }
 
+// SecretFlags are the reporter's flags whose values are secrets (webhook
+// URLs carry tokens): output redacts them.
+var SecretFlags = []string{"notify-webhook", "notify-slack-webhook"}
+
 // Defaults returns the documented defaults.
 func Defaults() Config {
 	formats := make([]string, len(report.Formats))

@@ -42,7 +42,7 @@ import (
 
 // SchemaVersion is the version of report.json this package describes and
 // the reporter writes.
-const SchemaVersion = "1.0"
+const SchemaVersion = "1.1"
 
 // SupportedMajor is the only major version Decode reads.
 const SupportedMajor = 1
@@ -186,6 +186,9 @@ type Summary struct {
 	Clusters             int `json:"clusters"`
 	ClustersUnreachable  int `json:"clustersUnreachable"`
 	Tickets              int `json:"tickets"`
+	// InferredOwners counts the images' workloads whose owner was inferred
+	// from naming conventions rather than looked up (since 1.1).
+	InferredOwners int `json:"inferredOwners"`
 }
 
 // Failure is an image whose scan failed.
@@ -241,6 +244,11 @@ type Image struct {
 	Namespaces   []string `json:"namespaces"`
 	// Workloads are "cluster/namespace/Kind/name".
 	Workloads []string `json:"workloads"`
+	// OwnerInferred lists the Workloads whose owner (Kind/name) was
+	// inferred from naming conventions — a pod of a Job named
+	// "<name>-<8+ digits>" attributed to CronJob <name> — because it could
+	// not be looked up, as in inventories read from files (since 1.1).
+	OwnerInferred []string `json:"owner_inferred"`
 	// Vulnerabilities counts its findings before the report's filters.
 	Vulnerabilities int `json:"vulnerabilities"`
 }
@@ -313,8 +321,13 @@ type Ticket struct {
 	Deadline     time.Time `json:"deadline"`
 	Breached     bool      `json:"breached"`
 	// Images are digests.
-	Images    []string `json:"images"`
+	Images []string `json:"images"`
+	// Platforms are the platforms of the images the ticket covers
+	// ("linux/amd64", "linux/arm64/v8"; since 1.1).
+	Platforms []string `json:"platforms"`
 	Workloads []string `json:"workloads"`
+	// OwnerInferred lists the Workloads whose owner was inferred (since 1.1).
+	OwnerInferred []string `json:"owner_inferred"`
 }
 
 // Diff compares this report with the previous recorded one, by

@@ -149,6 +149,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		s.StringSliceVar(&r.Formats, "format", r.Formats, "report formats: csv, json, html, md, tickets")
 		r.S3.RegisterFlags(s)
 		r.RegisterSBOMFlags(s)
+		r.RegisterReachFlags(s)
 	})
 }
 

@@ -28,10 +28,7 @@ func BuildTickets(findings []Finding) []Ticket {
 		if f.Status == sla.StatusAccepted {
 			continue
 		}
-		repo := sla.Repository(f.Image())
-		if repo == "" {
-			repo = f.Digest()
-		}
+		repo := TicketRepository(f)
 		k := [2]string{repo, f.PkgName}
 		g := groups[k]
 		if g == nil {
@@ -54,6 +51,20 @@ func BuildTickets(findings []Finding) []Ticket {
 	return out
 }
 
+// TicketID is the stable ticket ID of a package of an image repository.
+func TicketID(repo, pkg string) string {
+	h := sha256.Sum256([]byte(repo + "\x00" + pkg))
+	return "FS-" + strings.ToUpper(hex.EncodeToString(h[:5]))
+}
+
+// TicketRepository is the repository a finding's ticket is grouped under.
+func TicketRepository(f *Finding) string {
+	if repo := sla.Repository(f.Image()); repo != "" {
+		return repo
+	}
+	return f.Digest()
+}
+
 // ticketGroup gathers the findings of one (repository, package) ticket.
 type ticketGroup struct {
 	t         *Ticket
@@ -68,10 +79,9 @@ type ticketGroup struct {
 // newTicketGroup starts the ticket of repo's package with its first
 // finding f.
 func newTicketGroup(repo string, f *Finding) *ticketGroup {
-	h := sha256.Sum256([]byte(repo + "\x00" + f.PkgName))
 	return &ticketGroup{
 		t: &Ticket{
-			ID: "FS-" + strings.ToUpper(hex.EncodeToString(h[:5])), Repository: repo, Package: f.PkgName,
+			ID: TicketID(repo, f.PkgName), Repository: repo, Package: f.PkgName,
 			Severity: f.Severity, Deadline: f.Deadline,
 		},
 		installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{}, kev: map[string]bool{},

@@ -10,10 +10,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fleetscan/fleetscan/internal/feeds"
+	"github.com/fleetscan/fleetscan/internal/metrics"
+	"github.com/fleetscan/fleetscan/internal/notify"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/tickets"
 )
 
 // Config holds the reporter's settings. NATS, topology and logging have
@@ -50,12 +53,22 @@ type Config struct {
 	Record bool
 	// S3 uploads the files when S3.URL is set.
 	S3 s3upload.Config
+	// Metrics is where the report's Prometheus metrics go.
+	Metrics metrics.Config
+	// Tickets is the issue tracker kept in sync with the tickets.
+	Tickets tickets.Config
+	// Notify sends each owner a digest.
+	Notify notify.Config
 	// SBOM lists the SBOM formats written per image (--sbom cyclonedx,spdx).
 	SBOM []string
 	// MaxEnrichmentAge is the age past which an exploit feed (KEV, EPSS)
 	// is stale: the report says so and is incomplete (exit status bit 2).
 	MaxEnrichmentAge time.Duration
 }
+
+// SecretFlags are the reporter's flags whose values are secrets (webhook
+// URLs carry tokens): output redacts them.
+var SecretFlags = []string{"notify-webhook", "notify-slack-webhook"}
 
 // Defaults returns the documented defaults.
 func Defaults() Config {
@@ -71,6 +84,8 @@ func Defaults() Config {
 		Formats:      formats,
 		Record:       true,
 		S3:           s3upload.Defaults(),
+		Metrics:      metrics.Defaults(),
+		Tickets:      tickets.Defaults(),
 
 		MaxEnrichmentAge: feeds.DefaultMaxAge,
 	}
@@ -93,6 +108,15 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.S3.RegisterFlags(fs)
 	c.RegisterSBOMFlags(fs)
 	fs.DurationVar(&c.MaxEnrichmentAge, "max-enrichment-age", c.MaxEnrichmentAge, "a KEV or EPSS feed older than this is reported stale and makes the report incomplete (exit status bit 2; EPSS by its score date, KEV since last confirmed at its source)")
+	c.RegisterReachFlags(fs)
+}
+
+// RegisterReachFlags binds the flags that deliver the report beyond its
+// files: metrics, ticket sync and owner digests (the all-in-one registers them too).
+func (c *Config) RegisterReachFlags(fs *pflag.FlagSet) {
+	c.Metrics.RegisterFlags(fs)
+	c.Tickets.RegisterFlags(fs)
+	c.Notify.RegisterFlags(fs)
 }
 
 // RegisterSBOMFlags binds --sbom (the all-in-one registers it too).
@@ -149,6 +173,15 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.S3.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tickets.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Notify.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := sbom.ParseFormats(c.SBOM); err != nil {

@@ -10,9 +10,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/feeds"
@@ -23,6 +25,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/tickets"
 	"github.com/fleetscan/fleetscan/internal/topology"
 )
 
@@ -35,8 +38,9 @@ const (
 	// covered by an active risk acceptance.
 	ExitBreached = 1
 	// ExitIncomplete: an image failed or was never scanned, a cluster was
-	// unreachable, an exploit feed is stale or unreadable, or the S3 upload
-	// failed. The local report is written.
+	// unreachable, an exploit feed is stale or unreadable, or a delivery
+	// failed (S3 upload, Pushgateway push, ticket sync, owner digest). The
+	// local report is written.
 	ExitIncomplete = 2
 	// ExitNoReport: no report could be produced (bad flags or
 	// configuration, NATS unreachable, output directory not writable).
@@ -50,7 +54,8 @@ const ExitStatusHelp = `Exit status (a bit mask):
      SLA days) and not covered by an active risk acceptance
   2  incomplete: an image failed or was never scanned, a cluster was
      unreachable, a KEV or EPSS feed is older than --max-enrichment-age or
-     unreadable, or the S3 upload failed (the local report is still written;
+     unreadable, or a delivery failed: the S3 upload, the Pushgateway push,
+     the ticket sync or an owner digest (the local report is still written;
      a feed never loaded is stated in it, not an error)
   3  both 1 and 2
   4  no report could be produced: bad flags, files or configuration
@@ -84,6 +89,12 @@ type Deps struct {
 	// Exporter writes SBOMs (--sbom) and keeps the package index whole
 	// for the report's images (nil: neither).
 	Exporter Exporter
+	// Tickets is the ticket-ID → issue KV bucket (topology.Resources.Tickets);
+	// required with a tracker.
+	Tickets jetstream.KeyValue
+	// HTTPClient sends pushes, notifications and tracker requests (nil:
+	// http.DefaultClient).
+	HTTPClient *http.Client
 	// OnWritten is told the outcome as soon as the report files are
 	// written, before the exports and the upload (a second interrupt then
 	// exits with the report's status instead of "no report").
@@ -99,7 +110,7 @@ type Deps struct {
 // feeds included (the object store `worker db-update --publish-feeds`
 // writes).
 func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
-	d := Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out, Exporter: newExporter(res, log)}
+	d := Deps{Store: st, FirstSeen: res.FirstSeen, Tickets: res.Tickets, Log: log, Out: out, Exporter: newExporter(res, log)}
 	if res.Feeds != nil {
 		d.Feeds = feeds.ObjectStoreSource(res.Feeds)
 	}
@@ -126,6 +137,15 @@ type Outcome struct {
 	ReportID string
 	// SBOM is what the export wrote (nil when it did not run).
 	SBOM *sbom.Result
+	// Notified counts the owner digests delivered.
+	Notified int
+	// Tickets is what the ticket sync did, per tracker.
+	Tickets []tickets.Result
+	// MetricsFile is the metrics file written (metrics.prom).
+	MetricsFile string
+	// DeliveryFailures name the deliveries beyond the files that failed
+	// (Pushgateway, notifications, tickets): the run is then incomplete.
+	DeliveryFailures []string
 }
 
 // Breached reports whether an unaccepted finding is past its deadline.
@@ -158,6 +178,7 @@ func (o Outcome) Incomplete() []string {
 	if o.UploadErr != nil {
 		why = append(why, "the S3 upload failed")
 	}
+	why = append(why, o.DeliveryFailures...)
 	if o.SBOM != nil && len(o.SBOM.Missing) > 0 {
 		why = append(why, fmt.Sprintf("%d images have no SBOM (no cached analysis)", len(o.SBOM.Missing)))
 	}
@@ -246,12 +267,16 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		if d.OnWritten != nil {
 			d.OnWritten(*out)
 		}
-		return export(ctx, cfg, d, col.images, out, log)
+		if err := export(ctx, cfg, d, col.images, out, log); err != nil {
+			return err
+		}
+		return writeMetrics(cfg, r, out)
 	}
 	out, err := deliver(ctx, cfg.OutDir, set, r, asOf, reportID(sc, asOf), exports, log)
 	if err != nil {
 		return out, err
 	}
+	reach(ctx, cfg, d, &out, log)
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
 		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
 		zap.Int("first_seen_writes", led.Writes), zap.Int("exit_status", out.ExitCode()),
@@ -345,6 +370,7 @@ func deliver(ctx context.Context, dir string, set settings, r *report.Report, as
 		files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
 	}
 	files = append(files, out.sbomUploads()...)
+	files = append(files, out.metricsUpload()...)
 	out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
 	if out.UploadErr != nil {
 		log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))

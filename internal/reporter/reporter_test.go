@@ -439,6 +439,9 @@ func TestS3Delivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := srv.Get(t.Context(), "reports", "vuln-reports/latest/metrics.prom"); err != nil {
+		t.Fatalf("metrics.prom not uploaded with the report: %v", err)
+	}
 	for _, k := range []string{"vuln-reports/2025-03-10/run-7/report.csv", "vuln-reports/latest/report.csv"} {
 		got, _, err := srv.Get(t.Context(), "reports", k)
 		if err != nil {

@@ -56,12 +56,12 @@ type Meta struct {
 	Entries int       `json:"entries"`
 }
 
-// freshAsOf is the time a copy's age counts from. EPSS is published daily,
+// FreshAsOf is the time a copy's age counts from. EPSS is published daily,
 // so its score_date says how current it is (a mirror that stopped updating
 // shows). CISA publishes KEV only when it adds entries — two weeks without a
 // release happen — so the catalogue's own date says nothing about
 // freshness; what counts is when the source last confirmed it.
-func (m Meta) freshAsOf() time.Time {
+func (m Meta) FreshAsOf() time.Time {
 	if m.Feed == EPSS {
 		return m.Date
 	}
@@ -106,7 +106,7 @@ func (s Status) Age(now time.Time) time.Duration {
 	if !s.Loaded {
 		return 0
 	}
-	return now.Sub(s.Meta.freshAsOf())
+	return now.Sub(s.Meta.FreshAsOf())
 }
 
 // Stale reports whether a loaded copy is older than MaxAge at now.

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/goldentest"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/report/sample"
@@ -76,10 +78,10 @@ func TestGolden(t *testing.T) {
 // summary, and every per-place gauge against an independent count of the
 // report's rows.
 func TestTotalsEqualReport(t *testing.T) {
-	r := sample.Report()
-	_, fams := writeSample(t, Input{Report: r, KEV: kevSample, PerCVE: true})
+	r := kevReport(t)
+	_, fams := writeSample(t, Input{Report: r, KEV: func(f *report.Finding) bool { return f.Exploit.InKEV() }, PerCVE: true})
 	s := r.Summary
-	if s.Findings == 0 || s.BreachedUnaccepted == 0 || s.ImagesFailed == 0 || s.ImagesNotScanned == 0 {
+	if s.Findings == 0 || s.BreachedUnaccepted == 0 || s.ImagesFailed == 0 || s.ImagesNotScanned == 0 || s.KEV == 0 {
 		t.Fatalf("the sample must exercise every total: %+v", s)
 	}
 	checks := []struct {
@@ -104,7 +106,8 @@ func TestTotalsEqualReport(t *testing.T) {
 		{"new", "fleetscan_report_diff_findings", map[string]string{"change": "new"}, r.Diff.New},
 		{"fixed", "fleetscan_report_diff_findings", map[string]string{"change": "fixed"}, r.Diff.Fixed},
 		{"complete", "fleetscan_report_complete", nil, 0},
-		{"kev", "fleetscan_report_kev_findings", nil, countRows(r, func(f *report.Finding) bool { return kevSample(f) })},
+		{"kev", "fleetscan_report_kev_findings", nil, s.KEV},
+		{"kev critical", "fleetscan_report_kev_findings", map[string]string{"severity": "CRITICAL"}, countRows(r, func(f *report.Finding) bool { return f.Exploit.InKEV() && f.Severity == "CRITICAL" })},
 	}
 	for sev, n := range s.BySeverity {
 		checks = append(checks, struct {
@@ -121,6 +124,30 @@ func TestTotalsEqualReport(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kevFeed lists two of the sample's vulnerabilities (one CRITICAL, one
+// HIGH) in CISA's KEV format.
+const kevFeed = `{"title": "CISA Catalog of Known Exploited Vulnerabilities", "catalogVersion": "2025.03.09",
+  "dateReleased": "2025-03-09T17:00:00.000Z", "count": 2, "vulnerabilities": [
+  {"cveID": "CVE-2024-0001", "vendorProject": "OpenSSL", "product": "OpenSSL", "vulnerabilityName": "x",
+   "dateAdded": "2025-03-05", "shortDescription": "...", "requiredAction": "Update.", "dueDate": "2025-03-26",
+   "knownRansomwareCampaignUse": "Unknown", "notes": "", "cwes": []},
+  {"cveID": "CVE-2024-0002", "vendorProject": "OpenSSL", "product": "OpenSSL", "vulnerabilityName": "y",
+   "dateAdded": "2025-03-05", "shortDescription": "...", "requiredAction": "Update.", "dueDate": "2025-03-26",
+   "knownRansomwareCampaignUse": "Known", "notes": "", "cwes": []}]}`
+
+// kevReport is the sample report built with the KEV feed loaded, so its
+// summary counts KEV rows.
+func kevReport(t *testing.T) *report.Report {
+	t.Helper()
+	kev, err := feeds.ParseKEV(strings.NewReader(kevFeed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := sample.Input()
+	in.Enrichment = feeds.New(kev, nil, in.AsOf.Add(-time.Hour), feeds.DefaultMaxAge)
+	return report.Build(in)
 }
 
 func countRows(r *report.Report, keep func(*report.Finding) bool) int {

@@ -122,6 +122,15 @@ type FeedStatus struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// UpdatedAt is when the copy the report used was last current (the time
+// its age counts from, feeds.Meta.FreshAsOf); zero when never loaded.
+func (s FeedStatus) UpdatedAt() time.Time {
+	if s.FetchedAt.IsZero() && s.Date.IsZero() {
+		return time.Time{}
+	}
+	return feeds.Meta{Feed: feeds.Kind(s.Feed), Date: s.Date, FetchedAt: s.FetchedAt, CheckedAt: s.CheckedAt}.FreshAsOf().UTC()
+}
+
 // Degraded reports whether the feed makes the report incomplete.
 func (s FeedStatus) Degraded() bool {
 	return s.State == string(feeds.StateStale) || s.State == string(feeds.StateUnreadable)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/feeds/feedstest"
+	"github.com/fleetscan/fleetscan/internal/metrics"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 	"github.com/fleetscan/fleetscan/pkg/reportjson"
 )
@@ -225,6 +226,41 @@ func TestFeedColumnsAndRanking(t *testing.T) {
 	if k := doc.Findings[0]; !k.KEV || k.KEVDueDate.Format(time.DateOnly) != "2023-10-31" || k.DeadlineRule != "kev" ||
 		k.EPSS == nil || *k.EPSS != 0.9442 || doc.Tickets[0].KEVVulnerabilities[0] != feedstest.RapidReset {
 		t.Errorf("JSON KEV finding %+v, ticket %+v", k, doc.Tickets[0])
+	}
+	checkFeedMetrics(t, o)
+}
+
+// checkFeedMetrics checks metrics.prom of a run over the fixture feeds:
+// the KEV totals equal the report's KEV count, and each feed's freshness
+// is when it was last current (KEV: last confirmed at fetchedAt; EPSS: its
+// score date), what FleetscanFeedStale alerts on.
+func checkFeedMetrics(t *testing.T, o Outcome) {
+	t.Helper()
+	data, err := os.ReadFile(o.MetricsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams, err := metrics.Families(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kev, kevPlaces float64
+	for _, m := range fams["fleetscan_report_kev_findings"].GetMetric() {
+		kev += m.GetGauge().GetValue()
+	}
+	for _, m := range fams["fleetscan_kev_findings"].GetMetric() {
+		kevPlaces += m.GetGauge().GetValue()
+	}
+	if kev != float64(o.Report.Summary.KEV) || kev != 1 || kevPlaces != 1 {
+		t.Errorf("fleetscan_report_kev_findings = %v, fleetscan_kev_findings = %v, report's KEV count %d", kev, kevPlaces, o.Report.Summary.KEV)
+	}
+	want := map[string]float64{"kev": float64(fetchedAt.Unix()), "epss": float64(time.Date(2025, 8, 25, 0, 0, 0, 0, time.UTC).Unix())}
+	got := map[string]float64{}
+	for _, m := range fams["fleetscan_feed_updated_timestamp_seconds"].GetMetric() {
+		got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+	}
+	if len(got) != len(want) || got["kev"] != want["kev"] || got["epss"] != want["epss"] {
+		t.Errorf("fleetscan_feed_updated_timestamp_seconds = %v, want %v", got, want)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/metrics"
 	"github.com/fleetscan/fleetscan/internal/notify"
 	"github.com/fleetscan/fleetscan/internal/report"
@@ -31,10 +32,25 @@ func writeMetrics(cfg Config, r *report.Report, out *Outcome) error {
 	return nil
 }
 
-// metricsInput is what the metrics describe.
+// metricsInput is what the metrics describe: the KEV gauges when the KEV
+// feed was loaded, and the freshness of each loaded exploit feed.
 func metricsInput(cfg Config, r *report.Report) metrics.Input {
-	return metrics.Input{Report: r, PerCVE: cfg.Metrics.PerCVE}
+	in := metrics.Input{Report: r, PerCVE: cfg.Metrics.PerCVE}
+	for _, fs := range r.Feeds {
+		at := fs.UpdatedAt()
+		if at.IsZero() {
+			continue
+		}
+		in.Feeds = append(in.Feeds, metrics.Feed{Name: fs.Feed, UpdatedAt: at})
+		if fs.Feed == string(feeds.KEV) {
+			in.KEV = inKEV
+		}
+	}
+	return in
 }
+
+// inKEV reports whether a report row is listed in CISA's KEV catalogue.
+func inKEV(f *report.Finding) bool { return f.Exploit.InKEV() }
 
 // metricsUpload is the metrics file to upload with the report.
 func (o Outcome) metricsUpload() []s3upload.File {

@@ -85,6 +85,11 @@ func TestMetricsDelivery(t *testing.T) {
 		if findings != float64(o.Report.Summary.Findings) || findings != 2 {
 			t.Fatalf("fleetscan_report_findings sums to %v, report has %d", findings, o.Report.Summary.Findings)
 		}
+		for _, name := range []string{"fleetscan_kev_findings", "fleetscan_report_kev_findings", "fleetscan_feed_updated_timestamp_seconds"} {
+			if fams[name] != nil {
+				t.Errorf("%s exported without the exploit feeds loaded", name)
+			}
+		}
 	}
 	if len(gw.puts) != 2 || gw.puts[1] != "PUT /metrics/job/fleetscan_reporter" {
 		t.Fatalf("pushes: %v", gw.puts)

@@ -134,6 +134,7 @@ func scan(ctx context.Context, env cli.Env) error {
 	if err != nil {
 		return err
 	}
+	env.Redactor.Add(cfg.Report.Secrets()...)
 	defer func() { _ = log.Sync() }()
 	cfg.Complete(time.Now())
 	// Every flag and file is checked before the state is locked, a job

@@ -69,6 +69,7 @@ func run(ctx context.Context, env cli.Env) error {
 	if err := cli.Parse(fs, env, "reporter", map[string]string{s3upload.EnvAlias: "s3-url"}, slices.Concat(natsconn.SecretFlags, reporter.SecretFlags)...); err != nil {
 		return err
 	}
+	env.Redactor.Add(cfg.Secrets()...)
 	// Everything the flags name (files, the output directory) is checked
 	// before NATS is reached or a first-seen date is written.
 	if err := errors.Join(cfg.Check(), natsCfg.Validate(), topoCfg.Validate(), logCfg.Validate()); err != nil {

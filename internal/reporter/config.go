@@ -66,6 +66,11 @@ type Config struct {
 	MaxEnrichmentAge time.Duration
 }
 
+// Secrets are the secret values the configuration reads from files and
+// the environment rather than from flags (the trackers' tokens): the
+// command adds them to its output redactor right after parsing.
+func (c Config) Secrets() []string { return c.Tickets.Secrets() }
+
 // SecretFlags are the reporter's flags whose values are secrets (webhook
 // URLs carry tokens): output redacts them.
 var SecretFlags = []string{"notify-webhook", "notify-slack-webhook"}

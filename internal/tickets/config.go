@@ -1,6 +1,7 @@
 package tickets
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -81,6 +82,27 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--tickets-timeout %s: must be positive", c.Timeout))
 	}
 	return errors.Join(errs...)
+}
+
+// Secrets are the tracker credentials the configuration reads (the GitHub
+// token from --github-token-file or $GITHUB_TOKEN, the Jira token from
+// --jira-token-file, and the basic-auth value a Jira Cloud user sends), for
+// the output redactor: a tracker that echoes one in an error never gets it
+// printed. Tokens that cannot be read are left out (Validate reports them).
+func (c Config) Secrets() []string {
+	var out []string
+	if tok, err := c.token(); err == nil {
+		out = append(out, tok)
+	}
+	if c.JiraTokenFile != "" {
+		if tok, err := c.jiraToken(); err == nil {
+			out = append(out, tok)
+			if c.JiraUser != "" {
+				out = append(out, base64.StdEncoding.EncodeToString([]byte(c.JiraUser+":"+tok)))
+			}
+		}
+	}
+	return out
 }
 
 // token reads the GitHub token: --github-token-file, else $GITHUB_TOKEN.

@@ -16,6 +16,7 @@ var CSVColumns = []string{
 	"image", "cve_id", "severity", "pkg_name", "installed", "fixed_in", "sla_deadline", "sla_breached",
 	"digest", "first_seen", "days_remaining", "title", "cvss_score", "published", "status",
 	"clusters", "namespaces", "workloads",
+	"vex_status", "vex_justification", "vex_source",
 }
 
 // TicketCSVColumns are the tickets CSV's columns.
@@ -123,6 +124,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 			date(f.Deadline), pyBool(f.Breached),
 			csvText(f.Img.Key.Digest), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
 			csvText(string(f.Status)), csvText(clusters), csvText(namespaces), csvText(workloads),
+			csvText(f.VEXStatus()), csvText(f.VEXJustification()), csvText(f.VEXSource()),
 		)
 		if err := cw.Write(row); err != nil {
 			return err

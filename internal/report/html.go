@@ -160,7 +160,7 @@ func deadlineBuckets(r *Report) []deadlineBucket {
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		if f.Status == sla.StatusAccepted {
+		if f.Status == sla.StatusAccepted || f.Status == sla.StatusNotAffected || f.Status == sla.StatusFixed {
 			continue
 		}
 		idx := 0
@@ -290,6 +290,10 @@ func writeTableData(w *bufio.Writer, r *Report) error {
 		}
 		b = append(b, ',')
 		b = appendJSONString(b, f.PrimaryURL, true)
+		for _, s := range []string{f.VEXStatus(), f.VEXJustification(), f.VEXSource()} {
+			b = append(b, ',')
+			b = appendJSONString(b, s, true)
+		}
 		b = append(b, ']')
 		if len(b) > 64<<10 {
 			if _, err := w.Write(b); err != nil {

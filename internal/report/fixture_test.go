@@ -139,7 +139,7 @@ func fixture(t testing.TB) Input {
 			Severity: "HIGH", Title: "openssl: timing side channel", CVSS: cvss(7.5)},
 		{VulnerabilityID: "CVE-2024-0003", PkgName: "zlib", PkgVersion: "1.3-r2", Status: "affected", Severity: "MEDIUM",
 			PkgPURL: "pkg:apk/alpine/zlib@1.3-r2?arch=x86_64&distro=3.19.1",
-			Title: "zlib: \"inflate\" overflow, with a comma"},
+			Title:   "zlib: \"inflate\" overflow, with a comma"},
 		{VulnerabilityID: "CVE-2023-9999", PkgName: "busybox", PkgVersion: "1.36.1-r5", FixedVersion: "1.36.1-r6", Status: "fixed", Severity: "LOW"},
 		{VulnerabilityID: "CVE-2024-0004", PkgName: "curl", PkgVersion: "8.5.0-r0", FixedVersion: "8.6.0-r0", Status: "fixed", Severity: "critical"},
 	}, nil)

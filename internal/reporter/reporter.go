@@ -23,6 +23,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
+	"github.com/fleetscan/fleetscan/internal/vex"
 )
 
 // Exit status bits. A run that produced a report exits with the OR of
@@ -213,9 +214,14 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	r := report.Build(report.Input{
 		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
 		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
-		Policy: set.policy, Acceptances: set.acceptances, Filter: set.filter,
+		Policy: set.policy, Acceptances: set.acceptances, VEX: set.vex, Filter: set.filter,
 		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner,
 	})
+	if cfg.VEXOut != "" {
+		if err := writeVEXOut(cfg.VEXOut, set.acceptances, r, asOf, log); err != nil {
+			return Outcome{}, err
+		}
+	}
 	// The SBOMs (and the package index) are exported between writing the
 	// report and uploading it, so they are uploaded with it.
 	exports := func(out *Outcome) error {
@@ -245,6 +251,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 type settings struct {
 	policy      sla.Policy
 	acceptances *sla.Acceptances
+	vex         *vex.Set
 	filter      report.Filter
 	formats     []report.Format
 	uploader    Uploader
@@ -260,6 +267,9 @@ func loadSettings(ctx context.Context, cfg Config, d Deps, log *zap.Logger) (set
 		if set.acceptances, err = sla.LoadAcceptances(cfg.AcceptFile); err != nil {
 			return settings{}, err
 		}
+	}
+	if set.vex, err = cfg.loadVEX(log); err != nil {
+		return settings{}, err
 	}
 	severities, _ := sla.ParseSeverities(cfg.Severities)
 	set.filter = report.Filter{Severities: severities, IgnoreUnfixed: cfg.IgnoreUnfixed}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/store"
@@ -357,7 +358,7 @@ func attestations(res contract.ScanResult, log *zap.Logger) *vex.Set {
 	for _, a := range res.VEXAttestations {
 		stmts, err := vex.Parse(a.Document, a.Source)
 		if err != nil {
-			log.Warn("VEX attestation skipped", zap.String("digest", res.Digest), zap.Error(err))
+			log.Warn("VEX attestation skipped", logging.Digest(res.Digest), zap.Error(err))
 			continue
 		}
 		set.Add(stmts...)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,5 +174,42 @@ func writeFile(t *testing.T, p, s string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVEXBadInput: a missing or unparseable --vex document and a bad
+// acceptance file are refused before any work, naming the flag and file.
+func TestVEXBadInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	writeFile(t, bad, `{"hello": "world"}`)
+	badAccept := filepath.Join(dir, "accept.yaml")
+	writeFile(t, badAccept, "acceptances:\n  - vulnerability: CVE-1\n    repository: \"*\"\n    expires: 2030-01-01\n    reason: r\n    vex_status: maybe\n")
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want []string
+	}{
+		{"missing", func(c *Config) { c.VEX = []string{filepath.Join(dir, "nope.json")} }, []string{"--vex", "nope.json"}},
+		{"unparseable", func(c *Config) { c.VEX = []string{bad} }, []string{"--vex", "bad.json", "not an OpenVEX"}},
+		{"empty directory", func(c *Config) { c.VEX = []string{t.TempDir()} }, []string{"--vex", "no *.json"}},
+		{"bad accept file", func(c *Config) { c.AcceptFile = badAccept }, []string{"--accept-file", "accept.yaml", "vex_status"}},
+		{"vex-out without acceptances", func(c *Config) { c.VEXOut = filepath.Join(dir, "out.json") }, []string{"--vex-out", "--accept-file"}},
+	}
+	for _, tt := range tests {
+		cfg := Defaults()
+		cfg.OutDir = t.TempDir()
+		tt.edit(&cfg)
+		err := cfg.Check()
+		if err == nil {
+			t.Errorf("%s: accepted", tt.name)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not name %q", tt.name, err, w)
+			}
+		}
 	}
 }

@@ -137,7 +137,7 @@ var documentedRBAC = map[string]struct {
 	"fleetscan-dispatcher": {
 		rules: map[rbacRule][]string{
 			{"", "pods"}:            {"list"},
-			{"", "nodes"}:           {"get", "list"},
+			{"", "nodes"}:           {"list"},
 			{"apps", "replicasets"}: {"get", "list"},
 			{"batch", "jobs"}:       {"get", "list"},
 		},

@@ -46,7 +46,7 @@ Exit status:
 
 RBAC needed on each live cluster (a ClusterRole bound to the dispatcher):
   ""     pods         list      (all namespaces)
-  ""     nodes        get, list (node platform)
+  ""     nodes        list      (node platform)
   apps   replicasets  get, list (Deployment attribution)
   batch  jobs         get, list (CronJob attribution)
 `

@@ -2,8 +2,11 @@ package inventory
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,12 +25,13 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/fleetscan/fleetscan/internal/kubeapitest"
+	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
 // The RBAC documented in the package comment, exactly.
 var dispatcherRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
-	{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list"}},
+	{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"list"}},
 	{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get", "list"}},
 	{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list"}},
 }
@@ -162,6 +166,70 @@ func TestRealAPIServer(t *testing.T) {
 			}
 		}
 	})
+
+	// Last: it adds a namespace the subtests above do not count.
+	t.Run("standalone Job named like a CronJob's", func(t *testing.T) {
+		standaloneJob(ctx, t, srv)
+	})
+}
+
+// standaloneJob: a Job named "<name>-<8 digits>" without a CronJob owner is
+// a Job from the API server (looked up, not inferred) and an inferred
+// CronJob from the same pods as a `kubectl get pods -A -o json` file.
+func standaloneJob(ctx context.Context, t *testing.T, srv *kubeapitest.Server) {
+	cs := srv.Client
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "adhoc"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	job, err := cs.BatchV1().Jobs("adhoc").Create(ctx, &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "backfill-29412345"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "app", Image: "busybox:1.36"}}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	if _, err := cs.CoreV1().Pods("adhoc").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "backfill-29412345-x7k2p", OwnerReferences: []metav1.OwnerReference{
+			{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: &yes}}},
+		Spec: corev1.PodSpec{NodeName: "node-amd", Containers: []corev1.Container{{Name: "app", Image: "docker.io/library/busybox@" + digestBusybox}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	live, err := NewKubeSourceForConfig("real", srv.UserConfig(t, "fleetscan-dispatcher"), DefaultPageSize, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := cs.CoreV1().Pods("adhoc").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods.Kind, pods.APIVersion = "List", "v1"
+	b, err := json.Marshal(pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "pods.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		src  Source
+		want contract.Workload
+	}{
+		{"API server", live, contract.Workload{Kind: KindJob, Name: "backfill-29412345"}},
+		{"file", NewFileSource("real", path, ""), contract.Workload{Kind: KindCronJob, Name: "backfill", Inferred: true}},
+	} {
+		res, err := (&Collector{Log: zaptest.NewLogger(t), Filter: Filter{IncludeNamespaces: []string{"adhoc"}}}).Collect(ctx, tc.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(res.Entries) != 1 || res.Entries[0].Workload != tc.want {
+			t.Errorf("%s: entries %+v, want one with workload %+v", tc.name, res.Entries, tc.want)
+		}
+	}
 }
 
 // seedCluster creates two labelled nodes, a Deployment's ReplicaSet with

@@ -18,13 +18,16 @@
 // a ClusterRole bound to its identity:
 //
 //   - apiGroups: [""]      resources: [pods]        verbs: [list]
-//   - apiGroups: [""]      resources: [nodes]       verbs: [get, list]
+//   - apiGroups: [""]      resources: [nodes]       verbs: [list]
 //   - apiGroups: [apps]    resources: [replicasets] verbs: [get, list]
 //   - apiGroups: [batch]   resources: [jobs]        verbs: [get, list]
 //
 // Pods are listed across all namespaces (namespace filters apply on the
-// client); nodes give each pod's platform; ReplicaSets and Jobs attribute
-// pods to their Deployment or CronJob.
+// client); nodes, listed once, give each pod's platform; ReplicaSets and
+// Jobs attribute pods to their Deployment or CronJob: listed once per
+// namespace, and got by name when one was created or deleted after its
+// namespace was listed. deploy/'s ClusterRole grants exactly these verbs, as
+// a test checks against a real API server's audit log.
 package inventory
 
 import (

@@ -54,7 +54,12 @@ type Server struct {
 	// Host is the API server URL.
 	Host string
 
+	// AuditLogPath is the API server's audit log (JSON lines), set when
+	// started WithAuditLog.
+	AuditLogPath string
+
 	dir    string
+	audit  bool
 	exited map[string]chan struct{}
 	procs  []proc
 	ca     *x509.Certificate
@@ -103,10 +108,18 @@ func repoRoot() (string, error) {
 	}
 }
 
+// Option configures Start.
+type Option func(*Server)
+
+// WithAuditLog makes the API server write an audit log at Metadata level
+// (every request: user, verb, resource, namespace, name; no bodies) to
+// Server.AuditLogPath; read it with AuditEvents.
+func WithAuditLog() Option { return func(s *Server) { s.audit = true } }
+
 // Start runs etcd and kube-apiserver for the duration of the test and
 // returns once the server is ready. It fails the test if the binaries are
 // missing or the server does not become ready.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	tooltest.Require(t, "kube-apiserver and etcd (make kube-tools)")
 	assets, err := AssetsDir()
@@ -123,7 +136,7 @@ func Start(t testing.TB) *Server {
 	// server bind them (another process may take one meanwhile): a start
 	// that fails on a taken port is tried again on other ports.
 	for attempt := 1; ; attempt++ {
-		s, err := start(t, assets, timeout)
+		s, err := start(t, assets, timeout, opts)
 		if err == nil {
 			return s
 		}
@@ -139,10 +152,17 @@ func Start(t testing.TB) *Server {
 	}
 }
 
-func start(t testing.TB, assets string, timeout time.Duration) (*Server, error) {
+func start(t testing.TB, assets string, timeout time.Duration, opts []Option) (*Server, error) {
 	s := &Server{dir: t.TempDir(), exited: map[string]chan struct{}{}}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := s.writePKI(); err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
+	}
+	auditArgs, err := s.auditArgs()
+	if err != nil {
+		return nil, fmt.Errorf("audit policy: %w", err)
 	}
 	ports, err := freePorts(3)
 	if err != nil {
@@ -164,23 +184,7 @@ func start(t testing.TB, assets string, timeout time.Duration) (*Server, error) 
 		return s, err
 	}
 	if err := s.run(filepath.Join(assets, "kube-apiserver"), "kube-apiserver",
-		"--etcd-servers="+etcdClient,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		// A loopback advertise address is only allowed without the
-		// endpoint reconciler (nothing routes to the kubernetes Service).
-		"--endpoint-reconciler-type=none",
-		"--secure-port="+strconv.Itoa(ports[2]),
-		"--cert-dir="+filepath.Join(s.dir, "certs"),
-		"--tls-cert-file="+s.path("serving.crt"), "--tls-private-key-file="+s.path("serving.key"),
-		"--client-ca-file="+s.path("ca.crt"),
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+s.path("sa.key"),
-		"--service-account-signing-key-file="+s.path("sa.key"),
-		"--service-cluster-ip-range=10.0.0.0/24",
-		"--authorization-mode=RBAC",
-		// No controller-manager creates the default service accounts.
-		"--disable-admission-plugins=ServiceAccount",
-		"--allow-privileged=true",
+		append(s.apiserverArgs(etcdClient, ports[2]), auditArgs...)...,
 	); err != nil {
 		return s, err
 	}
@@ -196,6 +200,30 @@ func start(t testing.TB, assets string, timeout time.Duration) (*Server, error) 
 	t.Cleanup(func() { s.stop(t, true) })
 	t.Logf("real API server %s ready in %s", s.Host, time.Since(start).Round(time.Millisecond))
 	return s, nil
+}
+
+// apiserverArgs are kube-apiserver's flags for etcd at etcdClient, serving
+// on port.
+func (s *Server) apiserverArgs(etcdClient string, port int) []string {
+	return []string{
+		"--etcd-servers=" + etcdClient,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		// A loopback advertise address is only allowed without the
+		// endpoint reconciler (nothing routes to the kubernetes Service).
+		"--endpoint-reconciler-type=none",
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + filepath.Join(s.dir, "certs"),
+		"--tls-cert-file=" + s.path("serving.crt"), "--tls-private-key-file=" + s.path("serving.key"),
+		"--client-ca-file=" + s.path("ca.crt"),
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + s.path("sa.key"),
+		"--service-account-signing-key-file=" + s.path("sa.key"),
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--authorization-mode=RBAC",
+		// No controller-manager creates the default service accounts.
+		"--disable-admission-plugins=ServiceAccount",
+		"--allow-privileged=true",
+	}
 }
 
 // proc is a process started by run.

@@ -61,3 +61,29 @@ func TestAssetsDir(t *testing.T) {
 		}
 	})
 }
+
+func TestParseAudit(t *testing.T) {
+	log := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"RequestReceived","requestURI":"/api/v1/nodes?limit=500","verb":"list","user":{"username":"system:serviceaccount:ops:d","groups":["system:serviceaccounts"]},"objectRef":{"resource":"nodes","apiVersion":"v1"}}
+{"kind":"Event","stage":"ResponseComplete","requestURI":"/apis/batch/v1/namespaces/x/jobs/j","verb":"get","user":{"username":"u"},"objectRef":{"resource":"jobs","namespace":"x","name":"j","apiGroup":"batch"},"responseStatus":{"code":404}}
+{"kind":"Event","stage":"RequestReceived","verb":"get","requestURI":"/healthz","user":{"username":"u"}}
+{"kind":"Event","stage":"Requ`
+	events, err := parseAudit([]byte(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 3 {
+		t.Fatalf("%d events, want 3 (the partial last line left out)", len(events))
+	}
+	if e := events[0]; e.Stage != StageRequestReceived || e.Verb != "list" || e.User.Username != "system:serviceaccount:ops:d" || e.ObjectRef.Resource != "nodes" || e.ObjectRef.APIGroup != "" {
+		t.Errorf("event 0 = %+v", e)
+	}
+	if e := events[1]; e.ObjectRef.APIGroup != "batch" || e.ObjectRef.Name != "j" || e.ResponseStatus.Code != 404 {
+		t.Errorf("event 1 = %+v", e)
+	}
+	if events[2].ObjectRef != nil {
+		t.Errorf("non-resource request has objectRef %+v", events[2].ObjectRef)
+	}
+	if _, err := parseAudit([]byte("{\"stage\":1}\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("bad line: err = %v", err)
+	}
+}

@@ -151,6 +151,7 @@ func newReport(in Input, severities []string) *Report {
 		img.Clusters = nonNil(img.Clusters)
 		img.Namespaces = nonNil(img.Namespaces)
 		img.Workloads = nonNil(img.Workloads)
+		img.OwnerInferred = nonNil(img.OwnerInferred)
 		if img.Platform == "" {
 			img.Platform = img.Key.Platform.String()
 		}
@@ -351,6 +352,7 @@ func summarize(r *Report, severities []string) Summary {
 		}
 	}
 	s.Images = s.ImagesScanned + s.ImagesFailed + s.ImagesNotScanned
+	s.InferredOwners = countInferred(r.Images)
 	s.Clusters = len(r.Clusters)
 	for _, c := range r.Clusters {
 		if c.Status == ClusterUnreachable {
@@ -395,6 +397,17 @@ func buildDiff(ids map[sla.Identity]diffState, fixed []sla.Record, severities []
 	slices.SortFunc(d.FixedFindings, compareDiff)
 	d.Fixed = len(d.FixedFindings)
 	return d
+}
+
+// countInferred counts the distinct workloads whose owner was inferred.
+func countInferred(images []*Image) int {
+	seen := map[string]bool{}
+	for _, img := range images {
+		for _, w := range img.OwnerInferred {
+			seen[w] = true
+		}
+	}
+	return len(seen)
 }
 
 // compareFindings orders rows: breached first, then severity, deadline,

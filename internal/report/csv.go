@@ -14,7 +14,7 @@ import (
 // YYYY-MM-DD, "no fix", True/False), so existing consumers keep working.
 var CSVColumns = []string{
 	"image", "cve_id", "severity", "pkg_name", "installed", "fixed_in", "sla_deadline", "sla_breached",
-	"digest", "first_seen", "days_remaining", "title", "cvss_score", "published", "status",
+	"digest", "platform", "first_seen", "days_remaining", "title", "cvss_score", "published", "status",
 	"clusters", "namespaces", "workloads",
 	"vex_status", "vex_justification", "vex_source",
 }
@@ -22,7 +22,7 @@ var CSVColumns = []string{
 // TicketCSVColumns are the tickets CSV's columns.
 var TicketCSVColumns = []string{
 	"ticket_id", "repository", "package", "installed", "fixed_version", "summary", "severity",
-	"deadline", "breached", "fixes", "unfixed", "images", "workloads",
+	"deadline", "breached", "fixes", "unfixed", "images", "platforms", "workloads",
 }
 
 // listSep joins multi-valued cells.
@@ -107,7 +107,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 			last = f.Img
 			clusters = strings.Join(last.Clusters, listSep)
 			namespaces = strings.Join(last.Namespaces, listSep)
-			workloads = strings.Join(last.Workloads, listSep)
+			workloads = strings.Join(last.WorkloadLabels(), listSep)
 		}
 		fixed := f.FixedVersion
 		if fixed == "" {
@@ -122,7 +122,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 		row = append(row[:0],
 			csvText(f.Img.Reference), csvText(f.ID), csvText(f.Severity), csvText(f.PkgName), csvText(f.PkgVersion), csvText(fixed),
 			date(f.Deadline), pyBool(f.Breached),
-			csvText(f.Img.Key.Digest), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
+			csvText(f.Img.Key.Digest), csvText(f.Img.Platform), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
 			csvText(string(f.Status)), csvText(clusters), csvText(namespaces), csvText(workloads),
 			csvText(f.VEXStatus()), csvText(f.VEXJustification()), csvText(f.VEXSource()),
 		)
@@ -148,7 +148,8 @@ func WriteTicketsCSV(w io.Writer, r *Report) error {
 		if err := cw.Write(csvRow([]string{
 			t.ID, t.Repository, t.Package, strings.Join(t.Installed, listSep), t.FixedVersion, t.Summary,
 			t.Severity, date(t.Deadline), pyBool(t.Breached), strings.Join(t.Fixes, listSep),
-			strings.Join(t.Unfixed, listSep), strings.Join(t.Images, listSep), strings.Join(t.Workloads, listSep),
+			strings.Join(t.Unfixed, listSep), strings.Join(t.Images, listSep), strings.Join(t.Platforms, listSep),
+			strings.Join(markInferred(t.Workloads, t.OwnerInferred), listSep),
 		})); err != nil {
 			return err
 		}

@@ -79,6 +79,9 @@ type htmlView struct {
 	Tickets    []Ticket
 	TicketMore int
 	Policy     []string
+	// MultiPlatform: the fleet runs images of more than one platform, so
+	// the tables show each row's platform.
+	MultiPlatform bool
 }
 
 const (
@@ -100,6 +103,7 @@ func buildHTMLView(r *Report) *htmlView {
 	default:
 		v.Class = "ok"
 	}
+	v.MultiPlatform = multiPlatform(r)
 	v.severityBars(r)
 	v.deadlineColumns(r, deadlineBuckets(r))
 	for i := range r.Findings {
@@ -122,6 +126,17 @@ func buildHTMLView(r *Report) *htmlView {
 	v.FixedList, v.FixedMore = head(r.Diff.FixedFindings, MarkdownLimit*2)
 	v.Tickets, v.TicketMore = head(r.Tickets, MarkdownLimit*2)
 	return v
+}
+
+// multiPlatform reports whether the report's images run on more than one
+// platform.
+func multiPlatform(r *Report) bool {
+	for _, img := range r.Images {
+		if img.Platform != r.Images[0].Platform {
+			return true
+		}
+	}
+	return false
 }
 
 // severityBars is the bar chart of findings per severity.
@@ -249,7 +264,9 @@ func writeTableData(w *bufio.Writer, r *Report) error {
 		b = append(b, ',')
 		b = appendJSONString(b, img.Key.Digest, true)
 		b = append(b, ',')
-		b = appendJSONString(b, strings.Join(img.Workloads, " "), true)
+		b = appendJSONString(b, strings.Join(img.WorkloadLabels(), " "), true)
+		b = append(b, ',')
+		b = appendJSONString(b, img.Platform, true)
 		b = append(b, ']')
 		if len(b) > 64<<10 {
 			if _, err := w.Write(b); err != nil {

@@ -219,6 +219,7 @@ func appendImage(b []byte, img *Image) []byte {
 	o.strs("clusters", img.Clusters)
 	o.strs("namespaces", img.Namespaces)
 	o.strs("workloads", img.Workloads)
+	o.strs("owner_inferred", img.OwnerInferred)
 	o.int("vulnerabilities", len(img.Vulns))
 	return o.end()
 }

@@ -8,6 +8,7 @@
 package report
 
 import (
+	"slices"
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/sla"
@@ -117,6 +118,10 @@ type Summary struct {
 	Clusters             int `json:"clusters"`
 	ClustersUnreachable  int `json:"clustersUnreachable"`
 	Tickets              int `json:"tickets"`
+	// InferredOwners counts the workloads of the report's images whose
+	// owner was inferred from naming conventions instead of looked up
+	// (inventory files: see docs/inventory-files.md).
+	InferredOwners int `json:"inferredOwners"`
 }
 
 // Failure is an image whose scan failed.
@@ -180,8 +185,37 @@ func (f *Finding) Image() string { return f.Img.Reference }
 // Digest is the image manifest digest.
 func (f *Finding) Digest() string { return f.Img.Key.Digest }
 
+// Platform is the image's platform ("linux/arm64/v8").
+func (f *Finding) Platform() string { return f.Img.Platform }
+
 // Workloads are the workloads running the image.
 func (f *Finding) Workloads() []string { return f.Img.Workloads }
+
+// InferredSuffix marks a workload whose owner was inferred from naming
+// conventions in the CSV, Markdown and HTML reports.
+const InferredSuffix = " (inferred)"
+
+// WorkloadLabels are the image's workloads as the text reports show them:
+// those whose owner was inferred end in InferredSuffix.
+func (img *Image) WorkloadLabels() []string {
+	return markInferred(img.Workloads, img.OwnerInferred)
+}
+
+// markInferred appends InferredSuffix to the names that are in inferred
+// (both sorted).
+func markInferred(names, inferred []string) []string {
+	if len(inferred) == 0 {
+		return names
+	}
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n
+		if _, ok := slices.BinarySearch(inferred, n); ok {
+			out[i] = n + InferredSuffix
+		}
+	}
+	return out
+}
 
 // Gating reports whether the row trips the gate: breached and not accepted
 // (a VEX not_affected or fixed row is never breached).
@@ -229,13 +263,17 @@ type Ticket struct {
 	Summary string `json:"summary"`
 	// Fixes lists the vulnerabilities the upgrade fixes; Unfixed those
 	// without a fixed version.
-	Fixes     []string  `json:"fixes"`
-	Unfixed   []string  `json:"unfixed"`
-	Severity  string    `json:"severity"`
-	Deadline  time.Time `json:"deadline"`
-	Breached  bool      `json:"breached"`
-	Images    []string  `json:"images"`
-	Workloads []string  `json:"workloads"`
+	Fixes    []string  `json:"fixes"`
+	Unfixed  []string  `json:"unfixed"`
+	Severity string    `json:"severity"`
+	Deadline time.Time `json:"deadline"`
+	Breached bool      `json:"breached"`
+	Images   []string  `json:"images"`
+	// Platforms are the platforms of the images the ticket covers.
+	Platforms []string `json:"platforms"`
+	Workloads []string `json:"workloads"`
+	// OwnerInferred lists the Workloads whose owner was inferred.
+	OwnerInferred []string `json:"owner_inferred"`
 }
 
 // Diff compares this report with the previous one, by SLA identity
@@ -293,8 +331,11 @@ type Image struct {
 	Clusters     []string
 	Namespaces   []string
 	Workloads    []string
-	Scopes       []sla.Scope
-	Vulns        []Vuln
+	// OwnerInferred lists the Workloads whose owner was inferred from
+	// naming conventions rather than looked up (sorted).
+	OwnerInferred []string
+	Scopes        []sla.Scope
+	Vulns         []Vuln
 	// VEX are the statements attached to the image in its registry (nil:
 	// none).
 	VEX *vex.Set

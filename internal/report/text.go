@@ -163,7 +163,15 @@ func (m *mdWriter) summary(r *Report) {
 	if s.ClustersUnreachable > 0 {
 		m.printf(" (%d unreachable)", s.ClustersUnreachable)
 	}
+	if s.InferredOwners > 0 {
+		m.printf(" · %s", inferredLine(s.InferredOwners))
+	}
 	m.printf("\n")
+}
+
+// inferredLine says how many workloads' owners were inferred.
+func inferredLine(n int) string {
+	return plural(n, "workload", "workloads") + " attributed by naming convention, not looked up (marked" + InferredSuffix + ")"
 }
 
 // breaches lists the gating rows: breached and not accepted.
@@ -180,10 +188,10 @@ func (m *mdWriter) breaches(r *Report) {
 	m.printf("\n## Breached SLAs (%d)\n\n", len(gating))
 	var rows [][]string
 	for _, f := range gating[:min(len(gating), MarkdownLimit)] {
-		rows = append(rows, []string{f.Image(), f.ID, f.Severity, f.PkgName, f.PkgVersion,
-			orDash(f.FixedVersion), date(f.Deadline), fmt.Sprint(-f.DaysRemaining), joinLimit(f.Workloads(), 3)})
+		rows = append(rows, []string{f.Image(), f.Platform(), f.ID, f.Severity, f.PkgName, f.PkgVersion,
+			orDash(f.FixedVersion), date(f.Deadline), fmt.Sprint(-f.DaysRemaining), joinLimit(f.Img.WorkloadLabels(), 3)})
 	}
-	m.table([]string{"Image", "Vulnerability", "Severity", "Package", "Installed", "Fixed in", "Deadline", "Days overdue", "Workloads"}, rows)
+	m.table([]string{"Image", "Platform", "Vulnerability", "Severity", "Package", "Installed", "Fixed in", "Deadline", "Days overdue", "Workloads"}, rows)
 	m.more(len(gating))
 }
 
@@ -299,9 +307,9 @@ func (m *mdWriter) tickets(r *Report) {
 	m.printf("\n## Tickets (%d)\n\n", len(r.Tickets))
 	var rows [][]string
 	for _, t := range r.Tickets[:min(len(r.Tickets), MarkdownLimit)] {
-		rows = append(rows, []string{t.ID, t.Summary, t.Severity, date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
+		rows = append(rows, []string{t.ID, t.Summary, strings.Join(t.Platforms, ", "), t.Severity, date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
 	}
-	m.table([]string{"Ticket", "Upgrade", "Severity", "Deadline", "Breached", "Workloads"}, rows)
+	m.table([]string{"Ticket", "Upgrade", "Platforms", "Severity", "Deadline", "Breached", "Workloads"}, rows)
 	m.more(len(r.Tickets))
 }
 
@@ -372,6 +380,9 @@ func WriteConsole(w io.Writer, r *Report) error {
 		if c.Status == ClusterUnreachable {
 			m.printf(" · %s unreachable (%s)", c.Name, orDash(c.Error))
 		}
+	}
+	if s.InferredOwners > 0 {
+		m.printf("\nOwners:   %s", inferredLine(s.InferredOwners))
 	}
 	d := r.Diff
 	m.printf("\nChanges:  %d new (%d reopened) · %d still open · %d fixed\n", d.New+d.Reopened, d.Reopened, d.StillOpen, d.Fixed)

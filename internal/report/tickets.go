@@ -116,15 +116,21 @@ func (g *ticketGroup) ticket() Ticket {
 		delete(g.unfixed, id) // fixed in one image, so the upgrade covers it
 	}
 	t.Unfixed = sortedKeys(g.unfixed)
-	digests, workloads := map[string]bool{}, map[string]bool{}
+	digests, platforms, workloads, inferred := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for img := range g.images {
 		digests[img.Key.Digest] = true
+		platforms[img.Platform] = true
 		for _, w := range img.Workloads {
 			workloads[w] = true
 		}
+		for _, w := range img.OwnerInferred {
+			inferred[w] = true
+		}
 	}
 	t.Images = sortedKeys(digests)
+	t.Platforms = sortedKeys(platforms)
 	t.Workloads = sortedKeys(workloads)
+	t.OwnerInferred = sortedKeys(inferred)
 	t.Summary = ticketSummary(t)
 	return *t
 }

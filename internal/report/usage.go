@@ -16,9 +16,10 @@ type Fleet struct {
 }
 
 type usage struct {
-	refs      map[string]int
-	clusters  map[string]bool
-	ns        map[string]bool
+	refs     map[string]int
+	clusters map[string]bool
+	ns       map[string]bool
+	// workloads: name → owner inferred (only when every entry says so).
 	workloads map[string]bool
 	scopes    map[sla.Scope]bool
 }
@@ -53,7 +54,9 @@ func (f *Fleet) Add(cluster string, e contract.InventoryEntry) {
 	}
 	u.clusters[cluster] = true
 	u.ns[e.Namespace] = true
-	u.workloads[WorkloadName(cluster, e)] = true
+	name := WorkloadName(cluster, e)
+	inferred, seen := u.workloads[name]
+	u.workloads[name] = e.Workload.Inferred && (!seen || inferred)
 	u.scopes[sla.Scope{Cluster: cluster, Namespace: e.Namespace}] = true
 }
 
@@ -99,6 +102,11 @@ func (f *Fleet) Image(key contract.ImageKey, fallbackRef string) *Image {
 	img.Clusters = sortedKeys(u.clusters)
 	img.Namespaces = sortedKeys(u.ns)
 	img.Workloads = sortedKeys(u.workloads)
+	for _, w := range img.Workloads {
+		if u.workloads[w] {
+			img.OwnerInferred = append(img.OwnerInferred, w)
+		}
+	}
 	for s := range u.scopes {
 		img.Scopes = append(img.Scopes, s)
 	}

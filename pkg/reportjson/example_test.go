@@ -10,7 +10,7 @@ import (
 
 // report is a small report.json as the reporter writes it.
 const report = `{
-  "schemaVersion": "1.0",
+  "schemaVersion": "1.1",
   "generatedAt": "2026-11-27T06:05:00Z",
   "asOf": "2026-11-27T06:00:00Z",
   "scope": {"mode": "fleet", "maxAge": "36h0m0s"},

@@ -42,7 +42,7 @@ import (
 
 // SchemaVersion is the version of report.json this package describes and
 // the reporter writes.
-const SchemaVersion = "1.1" // 1.1: findings[].vex, summary.notAffected/vexFixed, statuses not_affected/fixed, acceptance scope, expire_on_fix and VEX fields
+const SchemaVersion = "1.2" // 1.2: findings[].vex and pkgPurl, summary.notAffected/vexFixed, statuses not_affected/fixed, acceptance scope, expire_on_fix and VEX fields
 
 // SupportedMajor is the only major version Decode reads.
 const SupportedMajor = 1
@@ -177,7 +177,7 @@ type Summary struct {
 	Accepted           int `json:"accepted"`
 	AcceptanceExpired  int `json:"acceptanceExpired"`
 	// NotAffected and VEXFixed count rows a VEX statement took off the
-	// gate (1.1).
+	// gate (1.2).
 	NotAffected int `json:"notAffected"`
 	VEXFixed    int `json:"vexFixed"`
 	// Images counts expected image keys (digest + platform).
@@ -190,6 +190,9 @@ type Summary struct {
 	Clusters             int `json:"clusters"`
 	ClustersUnreachable  int `json:"clustersUnreachable"`
 	Tickets              int `json:"tickets"`
+	// InferredOwners counts the images' workloads whose owner was inferred
+	// from naming conventions rather than looked up (since 1.1).
+	InferredOwners int `json:"inferredOwners"`
 }
 
 // Failure is an image whose scan failed.
@@ -224,13 +227,13 @@ type Acceptance struct {
 	Reason     string    `json:"reason"`
 	ApprovedBy string    `json:"approvedBy,omitempty"`
 	Ticket     string    `json:"ticket,omitempty"`
-	// Clusters, Namespaces and Workloads scope the acceptance (globs, 1.1).
+	// Clusters, Namespaces and Workloads scope the acceptance (globs, 1.2).
 	Clusters   []string `json:"clusters,omitempty"`
 	Namespaces []string `json:"namespaces,omitempty"`
 	Workloads  []string `json:"workloads,omitempty"`
-	// ExpireOnFix ends the acceptance once a fixed version exists (1.1).
+	// ExpireOnFix ends the acceptance once a fixed version exists (1.2).
 	ExpireOnFix bool `json:"expire_on_fix,omitempty"`
-	// VEXStatus and VEXJustification are exported as OpenVEX (1.1).
+	// VEXStatus and VEXJustification are exported as OpenVEX (1.2).
 	VEXStatus        string `json:"vex_status,omitempty"`
 	VEXJustification string `json:"vex_justification,omitempty"`
 }
@@ -239,11 +242,11 @@ type Acceptance struct {
 type AcceptanceUse struct {
 	Acceptance
 	Findings int `json:"findings"`
-	// FixAvailable: it ended because a fixed version exists (1.1).
+	// FixAvailable: it ended because a fixed version exists (1.2).
 	FixAvailable bool `json:"fixAvailable,omitempty"`
 }
 
-// VEX is the VEX statement applied to a finding (1.1).
+// VEX is the VEX statement applied to a finding (1.2).
 type VEX struct {
 	// Status is not_affected, fixed, affected or under_investigation.
 	Status        string `json:"status"`
@@ -271,6 +274,11 @@ type Image struct {
 	Namespaces   []string `json:"namespaces"`
 	// Workloads are "cluster/namespace/Kind/name".
 	Workloads []string `json:"workloads"`
+	// OwnerInferred lists the Workloads whose owner (Kind/name) was
+	// inferred from naming conventions — a pod of a Job named
+	// "<name>-<8+ digits>" attributed to CronJob <name> — because it could
+	// not be looked up, as in inventories read from files (since 1.1).
+	OwnerInferred []string `json:"owner_inferred"`
 	// Vulnerabilities counts its findings before the report's filters.
 	Vulnerabilities int `json:"vulnerabilities"`
 }
@@ -281,7 +289,7 @@ const (
 	StatusAccepted          = "accepted"
 	StatusAcceptanceExpired = "acceptance-expired"
 	// StatusNotAffected and StatusFixed: a VEX statement says the image is
-	// not affected / has it fixed; never breached (1.1).
+	// not affected / has it fixed; never breached (1.2).
 	StatusNotAffected = "not_affected"
 	StatusFixed       = "fixed"
 )
@@ -303,7 +311,7 @@ type Finding struct {
 	PkgName         string `json:"pkgName"`
 	PkgPath         string `json:"pkgPath,omitempty"`
 	PkgType         string `json:"pkgType,omitempty"`
-	// PkgPURL is the package URL VEX statements match (1.1).
+	// PkgPURL is the package URL VEX statements match (1.2).
 	PkgPURL          string   `json:"pkgPurl,omitempty"`
 	InstalledVersion string   `json:"installedVersion"`
 	FixedVersion     string   `json:"fixedVersion,omitempty"`
@@ -325,7 +333,7 @@ type Finding struct {
 	Breached      bool        `json:"slaBreached"`
 	Status        string      `json:"status"`
 	Acceptance    *Acceptance `json:"acceptance,omitempty"`
-	// VEX is the statement that applies (1.1).
+	// VEX is the statement that applies (1.2).
 	VEX    *VEX   `json:"vex,omitempty"`
 	Change string `json:"change"`
 }
@@ -351,8 +359,13 @@ type Ticket struct {
 	Deadline     time.Time `json:"deadline"`
 	Breached     bool      `json:"breached"`
 	// Images are digests.
-	Images    []string `json:"images"`
+	Images []string `json:"images"`
+	// Platforms are the platforms of the images the ticket covers
+	// ("linux/amd64", "linux/arm64/v8"; since 1.1).
+	Platforms []string `json:"platforms"`
 	Workloads []string `json:"workloads"`
+	// OwnerInferred lists the Workloads whose owner was inferred (since 1.1).
+	OwnerInferred []string `json:"owner_inferred"`
 }
 
 // Diff compares this report with the previous recorded one, by

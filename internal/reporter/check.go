@@ -3,6 +3,7 @@ package reporter
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -41,7 +42,7 @@ func (c Config) Check() error {
 			errs = append(errs, fmt.Errorf("--accept-file: %w", err))
 		}
 	}
-	if len(c.VEX) > 0 {
+	if len(c.VEX) > 0 && allExist(c.VEX) { // Validate names the missing ones
 		if _, err := vex.LoadPaths(c.VEX); err != nil {
 			errs = append(errs, fmt.Errorf("--vex: %w", err))
 		}
@@ -92,4 +93,13 @@ func (o Outcome) Err() error {
 		why = append(why, "no report written")
 	}
 	return &ExitStatus{Code: code, Why: why}
+}
+
+func allExist(paths []string) bool {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	return true
 }

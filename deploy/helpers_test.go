@@ -90,7 +90,10 @@ type object struct {
 	Typed runtime.Object
 	// Scaled is set for a ScaledObject.
 	Scaled *scaledObject
-	Raw    []byte
+	// Monitoring is set for the Prometheus Operator's kinds
+	// (*prometheusRule, *podMonitor).
+	Monitoring any
+	Raw        []byte
 }
 
 func (o object) String() string {
@@ -124,6 +127,14 @@ func decodeObject(source string, doc []byte) (object, error) {
 			return object{}, fmt.Errorf("%s: ScaledObject %s: %w", source, o.Name, err)
 		}
 		o.Scaled = &so
+		return o, nil
+	}
+	if decode, ok := monitoringKinds[o.GVK]; ok {
+		v, err := decode(doc)
+		if err != nil {
+			return object{}, fmt.Errorf("%s: %s %s: %w", source, o.GVK.Kind, o.Name, err)
+		}
+		o.Monitoring = v
 		return o, nil
 	}
 	typed, gvk, err := strictDecoder.Decode(doc, nil, nil)
@@ -199,6 +210,7 @@ resources:
 components:
   - ../../components/nats-tls
   - ../../components/registry-auth
+  - ../../components/monitoring
 `
 
 var (

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -111,7 +112,7 @@ func parse(fs *pflag.FlagSet, head string, env cli.Env, logCfg *logging.Config) 
 		fs.PrintDefaults()
 		fmt.Fprint(env.Stderr, "\n"+reporter.ExitStatusHelp)
 	}
-	if err := cli.Parse(fs, env, "fleetscan", map[string]string{s3upload.EnvAlias: "s3-url"}, natsconn.SecretFlags...); err != nil {
+	if err := cli.Parse(fs, env, "fleetscan", map[string]string{s3upload.EnvAlias: "s3-url"}, slices.Concat(natsconn.SecretFlags, reporter.SecretFlags)...); err != nil {
 		return nil, err
 	}
 	log, err := logging.NewWriter(*logCfg, env.Stderr)

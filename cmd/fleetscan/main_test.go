@@ -143,6 +143,16 @@ func TestScanInventoryFile(t *testing.T) {
 	if !strings.Contains(stdout.String(), "Vulnerability Summary") {
 		t.Fatalf("no console summary:\n%s", stdout.String())
 	}
+	// The report read the KEV copy from --cache-dir and states the EPSS feed
+	// was never loaded (not an error: exit 0 above).
+	for _, want := range []string{"Feed:     KEV catalogue 2025.08.25 (3 CVEs", "): fresh", "Feed:     EPSS scores: never loaded"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if !strings.Contains(string(csvData), ",workloads,kev,kev_due_date,ransomware,epss,epss_percentile,sla_rule,os_eol\n") {
+		t.Errorf("CSV header lacks the exploit columns: %.400s", csvData)
+	}
 	if !strings.Contains(stdout.String(), "Scans: 0 reused") {
 		t.Fatalf("first run: no incremental-scanning line, or something reused:\n%s", stdout.String())
 	}
@@ -179,6 +189,11 @@ func TestScanInventoryFile(t *testing.T) {
 	code = runMain(ctx, later, &stdout, &stderr)
 	if code&reporter.ExitNoReport != 0 {
 		t.Fatalf("third run: exit %d\n%s", code, stderr.String())
+	}
+	// Evaluated ten days after the KEV copy was last confirmed: stale, and
+	// the report is incomplete (exit status bit 2).
+	if code&reporter.ExitIncomplete == 0 || !strings.Contains(stdout.String(), "the KEV catalogue is stale") {
+		t.Errorf("third run: exit %d; a KEV copy 10 days old must make the report incomplete:\n%s", code, stdout.String())
 	}
 	third, err := os.ReadFile(filepath.Join(out, "report.csv"))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
@@ -65,7 +66,7 @@ func run(ctx context.Context, env cli.Env) error {
 		fs.PrintDefaults()
 		fmt.Fprint(env.Stderr, usageTail)
 	}
-	if err := cli.Parse(fs, env, "reporter", map[string]string{s3upload.EnvAlias: "s3-url"}, natsconn.SecretFlags...); err != nil {
+	if err := cli.Parse(fs, env, "reporter", map[string]string{s3upload.EnvAlias: "s3-url"}, slices.Concat(natsconn.SecretFlags, reporter.SecretFlags)...); err != nil {
 		return err
 	}
 	// Everything the flags name (files, the output directory) is checked

@@ -147,6 +147,8 @@ type world struct {
 	reg   *fixture.Registry
 	im    images
 	cache string
+	// kev, epss and policy are the demo's exploit feeds and SLA policy.
+	kev, epss, policy string
 }
 
 // startWorld pushes the sample images to a registry on 127.0.0.1 and builds
@@ -175,8 +177,12 @@ func startWorld(ctx context.Context, work string, now time.Time, out io.Writer) 
 		reg.Close()
 		return nil, fmt.Errorf("build demo DB: %w", err)
 	}
-	fmt.Fprintf(out, "demo: %d sample images in a registry at %s; a vulnerability DB of %d real advisories\n",
-		len(pushed), reg.Host, len(advisories.Advisories))
+	if w.kev, w.epss, w.policy, err = writeFeeds(work, now); err != nil {
+		reg.Close()
+		return nil, err
+	}
+	fmt.Fprintf(out, "demo: %d sample images in a registry at %s; a vulnerability DB of %d real advisories; "+
+		"a CISA KEV excerpt and FIRST EPSS scores for its CVEs\n", len(pushed), reg.Host, len(advisories.Advisories))
 	return w, nil
 }
 
@@ -194,6 +200,9 @@ func (w *world) passConfig(cfg Config, pass int, withPython bool, asOf time.Time
 	c.ScanWait = 5 * time.Minute
 	c.Report.OutDir = outDir
 	c.Report.Now = asOf.Format(time.RFC3339)
+	// Local feed files are read even with --skip-db-update.
+	c.Feeds.KEVURL, c.Feeds.EPSSURL = w.kev, w.epss
+	c.Report.SLAConfig = w.policy
 	dir := filepath.Join(w.work, fmt.Sprintf("inventories-%d", pass))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return c, err
@@ -223,6 +232,10 @@ func explain(w io.Writer, o reporter.Outcome, past time.Time, days int) {
 	fmt.Fprintf(w, "deadline, so the exit status is %d. Findings of the newly deployed risk-api were first seen today:\n", o.ExitCode())
 	fmt.Fprintln(w, "their clock has just started. The tutorial script computed deadlines from today and would have")
 	fmt.Fprintf(w, "reported none of this %d days later.\n", days)
+	fmt.Fprintf(w, "Exploits move deadlines earlier: %d findings are in CISA's KEV catalogue (due by its due date; %d breached)\n",
+		s.KEV, s.KEVBreached)
+	fmt.Fprintln(w, "and the policy gives findings in the top 3 % of EPSS scores 14 days whatever their severity; the")
+	fmt.Fprintln(w, "sla_rule column says which rule set each deadline. Known-exploited breaches are listed first.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Report files:")
 	for _, f := range o.Files {

@@ -64,10 +64,12 @@ func testDemoOn(t *testing.T, today time.Time) {
 		}
 		switch {
 		case riskAPI && strings.Contains(f.Image(), "python-app"):
-			// Only in the new workload's image: first seen today.
+			// Only in the new workload's image: first seen today, not
+			// breached — unless CISA's due date for it is already past
+			// (breached at once, as BOD 22-01 means).
 			if f.Change == sla.ChangeNew {
 				newRiskAPI++
-				if f.Breached || !f.FirstSeen.Equal(today) {
+				if f.Breached != (f.DeadlineRule == "kev") || !f.FirstSeen.Equal(today) {
 					t.Errorf("new finding %s: breached=%v first seen %s", f.Vuln.ID, f.Breached, f.FirstSeen)
 				}
 			}
@@ -77,6 +79,20 @@ func testDemoOn(t *testing.T, today time.Time) {
 				t.Errorf("breached %s first seen %s, want %s (pass 1)", f.Vuln.ID, f.FirstSeen, past)
 			}
 		}
+	}
+	// The exploit feeds work: KEV-listed findings take CISA's due date
+	// (39 days ago: breached, ranked first), and the top EPSS findings get
+	// 14 days.
+	rules := map[string]int{}
+	for _, f := range o.Report.Findings {
+		rules[f.DeadlineRule]++
+	}
+	if first := o.Report.Findings[0]; !first.Exploit.InKEV() || !first.Breached || first.DeadlineRule != "kev" {
+		t.Errorf("first row %s: kev %v breached %v rule %q, want a breached KEV row", first.Vuln.ID, first.Exploit.InKEV(), first.Breached, first.DeadlineRule)
+	}
+	if s.KEV == 0 || s.KEVBreached == 0 || rules["kev"] == 0 || rules["epss"] == 0 || rules["severity"] == 0 || s.FeedsDegraded != 0 {
+		t.Errorf("KEV %d (breached %d), rules %v, degraded feeds %d: want KEV, EPSS and severity deadlines, fresh feeds",
+			s.KEV, s.KEVBreached, rules, s.FeedsDegraded)
 	}
 	if newRiskAPI == 0 || breachedOld == 0 {
 		t.Fatalf("new risk-api findings %d, breached old findings %d: want both", newRiskAPI, breachedOld)

@@ -20,11 +20,15 @@ import (
 // logged as a warning (so are the --vex-repo repositories, refreshed
 // here too). Only a cancelled run, a bad configuration or an
 // unusable cache directory stops the run.
-func refreshFeeds(ctx context.Context, cfg Config, now time.Time, log *zap.Logger) error {
-	refreshVEXRepos(ctx, cfg, now, log)
+//
+// now is the run's calendar (Deps.Clock): the fetch time recorded with
+// each copy, against which the report judges its age.
+func refreshFeeds(ctx context.Context, cfg Config, now func() time.Time, log *zap.Logger) error {
+	refreshVEXRepos(ctx, cfg, now(), log)
 	fc := cfg.Feeds
 	fc.LocalOnly = cfg.SkipDBUpdate
-	res, err := feeds.Update(ctx, fc, cfg.Worker.DB.CacheDir, log.Named("feeds"))
+	u := &feeds.Updater{Config: fc, CacheDir: cfg.Worker.DB.CacheDir, Log: log.Named("feeds"), Now: now}
+	res, err := u.Update(ctx)
 	if err != nil {
 		return fmt.Errorf("exploit feeds in --cache-dir %s: %w", cfg.Worker.DB.CacheDir, err)
 	}

@@ -156,6 +156,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		r.RegisterSBOMFlags(s)
 		r.RegisterVEXFlags(s)
 		s.StringArrayVar(&c.VEXRepos, "vex-repo", c.VEXRepos, "VEX repository URL (VEX Hub format: <url>/.well-known/vex-repository.json); repeatable. Fetched into --cache-dir with the DB (last good copy kept; not with --skip-db-update) and applied to the report")
+		r.RegisterReachFlags(s)
 	})
 }
 
@@ -188,6 +189,8 @@ func (c *Config) Complete(now time.Time) {
 	if len(c.VEXRepos) > 0 {
 		c.Report.VEXRepoDir, c.Report.VEXRepos = VEXRepoDir(c.Worker.DB.CacheDir), c.VEXRepos
 	}
+	// One --max-enrichment-age for the updater and the report.
+	c.Report.MaxEnrichmentAge = c.Feeds.MaxAge
 }
 
 // VEXRepoDir is where the VEX repositories are kept under the cache dir.
@@ -202,6 +205,7 @@ func (c Config) Validate() error {
 	w, r := c.Worker, c.Report
 	w.Concurrency, w.GracePeriod = max(1, w.Concurrency), max(time.Second, w.GracePeriod)
 	r.Wait = max(0, r.Wait)
+	r.MaxEnrichmentAge = max(time.Hour, r.MaxEnrichmentAge) // checked as the updater's --max-enrichment-age
 	errs := []error{c.Topology.Validate(), c.Dispatch.Validate(), c.Dispatch.Sources.CheckFiles(), w.Validate(), r.Check(), c.Feeds.Validate()}
 	if c.GracePeriod <= 0 {
 		errs = append(errs, fmt.Errorf("--grace-period %s: must be positive", c.GracePeriod))
@@ -298,7 +302,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	if err := ensureDB(ctx, cfg, d.now, log); err != nil {
 		return reporter.Outcome{}, interrupted(ctx, err)
 	}
-	if err := refreshFeeds(ctx, cfg, d.now(), log); err != nil {
+	if err := refreshFeeds(ctx, cfg, d.now, log); err != nil {
 		return reporter.Outcome{}, interrupted(ctx, err)
 	}
 
@@ -346,7 +350,10 @@ func run(ctx context.Context, cfg Config, d Deps, sess *natsconn.Session, notice
 	if d.OnManifest != nil {
 		d.OnManifest(manifest)
 	}
-	out, err := reporter.Run(ctx, cfg.Report, reporterDeps(st, sess.Res, log, d, workers.w))
+	rd := reporterDeps(st, sess.Res, log, d, workers.w)
+	// The all-in-one reads the feeds it refreshed under --cache-dir.
+	rd.Feeds = feeds.DirSource(cfg.Worker.DB.CacheDir)
+	out, err := reporter.Run(ctx, cfg.Report, rd)
 	workers.stop() // their counters are final once they stopped
 	if d.Out != nil && err == nil {
 		writeIncremental(d.Out, manifest.Reused, workers.w.Stats())

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -68,6 +69,9 @@ type Input struct {
 	Fixed   []sla.Record
 	DB      *contract.DBInfo
 	Scanner *contract.ScannerInfo
+	// Enrichment is the loaded exploit feeds (nil: none loaded; the report
+	// says so).
+	Enrichment *feeds.Enrichment
 }
 
 // Sightings lists every (repository, vulnerability, package, path) of the
@@ -133,7 +137,9 @@ func newReport(in Input, severities []string) *Report {
 		Policy: Policy{
 			Days: in.Policy.Days, Overrides: in.Policy.Overrides,
 			Severities: severities, IgnoreUnfixed: in.Filter.IgnoreUnfixed,
+			KEV: in.Policy.KEV, EPSS: in.Policy.EPSS, EOL: in.Policy.EOL,
 		},
+		Feeds:      feedStatuses(in.Enrichment, in.AsOf.UTC()),
 		Failures:   nonNil(in.Failures),
 		NotScanned: nonNil(in.NotScanned),
 	}
@@ -175,6 +181,7 @@ type diffState struct {
 type rowBuilder struct {
 	in      Input
 	asOf    time.Time
+	feeds   *feeds.Memo
 	ids     map[sla.Identity]diffState
 	expired map[*sla.Acceptance]int
 	// byFix marks expired acceptances that ended on a fix (expire_on_fix).
@@ -182,8 +189,8 @@ type rowBuilder struct {
 }
 
 func newRowBuilder(in Input) *rowBuilder {
-	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), ids: map[sla.Identity]diffState{}, expired: map[*sla.Acceptance]int{},
-		byFix: map[*sla.Acceptance]bool{}}
+	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: map[sla.Identity]diffState{},
+		expired: map[*sla.Acceptance]int{}, byFix: map[*sla.Acceptance]bool{}}
 }
 
 // build makes one row per vulnerability of each image that passes the
@@ -208,8 +215,15 @@ func (b *rowBuilder) build(images []*Image) []Finding {
 func (b *rowBuilder) row(img *Image, v *Vuln) Finding {
 	f := Finding{Vuln: v, Img: img}
 	f.FirstSeen, f.Change = b.clock(img, v)
-	f.SLADays, f.SLARule = b.in.Policy.DaysFor(v.Severity, img.Scopes)
-	f.Deadline = f.FirstSeen.Add(time.Duration(f.SLADays) * 24 * time.Hour)
+	f.Exploit = b.feeds.Lookup(v.ID)
+	dl := b.in.Policy.Deadline(sla.DeadlineInput{
+		Severity: v.Severity, Scopes: img.Scopes, FirstSeen: f.FirstSeen, AsOf: b.asOf,
+		Exposure: f.Exploit.Exposure(img.EOL()),
+	})
+	f.SLADays, f.SLARule, f.Deadline, f.DeadlineRule = dl.Days, dl.DaysRule, dl.At, dl.Rule
+	if f.SLARule == sla.RuleSeverity {
+		f.SLARule = sla.DefaultRule // slaRule keeps its meaning: the days' source
+	}
 	f.Breached = b.asOf.After(f.Deadline)
 	f.DaysRemaining = int(math.Floor(f.Deadline.Sub(b.asOf).Hours() / 24))
 
@@ -340,9 +354,25 @@ func summarize(r *Report, severities []string) Summary {
 		case sla.StatusFixed:
 			s.VEXFixed++
 		}
+		if f.Exploit.InKEV() {
+			s.KEV++
+			if f.Breached {
+				s.KEVBreached++
+			}
+		}
 	}
 	s.Findings = len(r.Findings)
 	s.ImagesScanned = len(r.Images)
+	for _, img := range r.Images {
+		if img.EOL() {
+			s.EOLImages++
+		}
+	}
+	for _, fs := range r.Feeds {
+		if fs.Degraded() {
+			s.FeedsDegraded++
+		}
+	}
 	s.ImagesFailed = len(r.Failures)
 	for _, ns := range r.NotScanned {
 		if ns.Digest != "" {
@@ -362,10 +392,11 @@ func summarize(r *Report, severities []string) Summary {
 	return s
 }
 
-// complete reports whether every expected image has a scanned result and
-// every cluster was reached.
+// complete reports whether every expected image has a scanned result,
+// every cluster was reached and no exploit feed is stale or unreadable.
 func (s Summary) complete() bool {
-	return s.ImagesFailed == 0 && s.ImagesNotScanned == 0 && s.UnresolvedContainers == 0 && s.ClustersUnreachable == 0
+	return s.ImagesFailed == 0 && s.ImagesNotScanned == 0 && s.UnresolvedContainers == 0 && s.ClustersUnreachable == 0 &&
+		s.FeedsDegraded == 0
 }
 
 // buildDiff compares the identities of this report's rows with the
@@ -410,17 +441,25 @@ func countInferred(images []*Image) int {
 	return len(seen)
 }
 
-// compareFindings orders rows: breached first, then severity, deadline,
-// and a stable tail (image, vulnerability, package, path, digest).
+// compareFindings orders rows: breached first; within that, KEV-listed
+// first, then the earliest deadline, the higher EPSS score, the worse
+// severity, and a stable tail (image, vulnerability, package, path,
+// digest).
 func compareFindings(a, b *Finding) int {
 	if a.Breached != b.Breached {
 		return cmpBool(b.Breached, a.Breached)
 	}
-	if ra, rb := sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity); ra != rb {
-		return cmp.Compare(ra, rb)
+	if ka, kb := a.Exploit.InKEV(), b.Exploit.InKEV(); ka != kb {
+		return cmpBool(kb, ka)
 	}
 	if c := a.Deadline.Compare(b.Deadline); c != 0 {
 		return c
+	}
+	if ea, eb := epssRank(a), epssRank(b); ea != eb {
+		return cmp.Compare(eb, ea)
+	}
+	if ra, rb := sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity); ra != rb {
+		return cmp.Compare(ra, rb)
 	}
 	return cmp.Or(
 		strings.Compare(a.Img.Reference, b.Img.Reference),
@@ -460,6 +499,35 @@ func sortFindings(rows []Finding) []Finding {
 		}
 	}
 	return rows
+}
+
+// epssRank is the row's EPSS score; -1 without one (below every score).
+func epssRank(f *Finding) float64 {
+	if !f.Exploit.HasEPSS {
+		return -1
+	}
+	return f.Exploit.EPSS.Score
+}
+
+// feedStatuses describes each exploit feed at asOf, for the report.
+func feedStatuses(e *feeds.Enrichment, asOf time.Time) []FeedStatus {
+	out := make([]FeedStatus, 0, len(feeds.Kinds))
+	for _, st := range e.Statuses() {
+		fs := FeedStatus{Feed: string(st.Feed), Title: st.Feed.Title(), State: string(st.State(asOf)), Description: st.Describe(asOf)}
+		if st.MaxAge > 0 {
+			fs.MaxAge = st.MaxAge.String()
+		}
+		if st.Err != nil {
+			fs.Error = st.Err.Error()
+		}
+		if st.Loaded {
+			m := st.Meta
+			fs.Version, fs.Date, fs.Entries, fs.Source = m.Version, m.Date.UTC(), m.Entries, m.Source
+			fs.FetchedAt, fs.CheckedAt = m.FetchedAt.UTC(), m.CheckedAt.UTC()
+		}
+		out = append(out, fs)
+	}
+	return out
 }
 
 func compareDiff(a, b DiffEntry) int {

@@ -11,18 +11,20 @@ import (
 
 // CSVColumns are the report CSV's columns. The first eight are exactly the
 // original tutorial's, in its order, with its value formats (dates as
-// YYYY-MM-DD, "no fix", True/False), so existing consumers keep working.
+// YYYY-MM-DD, "no fix", True/False), so existing consumers keep working;
+// columns are only ever appended.
 var CSVColumns = []string{
 	"image", "cve_id", "severity", "pkg_name", "installed", "fixed_in", "sla_deadline", "sla_breached",
 	"digest", "platform", "first_seen", "days_remaining", "title", "cvss_score", "published", "status",
 	"clusters", "namespaces", "workloads",
+	"kev", "kev_due_date", "ransomware", "epss", "epss_percentile", "sla_rule", "os_eol",
 	"vex_status", "vex_justification", "vex_source",
 }
 
 // TicketCSVColumns are the tickets CSV's columns.
 var TicketCSVColumns = []string{
 	"ticket_id", "repository", "package", "installed", "fixed_version", "summary", "severity",
-	"deadline", "breached", "fixes", "unfixed", "images", "platforms", "workloads",
+	"deadline", "breached", "fixes", "unfixed", "images", "platforms", "workloads", "kev", "kev_vulnerabilities",
 }
 
 // listSep joins multi-valued cells.
@@ -124,8 +126,9 @@ func WriteCSV(w io.Writer, r *Report) error {
 			date(f.Deadline), pyBool(f.Breached),
 			csvText(f.Img.Key.Digest), csvText(f.Img.Platform), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
 			csvText(string(f.Status)), csvText(clusters), csvText(namespaces), csvText(workloads),
-			csvText(f.VEXStatus()), csvText(f.VEXJustification()), csvText(f.VEXSource()),
 		)
+		row = appendExploitCells(row, f)
+		row = append(row, csvText(f.VEXStatus()), csvText(f.VEXJustification()), csvText(f.VEXSource()))
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -135,6 +138,23 @@ func WriteCSV(w io.Writer, r *Report) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// appendExploitCells appends the exploit columns (kev … os_eol): KEV
+// listing and due date, ransomware use, EPSS score and percentile, the rule
+// that set the deadline and the image's end-of-life flag.
+func appendExploitCells(row []string, f *Finding) []string {
+	var due, epss, pct string
+	ransomware := false
+	if k := f.Exploit.KEV; k != nil {
+		due, ransomware = date(k.DueDate), k.Ransomware()
+	}
+	if f.Exploit.HasEPSS {
+		epss = strconv.FormatFloat(f.Exploit.EPSS.Score, 'f', -1, 64)
+		pct = strconv.FormatFloat(f.Exploit.EPSS.Percentile, 'f', -1, 64)
+	}
+	return append(row, strconv.FormatBool(f.Exploit.InKEV()), due, strconv.FormatBool(ransomware), epss, pct,
+		csvText(f.DeadlineRule), strconv.FormatBool(f.Img.EOL()))
 }
 
 // WriteTicketsCSV writes one row per ticket.
@@ -150,6 +170,7 @@ func WriteTicketsCSV(w io.Writer, r *Report) error {
 			t.Severity, date(t.Deadline), pyBool(t.Breached), strings.Join(t.Fixes, listSep),
 			strings.Join(t.Unfixed, listSep), strings.Join(t.Images, listSep), strings.Join(t.Platforms, listSep),
 			strings.Join(markInferred(t.Workloads, t.OwnerInferred), listSep),
+			strconv.FormatBool(t.KEV), strings.Join(t.KEVVulnerabilities, listSep),
 		})); err != nil {
 			return err
 		}

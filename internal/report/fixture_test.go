@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -101,6 +102,7 @@ const fixtureVEX = `{
 }`
 
 const fixturePolicy = `
+epss: {percentile: 0.95, days: 14}
 overrides:
   - name: payments
     clusters: ["prod-*"]
@@ -108,11 +110,49 @@ overrides:
     days: {CRITICAL: 3}
 `
 
+// fixtureKEV lists CVE-2024-0002 (listed after it was first seen, due
+// before its severity deadline, known ransomware use) in CISA's format.
+const fixtureKEV = `{
+  "title": "CISA Catalog of Known Exploited Vulnerabilities", "catalogVersion": "2025.03.09",
+  "dateReleased": "2025-03-09T17:00:00.000Z", "count": 1,
+  "vulnerabilities": [{"cveID": "CVE-2024-0002", "vendorProject": "OpenSSL", "product": "OpenSSL",
+    "vulnerabilityName": "OpenSSL Timing Side Channel", "dateAdded": "2025-03-05",
+    "shortDescription": "...", "requiredAction": "Apply updates per vendor instructions.",
+    "dueDate": "2025-03-26", "knownRansomwareCampaignUse": "Known", "notes": "", "cwes": []}]
+}`
+
+// fixtureEPSS scores CVE-2024-0003 above the policy's 0.95 percentile (its
+// deadline moves from 90 days to 14), CVE-2024-0005 too (its 3-day
+// override stays: a rule never moves a deadline later), the rest below.
+const fixtureEPSS = `#model_version:v2025.03.14,score_date:2025-03-09T00:00:00+0000
+cve,epss,percentile
+CVE-2024-0001,0.41,0.949
+CVE-2024-0002,0.2,0.93
+CVE-2024-0003,0.62,0.97
+CVE-2024-0005,0.9,0.999
+`
+
+// fixtureEnrichment is the fixture's exploit feeds, fetched the day before
+// the report.
+func fixtureEnrichment(t testing.TB, fetchedAt time.Time) *feeds.Enrichment {
+	t.Helper()
+	kev, err := feeds.ParseKEV(strings.NewReader(fixtureKEV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epss, err := feeds.ParseEPSS(strings.NewReader(fixtureEPSS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return feeds.New(kev, epss, fetchedAt, feeds.DefaultMaxAge)
+}
+
 // fixture is a small fleet exercising every part of the report: a breached
 // CRITICAL, a finding within its SLA, an unfixed one, an accepted one, an
 // expired acceptance, a reopened and a new finding under a stricter
 // override, a failed scan, a missing result, an unresolved container, an
-// unreachable cluster and a fixed finding.
+// unreachable cluster, a fixed finding, a KEV-listed and an EPSS-ranked
+// finding and an end-of-life image.
 func fixture(t testing.TB) Input {
 	t.Helper()
 	asOf := ts("2025-03-10T06:00:00Z")
@@ -143,6 +183,8 @@ func fixture(t testing.TB) Input {
 		{VulnerabilityID: "CVE-2023-9999", PkgName: "busybox", PkgVersion: "1.36.1-r5", FixedVersion: "1.36.1-r6", Status: "fixed", Severity: "LOW"},
 		{VulnerabilityID: "CVE-2024-0004", PkgName: "curl", PkgVersion: "8.5.0-r0", FixedVersion: "8.6.0-r0", Status: "fixed", Severity: "critical"},
 	}, nil)
+
+	nginxImg.OS = &contract.OSInfo{Family: "alpine", Name: "3.15.11", EOSL: true}
 
 	apiImg := fleet.Image(contract.ImageKey{Digest: api, Platform: amd64}, "")
 	apiImg.Vulns = Compact([]contract.Finding{
@@ -205,7 +247,8 @@ func fixture(t testing.TB) Input {
 		Ledger:      led,
 		Fixed: []sla.Record{{Identity: sla.Identity{Repository: "docker.io/library/nginx", VulnerabilityID: "CVE-2024-0100", PkgName: "libxml2"},
 			Severity: "HIGH", FirstSeen: ts("2025-02-01T06:00:00Z"), State: sla.StateResolved, ResolvedAt: asOf}},
-		DB:      db,
-		Scanner: &contract.ScannerInfo{Name: "trivy", Version: "0.74.0"},
+		DB:         db,
+		Scanner:    &contract.ScannerInfo{Name: "trivy", Version: "0.74.0"},
+		Enrichment: fixtureEnrichment(t, asOf.Add(-24*time.Hour)),
 	}
 }

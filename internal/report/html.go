@@ -27,6 +27,7 @@ var htmlTemplates = template.Must(template.New("report").Funcs(template.FuncMap{
 	"yesno":  yesNo,
 	"neg":    func(n int) int { return -n },
 	"plural": plural,
+	"epss":   epssText,
 }).Parse(htmlSource))
 
 // severityColors are the chart colours per severity.
@@ -79,6 +80,8 @@ type htmlView struct {
 	Tickets    []Ticket
 	TicketMore int
 	Policy     []string
+	EOL        []*Image
+	EOLMore    int
 	// MultiPlatform: the fleet runs images of more than one platform, so
 	// the tables show each row's platform.
 	MultiPlatform bool
@@ -94,7 +97,7 @@ const (
 
 func buildHTMLView(r *Report) *htmlView {
 	v := &htmlView{R: r, Verdict: Verdict(r), Scope: scopeLine(r),
-		Policy: sla.Policy{Days: r.Policy.Days, Overrides: r.Policy.Overrides}.Describe()}
+		Policy: policyLines(r)}
 	switch {
 	case r.Summary.BreachedUnaccepted > 0:
 		v.Class = "breach"
@@ -125,6 +128,7 @@ func buildHTMLView(r *Report) *htmlView {
 	v.NewList, v.NewMore = head(r.Diff.NewFindings, MarkdownLimit*2)
 	v.FixedList, v.FixedMore = head(r.Diff.FixedFindings, MarkdownLimit*2)
 	v.Tickets, v.TicketMore = head(r.Tickets, MarkdownLimit*2)
+	v.EOL, v.EOLMore = head(eolImages(r), MarkdownLimit*2)
 	return v
 }
 
@@ -217,6 +221,15 @@ func (v *htmlView) deadlineColumns(r *Report, buckets []deadlineBucket) {
 	v.DeadlineH = colChartH
 }
 
+// epssText renders a row's EPSS score and percentile ("0.94 (p0.99)"), or
+// "" without one.
+func epssText(f *Finding) string {
+	if !f.Exploit.HasEPSS {
+		return ""
+	}
+	return strconv.FormatFloat(f.Exploit.EPSS.Score, 'f', -1, 64) + " (p" + strconv.FormatFloat(f.Exploit.EPSS.Percentile, 'f', -1, 64) + ")"
+}
+
 func head[T any](s []T, n int) ([]T, int) {
 	if len(s) <= n {
 		return s, 0
@@ -241,6 +254,31 @@ func WriteHTML(w io.Writer, r *Report) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// appendExploitData appends a table row's exploit cells: KEV (0/1), KEV
+// due date, ransomware (0/1), EPSS score and percentile (null without),
+// the deadline's rule.
+func appendExploitData(b []byte, f *Finding) []byte {
+	kev, due, ransom := byte('0'), "", byte('0')
+	if k := f.Exploit.KEV; k != nil {
+		kev, due = '1', date(k.DueDate)
+		if k.Ransomware() {
+			ransom = '1'
+		}
+	}
+	b = append(b, ',', kev, ',')
+	b = appendJSONString(b, due, true)
+	b = append(b, ',', ransom, ',')
+	if f.Exploit.HasEPSS {
+		b = strconv.AppendFloat(b, f.Exploit.EPSS.Score, 'f', -1, 64)
+		b = append(b, ',')
+		b = strconv.AppendFloat(b, f.Exploit.EPSS.Percentile, 'f', -1, 64)
+	} else {
+		b = append(b, "null,null"...)
+	}
+	b = append(b, ',')
+	return appendJSONString(b, f.DeadlineRule, true)
 }
 
 // writeTableData embeds the findings for the filterable table as compact
@@ -307,6 +345,7 @@ func writeTableData(w *bufio.Writer, r *Report) error {
 		}
 		b = append(b, ',')
 		b = appendJSONString(b, f.PrimaryURL, true)
+		b = appendExploitData(b, f)
 		for _, s := range []string{f.VEXStatus(), f.VEXJustification(), f.VEXSource()} {
 			b = append(b, ',')
 			b = appendJSONString(b, s, true)

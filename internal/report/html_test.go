@@ -91,8 +91,22 @@ func TestHTMLRendersInChromium(t *testing.T) {
 		t.Fatalf("filterable table not rendered by the page script; #count is %q", regexp.MustCompile(`id="count"[^>]*>[^<]*`).FindString(dom))
 	}
 	tbody := dom[strings.Index(dom, `<table id="findings">`):]
-	if n := strings.Count(tbody, `<tr class="breached">`); n != 3 {
-		t.Errorf("%d breached rows in the table, want 3", n)
+	if n := strings.Count(tbody, `<tr class="breached">`); n != 4 {
+		t.Errorf("%d breached rows in the table, want 4", n)
+	}
+	// The KEV-listed row carries its badge (ransomware: known), EPSS is
+	// shown, and the cards count KEV findings and end-of-life images.
+	if n := strings.Count(tbody, `<span class="kev ransom" title="CISA KEV: due 2025-03-26, known ransomware use">KEV</span>`); n != 1 {
+		t.Errorf("%d KEV badges in the table, want 1", n)
+	}
+	if !strings.Contains(tbody, `title="percentile 0.97">0.62</td>`) {
+		t.Error("EPSS score of CVE-2024-0003 not shown")
+	}
+	for _, want := range []string{`id="f-kev"`, `<b>1 / 0</b>known exploited (KEV) / breached`, `<b>1</b>end-of-life OS images`,
+		"KEV catalogue 2025.03.09 (1 CVEs", "alpine 3.15.11"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("page lacks %q", want)
+		}
 	}
 	if strings.Contains(dom, "<title>pwned") || strings.Contains(dom, `<img src="x"`) {
 		t.Fatal("a finding title was interpreted as HTML")

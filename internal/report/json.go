@@ -109,7 +109,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 	}{
 		{"schemaVersion", r.SchemaVersion}, {"generatedAt", r.GeneratedAt}, {"asOf", r.AsOf},
 		{"scope", r.Scope}, {"runs", r.Runs}, {"clusters", r.Clusters}, {"db", r.DB},
-		{"scanner", r.Scanner}, {"policy", r.Policy}, {"summary", r.Summary}, {"complete", r.Complete},
+		{"scanner", r.Scanner}, {"policy", r.Policy}, {"feeds", r.Feeds}, {"summary", r.Summary}, {"complete", r.Complete},
 		{"failures", r.Failures}, {"notScanned", r.NotScanned}, {"expiredAcceptances", r.ExpiredAcceptances},
 	}
 	jw.raw("{\n")

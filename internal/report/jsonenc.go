@@ -206,7 +206,27 @@ func appendFinding(b []byte, f *Finding) []byte {
 		o.b = vo.end()
 	}
 	o.str("change", string(f.Change))
+	appendExploit(&o, f)
 	return o.end()
+}
+
+// appendExploit encodes a row's exploit fields: the rule that set its
+// deadline, its KEV listing, EPSS score and the image's end-of-life flag.
+func appendExploit(o *object, f *Finding) {
+	o.str("slaDeadlineRule", f.DeadlineRule)
+	o.bool("kev", f.Exploit.InKEV())
+	if k := f.Exploit.KEV; k != nil {
+		o.timeOpt("kevDateAdded", k.DateAdded.UTC())
+		o.timeOpt("kevDueDate", k.DueDate.UTC())
+		if k.Ransomware() {
+			o.bool("ransomware", true)
+		}
+	}
+	if f.Exploit.HasEPSS {
+		o.float("epss", f.Exploit.EPSS.Score)
+		o.float("epssPercentile", f.Exploit.EPSS.Percentile)
+	}
+	o.bool("osEol", f.Img.EOL())
 }
 
 // appendImage encodes one image as the schema's "image".
@@ -221,6 +241,17 @@ func appendImage(b []byte, img *Image) []byte {
 	o.strs("workloads", img.Workloads)
 	o.strs("owner_inferred", img.OwnerInferred)
 	o.int("vulnerabilities", len(img.Vulns))
+	if img.OS != nil {
+		o.key("os")
+		oo := beginObject(o.b)
+		oo.str("family", img.OS.Family)
+		oo.str("name", img.OS.Name)
+		if img.OS.EOSL {
+			oo.bool("eosl", true)
+		}
+		o.b = oo.end()
+	}
+	o.bool("osEol", img.EOL())
 	return o.end()
 }
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -34,9 +35,13 @@ type Report struct {
 	DB      *contract.DBInfo      `json:"db,omitempty"`
 	Scanner *contract.ScannerInfo `json:"scanner,omitempty"`
 	Policy  Policy                `json:"policy"`
-	Summary Summary               `json:"summary"`
-	// Complete is false when an image failed or was not scanned or a
-	// cluster was unreachable.
+	// Feeds are the exploit feeds (CISA KEV, FIRST EPSS) the report was
+	// enriched with, each with its state: fresh, stale, never loaded or
+	// unreadable.
+	Feeds   []FeedStatus `json:"feeds"`
+	Summary Summary      `json:"summary"`
+	// Complete is false when an image failed or was not scanned, a
+	// cluster was unreachable or an exploit feed is stale or unreadable.
 	Complete   bool         `json:"complete"`
 	Failures   []Failure    `json:"failures"`
 	NotScanned []NotScanned `json:"notScanned"`
@@ -91,6 +96,36 @@ type Policy struct {
 	Overrides     []sla.Override `json:"overrides,omitempty"`
 	Severities    []string       `json:"severities"`
 	IgnoreUnfixed bool           `json:"ignoreUnfixed"`
+	// KEV, EPSS and EOL are the exploit-aware rules (they only bring
+	// deadlines forward).
+	KEV  sla.KEVRule  `json:"kev"`
+	EPSS sla.EPSSRule `json:"epss"`
+	EOL  sla.EOLRule  `json:"eol"`
+}
+
+// FeedStatus is one exploit feed as the reporter found it.
+type FeedStatus struct {
+	// Feed is "kev" or "epss".
+	Feed  string `json:"feed"`
+	Title string `json:"title"`
+	// State is fresh, stale, never loaded or unreadable (feeds.State).
+	State string `json:"state"`
+	// Description is the one-line account the report shows.
+	Description string    `json:"description"`
+	Version     string    `json:"version,omitempty"`
+	Date        time.Time `json:"date,omitzero"`
+	Entries     int       `json:"entries,omitempty"`
+	Source      string    `json:"source,omitempty"`
+	FetchedAt   time.Time `json:"fetchedAt,omitzero"`
+	CheckedAt   time.Time `json:"checkedAt,omitzero"`
+	// MaxAge is --max-enrichment-age (a Go duration).
+	MaxAge string `json:"maxAge,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Degraded reports whether the feed makes the report incomplete.
+func (s FeedStatus) Degraded() bool {
+	return s.State == string(feeds.StateStale) || s.State == string(feeds.StateUnreadable)
 }
 
 // Summary counts the report's findings and coverage.
@@ -122,6 +157,15 @@ type Summary struct {
 	// owner was inferred from naming conventions instead of looked up
 	// (inventory files: see docs/inventory-files.md).
 	InferredOwners int `json:"inferredOwners"`
+	// KEV counts rows listed in CISA's KEV catalogue, KEVBreached those
+	// past their deadline.
+	KEV         int `json:"kev"`
+	KEVBreached int `json:"kevBreached"`
+	// EOLImages counts scanned images whose OS is past its end of life.
+	EOLImages int `json:"eolImages"`
+	// FeedsDegraded counts exploit feeds that are stale or unreadable
+	// (exit status bit 2).
+	FeedsDegraded int `json:"feedsDegraded"`
 }
 
 // Failure is an image whose scan failed.
@@ -164,10 +208,15 @@ type Finding struct {
 
 	// FirstSeen starts the SLA clock: the earliest first-seen date among
 	// the image's repositories.
-	FirstSeen     time.Time
-	SLADays       int
-	SLARule       string
-	Deadline      time.Time
+	FirstSeen time.Time
+	SLADays   int
+	SLARule   string
+	Deadline  time.Time
+	// DeadlineRule set Deadline: "severity", an override's name, "kev",
+	// "epss" or "eol" (sla.Deadline.Rule).
+	DeadlineRule string
+	// Exploit is what the KEV and EPSS feeds know of the vulnerability.
+	Exploit       feeds.Match
 	DaysRemaining int
 	Breached      bool
 
@@ -274,6 +323,10 @@ type Ticket struct {
 	Workloads []string `json:"workloads"`
 	// OwnerInferred lists the Workloads whose owner was inferred.
 	OwnerInferred []string `json:"owner_inferred"`
+	// KEV is true when one of its vulnerabilities is in CISA's KEV
+	// catalogue; KEVVulnerabilities lists them.
+	KEV                bool     `json:"kev"`
+	KEVVulnerabilities []string `json:"kevVulnerabilities,omitempty"`
 }
 
 // Diff compares this report with the previous one, by SLA identity
@@ -339,4 +392,10 @@ type Image struct {
 	// VEX are the statements attached to the image in its registry (nil:
 	// none).
 	VEX *vex.Set
+	// OS is the detected operating system (nil when none was detected);
+	// OS.EOSL marks an end-of-life distribution.
+	OS *contract.OSInfo
 }
+
+// EOL reports whether the image's OS is past its end of life.
+func (img *Image) EOL() bool { return img.OS != nil && img.OS.EOSL }

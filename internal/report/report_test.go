@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -101,31 +102,41 @@ func TestBuildSemantics(t *testing.T) {
 		status    sla.Status
 		change    sla.Change
 		rule      string
+		dlRule    string
+		kev       bool
 	}
+	// Breached first; within that KEV first, then earliest deadline, higher
+	// EPSS, severity. CVE-2024-0003 (MEDIUM, 90 days) is above the EPSS
+	// percentile: 14 days. CVE-2024-0002 was listed in KEV after it was
+	// first seen: CISA's due date (end of 2025-03-26) beats its 30 days.
+	// CVE-2024-0005 is above the EPSS percentile too, but its 3-day
+	// override is earlier than the rule's 14 days: the rule is ignored.
 	want := []row{
-		{"CVE-2024-0004", "2025-01-01", "2025-01-08", -61, true, sla.StatusAcceptanceExpired, sla.ChangeStillOpen, "default"},
-		{"CVE-2024-0001", "2025-02-20", "2025-02-27", -11, true, sla.StatusOpen, sla.ChangeStillOpen, "default"},
-		{"CVE-2023-9999", "2024-06-01", "2024-11-28", -102, true, sla.StatusAccepted, sla.ChangeStillOpen, "default"},
-		{"CVE-2024-0005", "2025-03-10", "2025-03-13", 3, false, sla.StatusAcceptanceExpired, sla.ChangeNew, "payments"},
-		{"CVE-2024-0002", "2025-03-01", "2025-03-31", 21, false, sla.StatusOpen, sla.ChangeStillOpen, "default"},
-		{"GHSA-4v7x-pqxf-cx7m", "2025-03-05", "2025-04-04", 25, false, sla.StatusNotAffected, sla.ChangeReopened, "default"},
-		{"CVE-2024-0003", "2025-01-15", "2025-04-15", 36, false, sla.StatusOpen, sla.ChangeStillOpen, "default"},
+		{"CVE-2023-9999", "2024-06-01", "2024-11-28", -102, true, sla.StatusAccepted, sla.ChangeStillOpen, "default", "severity", false},
+		{"CVE-2024-0004", "2025-01-01", "2025-01-08", -61, true, sla.StatusAcceptanceExpired, sla.ChangeStillOpen, "default", "severity", false},
+		{"CVE-2024-0003", "2025-01-15", "2025-01-29", -40, true, sla.StatusOpen, sla.ChangeStillOpen, "default", "epss", false},
+		{"CVE-2024-0001", "2025-02-20", "2025-02-27", -11, true, sla.StatusOpen, sla.ChangeStillOpen, "default", "severity", false},
+		{"CVE-2024-0002", "2025-03-01", "2025-03-26", 16, false, sla.StatusOpen, sla.ChangeStillOpen, "default", "kev", true},
+		{"CVE-2024-0005", "2025-03-10", "2025-03-13", 3, false, sla.StatusAcceptanceExpired, sla.ChangeNew, "payments", "payments", false},
+		{"GHSA-4v7x-pqxf-cx7m", "2025-03-05", "2025-04-04", 25, false, sla.StatusNotAffected, sla.ChangeReopened, "default", "severity", false},
 	}
 	if len(r.Findings) != len(want) {
 		t.Fatalf("%d findings, want %d", len(r.Findings), len(want))
 	}
 	for i, w := range want {
 		f := r.Findings[i]
-		got := row{f.ID, date(f.FirstSeen), date(f.Deadline), f.DaysRemaining, f.Breached, f.Status, f.Change, f.SLARule}
+		got := row{f.ID, date(f.FirstSeen), date(f.Deadline), f.DaysRemaining, f.Breached, f.Status, f.Change, f.SLARule,
+			f.DeadlineRule, f.Exploit.InKEV()}
 		if got != w {
 			t.Errorf("row %d = %+v\n        want %+v", i, got, w)
 		}
 	}
-	if f := r.Findings[0]; f.Image() != "docker.io/library/nginx:1.25" || len(f.Img.Clusters) != 2 || len(f.Img.Repositories) != 2 {
+	if f := r.Findings[1]; f.Image() != "docker.io/library/nginx:1.25" || len(f.Img.Clusters) != 2 || len(f.Img.Repositories) != 2 {
 		t.Errorf("nginx row: image %q clusters %v repositories %v", f.Image(), f.Img.Clusters, f.Img.Repositories)
 	}
 	s := r.Summary
-	if s.BreachedUnaccepted != 2 || s.Breached != 3 || s.Accepted != 1 || s.AcceptanceExpired != 2 || s.NotAffected != 1 {
+	if s.BreachedUnaccepted != 3 || s.Breached != 4 || s.Accepted != 1 || s.AcceptanceExpired != 2 || s.NotAffected != 1 ||
+		s.KEV != 1 || s.KEVBreached != 0 || s.EOLImages != 1 || s.FeedsDegraded != 0 {
 		t.Errorf("summary %+v", s)
 	}
 	if s.Images != 4 || s.ImagesScanned != 2 || s.ImagesFailed != 1 || s.ImagesNotScanned != 1 || s.UnresolvedContainers != 1 || s.ClustersUnreachable != 1 {
@@ -163,9 +174,9 @@ func TestFilters(t *testing.T) {
 		want   []string
 	}{
 		{"severity CRITICAL,HIGH", Filter{Severities: []string{"CRITICAL", "HIGH"}},
-			[]string{"CVE-2024-0004", "CVE-2024-0001", "CVE-2024-0005", "CVE-2024-0002", "GHSA-4v7x-pqxf-cx7m"}},
+			[]string{"CVE-2024-0004", "CVE-2024-0001", "CVE-2024-0002", "CVE-2024-0005", "GHSA-4v7x-pqxf-cx7m"}},
 		{"ignore unfixed drops status affected and no-status without fix", Filter{IgnoreUnfixed: true},
-			[]string{"CVE-2024-0004", "CVE-2024-0001", "CVE-2023-9999", "CVE-2024-0005", "CVE-2024-0002", "GHSA-4v7x-pqxf-cx7m"}},
+			[]string{"CVE-2023-9999", "CVE-2024-0004", "CVE-2024-0001", "CVE-2024-0002", "CVE-2024-0005", "GHSA-4v7x-pqxf-cx7m"}},
 		{"LOW only", Filter{Severities: []string{"LOW"}}, []string{"CVE-2023-9999"}},
 	}
 	for _, tt := range tests {
@@ -232,7 +243,10 @@ func TestTickets(t *testing.T) {
 		openssl.Severity != "CRITICAL" || !openssl.Breached || date(openssl.Deadline) != "2025-02-27" {
 		t.Errorf("openssl ticket %+v", openssl)
 	}
-	if want := "openssl 3.1.3-r0 → 3.1.5-r0 fixes CVE-2024-0001, CVE-2024-0002 in docker.io/library/nginx"; openssl.Summary != want {
+	if !openssl.KEV || strings.Join(openssl.KEVVulnerabilities, ",") != "CVE-2024-0002" {
+		t.Errorf("openssl ticket not marked KEV: %+v", openssl)
+	}
+	if want := "openssl 3.1.3-r0 → 3.1.5-r0 fixes CVE-2024-0001, CVE-2024-0002 in docker.io/library/nginx [KEV: CVE-2024-0002]"; openssl.Summary != want {
 		t.Errorf("summary %q\nwant    %q", openssl.Summary, want)
 	}
 	if z := got["docker.io/library/nginx zlib"]; z.FixedVersion != "" || strings.Join(z.Unfixed, ",") != "CVE-2024-0003" ||
@@ -248,8 +262,10 @@ func TestTickets(t *testing.T) {
 	if _, ok := got["docker.io/library/nginx curl"]; !ok {
 		t.Error("expired acceptance must still produce a ticket")
 	}
-	if r.Tickets[0].Package != "curl" || !r.Tickets[0].Breached {
-		t.Errorf("first ticket %+v, want the breached curl one", r.Tickets[0])
+	// Breached first, then KEV-listed: the breached KEV openssl ticket
+	// leads the breached curl one (whose deadline is earlier).
+	if r.Tickets[0].Package != "openssl" || !r.Tickets[0].Breached || r.Tickets[1].Package != "curl" {
+		t.Errorf("first tickets %+v, %+v, want the breached KEV openssl one, then curl", r.Tickets[0], r.Tickets[1])
 	}
 	if len(r.Tickets[0].ID) != 13 || r.Tickets[0].ID != Build(fixture(t)).Tickets[0].ID {
 		t.Errorf("ticket id %q not stable", r.Tickets[0].ID)
@@ -408,5 +424,57 @@ func TestSortFindingsPermutesInPlace(t *testing.T) {
 		if got[i].ID != want[i].ID {
 			t.Fatalf("row %d = %s, want %s", i, got[i].ID, want[i].ID)
 		}
+	}
+}
+
+// TestEOLRuleAndFeedStates: with eol.days the end-of-life image's rows get
+// at most first seen + days (the api image, whose OS is not EOL, keeps its
+// deadlines); without feeds every row is unlisted and the report says the
+// feeds were never loaded, without being incomplete for it; a stale feed
+// makes it incomplete.
+func TestEOLRuleAndFeedStates(t *testing.T) {
+	t.Parallel()
+	in := fixture(t)
+	in.Policy.EOL = sla.EOLRule{Enabled: true, Days: 5}
+	r := Build(in)
+	for _, f := range r.Findings {
+		switch {
+		case f.ID == "CVE-2024-0002": // first seen 2025-03-01: 2025-03-06 beats KEV's 2025-03-26
+			if f.DeadlineRule != sla.RuleEOL || date(f.Deadline) != "2025-03-06" || !f.Breached {
+				t.Errorf("%s: rule %s deadline %s breached %v", f.ID, f.DeadlineRule, date(f.Deadline), f.Breached)
+			}
+		case !f.Img.EOL() && f.DeadlineRule == sla.RuleEOL:
+			t.Errorf("%s: eol rule on an image that is not end-of-life", f.ID)
+		}
+	}
+	if r.Summary.EOLImages != 1 {
+		t.Errorf("EOL images %d", r.Summary.EOLImages)
+	}
+
+	in = fixture(t)
+	in.Enrichment = nil
+	r = Build(in)
+	if r.Summary.KEV != 0 || r.Summary.FeedsDegraded != 0 || len(r.Feeds) != 2 {
+		t.Fatalf("without feeds: summary %+v feeds %+v", r.Summary, r.Feeds)
+	}
+	for _, fs := range r.Feeds {
+		if fs.State != "never loaded" || fs.Degraded() {
+			t.Errorf("feed %+v", fs)
+		}
+	}
+	for _, f := range r.Findings {
+		if f.Exploit.InKEV() || f.Exploit.HasEPSS || f.DeadlineRule == sla.RuleKEV || f.DeadlineRule == sla.RuleEPSS {
+			t.Errorf("%s enriched without feeds", f.ID)
+		}
+	}
+
+	in = fixture(t)
+	in.Enrichment = fixtureEnrichment(t, in.AsOf.Add(-8*24*time.Hour)) // KEV last confirmed 8 days ago
+	r = Build(in)
+	if r.Summary.FeedsDegraded != 1 || r.Feeds[0].State != "stale" || r.Feeds[1].State != "fresh" {
+		t.Fatalf("stale KEV: summary %+v feeds %+v", r.Summary, r.Feeds)
+	}
+	if md := string(render(t, r, WriteMarkdown)); !strings.Contains(md, "): stale (8d old, more than 7d)") {
+		t.Errorf("Markdown does not say the KEV catalogue is stale:\n%s", md)
 	}
 }

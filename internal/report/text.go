@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,6 +124,7 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 	m.printf("As of %s · %s\n\n", stamp(r.AsOf), scopeLine(r))
 	m.printf("**%s**\n\n", Verdict(r))
 	m.summary(r)
+	m.exploits(r)
 	m.breaches(r)
 	m.expiredAcceptances(r)
 	m.vexRows(r)
@@ -131,7 +133,7 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 	m.notScanned(r)
 	m.diff(r.Diff)
 	m.tickets(r)
-	m.printf("\n---\nGenerated %s by fleetscan. SLA policy: %s.\n", stamp(r.GeneratedAt), strings.Join(sla.Policy{Days: r.Policy.Days, Overrides: r.Policy.Overrides}.Describe(), "; "))
+	m.printf("\n---\nGenerated %s by fleetscan. SLA policy: %s.\n", stamp(r.GeneratedAt), strings.Join(policyLines(r), "; "))
 	if m.err != nil {
 		return m.err
 	}
@@ -188,10 +190,10 @@ func (m *mdWriter) breaches(r *Report) {
 	m.printf("\n## Breached SLAs (%d)\n\n", len(gating))
 	var rows [][]string
 	for _, f := range gating[:min(len(gating), MarkdownLimit)] {
-		rows = append(rows, []string{f.Image(), f.Platform(), f.ID, f.Severity, f.PkgName, f.PkgVersion,
-			orDash(f.FixedVersion), date(f.Deadline), fmt.Sprint(-f.DaysRemaining), joinLimit(f.Img.WorkloadLabels(), 3)})
+		rows = append(rows, []string{f.Image(), f.Platform(), f.ID, f.Severity, orDash(exploitLabel(f)), f.PkgName, f.PkgVersion,
+			orDash(f.FixedVersion), date(f.Deadline), f.DeadlineRule, fmt.Sprint(-f.DaysRemaining), joinLimit(f.Img.WorkloadLabels(), 3)})
 	}
-	m.table([]string{"Image", "Platform", "Vulnerability", "Severity", "Package", "Installed", "Fixed in", "Deadline", "Days overdue", "Workloads"}, rows)
+	m.table([]string{"Image", "Platform", "Vulnerability", "Severity", "Exploit", "Package", "Installed", "Fixed in", "Deadline", "Rule", "Days overdue", "Workloads"}, rows)
 	m.more(len(gating))
 }
 
@@ -307,10 +309,76 @@ func (m *mdWriter) tickets(r *Report) {
 	m.printf("\n## Tickets (%d)\n\n", len(r.Tickets))
 	var rows [][]string
 	for _, t := range r.Tickets[:min(len(r.Tickets), MarkdownLimit)] {
-		rows = append(rows, []string{t.ID, t.Summary, strings.Join(t.Platforms, ", "), t.Severity, date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
+		rows = append(rows, []string{t.ID, t.Summary, strings.Join(t.Platforms, ", "), t.Severity, kevMark(t.KEV), date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
 	}
-	m.table([]string{"Ticket", "Upgrade", "Platforms", "Severity", "Deadline", "Breached", "Workloads"}, rows)
+	m.table([]string{"Ticket", "Upgrade", "Platforms", "Severity", "KEV", "Deadline", "Breached", "Workloads"}, rows)
 	m.more(len(r.Tickets))
+}
+
+// exploits writes the exploit feeds' state, the KEV findings and the
+// end-of-life images.
+func (m *mdWriter) exploits(r *Report) {
+	s := r.Summary
+	m.printf("\n## Known exploited and end-of-life\n\n")
+	m.printf("Known exploited (CISA KEV): %d findings, %d breached · End-of-life OS images: %d\n\n", s.KEV, s.KEVBreached, s.EOLImages)
+	for _, fs := range r.Feeds {
+		m.printf("- %s\n", fs.Description)
+	}
+	if eol := eolImages(r); len(eol) > 0 {
+		m.printf("\n")
+		var rows [][]string
+		for _, img := range eol[:min(len(eol), MarkdownLimit)] {
+			rows = append(rows, []string{img.Reference, shortDigest(img.Key.Digest), img.OS.Family + " " + img.OS.Name, joinLimit(img.Workloads, 3)})
+		}
+		m.table([]string{"End-of-life image", "Digest", "OS", "Workloads"}, rows)
+		m.more(len(eol))
+	}
+}
+
+// eolImages lists the scanned images whose OS is past its end of life.
+func eolImages(r *Report) []*Image {
+	var out []*Image
+	for _, img := range r.Images {
+		if img.EOL() {
+			out = append(out, img)
+		}
+	}
+	return out
+}
+
+// exploitLabel renders what the feeds know of a row: "KEV due 2023-10-31,
+// ransomware · EPSS 0.94 (p0.99)".
+func exploitLabel(f *Finding) string {
+	var parts []string
+	if k := f.Exploit.KEV; k != nil {
+		kev := "KEV"
+		if !k.DueDate.IsZero() {
+			kev += " due " + date(k.DueDate)
+		}
+		if k.Ransomware() {
+			kev += ", ransomware"
+		}
+		parts = append(parts, kev)
+	}
+	if f.Exploit.HasEPSS {
+		parts = append(parts, fmt.Sprintf("EPSS %s (p%s)", strconv.FormatFloat(f.Exploit.EPSS.Score, 'f', -1, 64),
+			strconv.FormatFloat(f.Exploit.EPSS.Percentile, 'f', -1, 64)))
+	}
+	return strings.Join(parts, " · ")
+}
+
+func kevMark(kev bool) string {
+	if kev {
+		return "KEV"
+	}
+	return ""
+}
+
+// policyLines describes the SLA policy: days, overrides and the
+// exploit-aware rules.
+func policyLines(r *Report) []string {
+	p := sla.Policy{Days: r.Policy.Days, Overrides: r.Policy.Overrides, KEV: r.Policy.KEV, EPSS: r.Policy.EPSS, EOL: r.Policy.EOL}
+	return append(p.Describe(), p.DescribeRules()...)
 }
 
 func orDash(s string) string {
@@ -384,8 +452,12 @@ func WriteConsole(w io.Writer, r *Report) error {
 	if s.InferredOwners > 0 {
 		m.printf("\nOwners:   %s", inferredLine(s.InferredOwners))
 	}
+	m.printf("\nExploits: %d KEV findings (%d breached) · %d end-of-life OS images\n", s.KEV, s.KEVBreached, s.EOLImages)
+	for _, fs := range r.Feeds {
+		m.printf("Feed:     %s\n", fs.Description)
+	}
 	d := r.Diff
-	m.printf("\nChanges:  %d new (%d reopened) · %d still open · %d fixed\n", d.New+d.Reopened, d.Reopened, d.StillOpen, d.Fixed)
+	m.printf("Changes:  %d new (%d reopened) · %d still open · %d fixed\n", d.New+d.Reopened, d.Reopened, d.StillOpen, d.Fixed)
 	for _, a := range r.ExpiredAcceptances {
 		if a.FixAvailable {
 			m.printf("Expired acceptance: %s in %s (a fix is available; %s)\n", a.Vulnerability, a.Repository, a.Reason)

@@ -16,9 +16,10 @@ const maxSummaryIDs = 6
 
 // BuildTickets groups findings that are not accepted into one ticket per
 // (image repository, package): the upgrade that fixes them, the worst
-// severity, the earliest deadline and the affected workloads. findings must
-// already be sorted; tickets come out in the same order (breached first,
-// then severity, then deadline).
+// severity, the earliest deadline (its earliest row's, exploit-aware rules
+// included), the KEV-listed vulnerabilities and the affected workloads.
+// findings must already be sorted; tickets come out breached first, then
+// KEV-listed first, then by deadline and severity.
 func BuildTickets(findings []Finding) []Ticket {
 	groups := map[[2]string]*ticketGroup{}
 	var order []*ticketGroup
@@ -28,10 +29,7 @@ func BuildTickets(findings []Finding) []Ticket {
 		case sla.StatusAccepted, sla.StatusNotAffected, sla.StatusFixed:
 			continue // accepted, or not exploitable per VEX: no work
 		}
-		repo := sla.Repository(f.Image())
-		if repo == "" {
-			repo = f.Digest()
-		}
+		repo := TicketRepository(f)
 		k := [2]string{repo, f.PkgName}
 		g := groups[k]
 		if g == nil {
@@ -46,12 +44,26 @@ func BuildTickets(findings []Finding) []Ticket {
 		out = append(out, g.ticket())
 	}
 	slices.SortStableFunc(out, func(a, b Ticket) int {
-		return cmp.Or(cmpBool(b.Breached, a.Breached),
-			cmp.Compare(sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity)),
+		return cmp.Or(cmpBool(b.Breached, a.Breached), cmpBool(b.KEV, a.KEV),
 			a.Deadline.Compare(b.Deadline),
+			cmp.Compare(sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity)),
 			strings.Compare(a.Repository, b.Repository), strings.Compare(a.Package, b.Package))
 	})
 	return out
+}
+
+// TicketID is the stable ticket ID of a package of an image repository.
+func TicketID(repo, pkg string) string {
+	h := sha256.Sum256([]byte(repo + "\x00" + pkg))
+	return "FS-" + strings.ToUpper(hex.EncodeToString(h[:5]))
+}
+
+// TicketRepository is the repository a finding's ticket is grouped under.
+func TicketRepository(f *Finding) string {
+	if repo := sla.Repository(f.Image()); repo != "" {
+		return repo
+	}
+	return f.Digest()
 }
 
 // ticketGroup gathers the findings of one (repository, package) ticket.
@@ -60,6 +72,7 @@ type ticketGroup struct {
 	installed map[string]bool
 	fixes     map[string]bool
 	unfixed   map[string]bool
+	kev       map[string]bool
 	images    map[*Image]bool
 	targets   []string
 }
@@ -67,13 +80,12 @@ type ticketGroup struct {
 // newTicketGroup starts the ticket of repo's package with its first
 // finding f.
 func newTicketGroup(repo string, f *Finding) *ticketGroup {
-	h := sha256.Sum256([]byte(repo + "\x00" + f.PkgName))
 	return &ticketGroup{
 		t: &Ticket{
-			ID: "FS-" + strings.ToUpper(hex.EncodeToString(h[:5])), Repository: repo, Package: f.PkgName,
+			ID: TicketID(repo, f.PkgName), Repository: repo, Package: f.PkgName,
 			Severity: f.Severity, Deadline: f.Deadline,
 		},
-		installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{},
+		installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{}, kev: map[string]bool{},
 		images: map[*Image]bool{},
 	}
 }
@@ -89,6 +101,9 @@ func (g *ticketGroup) add(f *Finding) {
 		t.Deadline = f.Deadline
 	}
 	t.Breached = t.Breached || f.Breached
+	if f.Exploit.InKEV() {
+		g.kev[f.ID] = true
+	}
 	if f.PkgVersion != "" {
 		g.installed[f.PkgVersion] = true
 	}
@@ -116,6 +131,8 @@ func (g *ticketGroup) ticket() Ticket {
 		delete(g.unfixed, id) // fixed in one image, so the upgrade covers it
 	}
 	t.Unfixed = sortedKeys(g.unfixed)
+	t.KEVVulnerabilities = sortedKeys(g.kev)
+	t.KEV = len(t.KEVVulnerabilities) > 0
 	digests, platforms, workloads, inferred := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for img := range g.images {
 		digests[img.Key.Digest] = true
@@ -151,6 +168,9 @@ func ticketSummary(t *Ticket) string {
 		fmt.Fprintf(&b, ": no fix available yet for %s", idList(t.Unfixed))
 	}
 	fmt.Fprintf(&b, " in %s", t.Repository)
+	if t.KEV {
+		fmt.Fprintf(&b, " [KEV: %s]", idList(t.KEVVulnerabilities))
+	}
 	return b.String()
 }
 

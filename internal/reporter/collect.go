@@ -112,6 +112,7 @@ func (c *collector) take(k contract.ImageKey, res contract.ScanResult) {
 	img := c.sc.fleet.Image(k, res.Reference)
 	img.Vulns = report.CompactResult(res, c.intern)
 	img.VEX = attestations(res, c.log)
+	img.OS = res.OS // its EOSL flag marks an end-of-life image
 	c.out.images = append(c.out.images, img)
 	if c.out.db == nil || res.DB.UpdatedAt.After(c.out.db.UpdatedAt) {
 		db, scanner := res.DB, res.Scanner

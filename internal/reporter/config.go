@@ -11,10 +11,14 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
+	"github.com/fleetscan/fleetscan/internal/metrics"
+	"github.com/fleetscan/fleetscan/internal/notify"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload"
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/tickets"
 	"github.com/fleetscan/fleetscan/internal/vex"
 )
 
@@ -52,6 +56,12 @@ type Config struct {
 	Record bool
 	// S3 uploads the files when S3.URL is set.
 	S3 s3upload.Config
+	// Metrics is where the report's Prometheus metrics go.
+	Metrics metrics.Config
+	// Tickets is the issue tracker kept in sync with the tickets.
+	Tickets tickets.Config
+	// Notify sends each owner a digest.
+	Notify notify.Config
 	// SBOM lists the SBOM formats written per image (--sbom cyclonedx,spdx).
 	SBOM []string
 	// VEX lists VEX documents or directories of them (--vex, repeatable):
@@ -65,7 +75,14 @@ type Config struct {
 	VEXRepos []string
 	// VEXOut writes the acceptances' VEX decisions as one OpenVEX document.
 	VEXOut string
+	// MaxEnrichmentAge is the age past which an exploit feed (KEV, EPSS)
+	// is stale: the report says so and is incomplete (exit status bit 2).
+	MaxEnrichmentAge time.Duration
 }
+
+// SecretFlags are the reporter's flags whose values are secrets (webhook
+// URLs carry tokens): output redacts them.
+var SecretFlags = []string{"notify-webhook", "notify-slack-webhook"}
 
 // Defaults returns the documented defaults.
 func Defaults() Config {
@@ -81,6 +98,10 @@ func Defaults() Config {
 		Formats:      formats,
 		Record:       true,
 		S3:           s3upload.Defaults(),
+		Metrics:      metrics.Defaults(),
+		Tickets:      tickets.Defaults(),
+
+		MaxEnrichmentAge: feeds.DefaultMaxAge,
 	}
 }
 
@@ -102,6 +123,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.RegisterSBOMFlags(fs)
 	c.RegisterVEXFlags(fs)
 	fs.StringVar(&c.VEXRepoDir, "vex-repo-dir", c.VEXRepoDir, "directory of VEX repositories fetched by `worker db-update --vex-repo` (their statements are applied; empty: none)")
+	fs.DurationVar(&c.MaxEnrichmentAge, "max-enrichment-age", c.MaxEnrichmentAge, "a KEV or EPSS feed older than this is reported stale and makes the report incomplete (exit status bit 2; EPSS by its score date, KEV since last confirmed at its source)")
+	c.RegisterReachFlags(fs)
 }
 
 // RegisterVEXFlags binds --vex and --vex-out (the all-in-one registers
@@ -109,6 +132,14 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 func (c *Config) RegisterVEXFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&c.VEX, "vex", c.VEX, "VEX document (OpenVEX, CycloneDX VEX or CSAF VEX) or directory of *.json documents; repeatable. not_affected and fixed statements take matching findings off the gate; affected and under_investigation annotate them")
 	fs.StringVar(&c.VEXOut, "vex-out", c.VEXOut, "also write the acceptances' VEX decisions (vex_status) as one OpenVEX document to this file")
+}
+
+// RegisterReachFlags binds the flags that deliver the report beyond its
+// files: metrics, ticket sync and owner digests (the all-in-one registers them too).
+func (c *Config) RegisterReachFlags(fs *pflag.FlagSet) {
+	c.Metrics.RegisterFlags(fs)
+	c.Tickets.RegisterFlags(fs)
+	c.Notify.RegisterFlags(fs)
 }
 
 // RegisterSBOMFlags binds --sbom (the all-in-one registers it too).
@@ -128,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAge <= 0 {
 		errs = append(errs, fmt.Errorf("--max-age %s: must be positive", c.MaxAge))
+	}
+	if c.MaxEnrichmentAge <= 0 {
+		errs = append(errs, fmt.Errorf("--max-enrichment-age %s: must be positive", c.MaxEnrichmentAge))
 	}
 	if strings.TrimSpace(c.RunID) != c.RunID {
 		errs = append(errs, fmt.Errorf("--run %q: surrounding spaces", c.RunID))
@@ -162,6 +196,15 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.S3.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tickets.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Notify.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := sbom.ParseFormats(c.SBOM); err != nil {

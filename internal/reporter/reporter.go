@@ -10,11 +10,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
@@ -22,6 +25,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/tickets"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/internal/vex"
 )
@@ -35,7 +39,9 @@ const (
 	// covered by an active risk acceptance.
 	ExitBreached = 1
 	// ExitIncomplete: an image failed or was never scanned, a cluster was
-	// unreachable, or the S3 upload failed. The local report is written.
+	// unreachable, an exploit feed is stale or unreadable, or a delivery
+	// failed (S3 upload, Pushgateway push, ticket sync, owner digest). The
+	// local report is written.
 	ExitIncomplete = 2
 	// ExitNoReport: no report could be produced (bad flags or
 	// configuration, NATS unreachable, output directory not writable).
@@ -48,7 +54,10 @@ const ExitStatusHelp = `Exit status (a bit mask):
   1  unaccepted SLA breaches: a finding is past its deadline (first seen +
      SLA days) and not covered by an active risk acceptance
   2  incomplete: an image failed or was never scanned, a cluster was
-     unreachable, or the S3 upload failed (the local report is still written)
+     unreachable, a KEV or EPSS feed is older than --max-enrichment-age or
+     unreadable, or a delivery failed: the S3 upload, the Pushgateway push,
+     the ticket sync or an owner digest (the local report is still written;
+     a feed never loaded is stated in it, not an error)
   3  both 1 and 2
   4  no report could be produced: bad flags, files or configuration
      (checked before any work), NATS unreachable or lost, the output
@@ -81,15 +90,32 @@ type Deps struct {
 	// Exporter writes SBOMs (--sbom) and keeps the package index whole
 	// for the report's images (nil: neither).
 	Exporter Exporter
+	// Tickets is the ticket-ID → issue KV bucket (topology.Resources.Tickets);
+	// required with a tracker.
+	Tickets jetstream.KeyValue
+	// HTTPClient sends pushes, notifications and tracker requests (nil:
+	// http.DefaultClient).
+	HTTPClient *http.Client
 	// OnWritten is told the outcome as soon as the report files are
 	// written, before the exports and the upload (a second interrupt then
 	// exits with the report's status instead of "no report").
 	OnWritten func(Outcome)
+	// Feeds is where the exploit feeds (CISA KEV, FIRST EPSS) are read:
+	// the JetStream object store the updater publishes to (the fleet), or
+	// the all-in-one's --cache-dir. Nil: none; the report says the feeds
+	// were never loaded.
+	Feeds feeds.Source
 }
 
-// NewDeps wires the reporter to shared state on JetStream.
+// NewDeps wires the reporter to shared state on JetStream, the exploit
+// feeds included (the object store `worker db-update --publish-feeds`
+// writes).
 func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
-	return Deps{Store: st, FirstSeen: res.FirstSeen, Log: log, Out: out, Exporter: newExporter(res, log)}
+	d := Deps{Store: st, FirstSeen: res.FirstSeen, Tickets: res.Tickets, Log: log, Out: out, Exporter: newExporter(res, log)}
+	if res.Feeds != nil {
+		d.Feeds = feeds.ObjectStoreSource(res.Feeds)
+	}
+	return d
 }
 
 func (d Deps) now() time.Time {
@@ -112,6 +138,15 @@ type Outcome struct {
 	ReportID string
 	// SBOM is what the export wrote (nil when it did not run).
 	SBOM *sbom.Result
+	// Notified counts the owner digests delivered.
+	Notified int
+	// Tickets is what the ticket sync did, per tracker.
+	Tickets []tickets.Result
+	// MetricsFile is the metrics file written (metrics.prom).
+	MetricsFile string
+	// DeliveryFailures name the deliveries beyond the files that failed
+	// (Pushgateway, notifications, tickets): the run is then incomplete.
+	DeliveryFailures []string
 }
 
 // Breached reports whether an unaccepted finding is past its deadline.
@@ -136,9 +171,15 @@ func (o Outcome) Incomplete() []string {
 	if s.ClustersUnreachable > 0 {
 		why = append(why, fmt.Sprintf("%d clusters were unreachable", s.ClustersUnreachable))
 	}
+	for _, f := range o.Report.Feeds {
+		if f.Degraded() {
+			why = append(why, fmt.Sprintf("the %s is %s", f.Title, f.State))
+		}
+	}
 	if o.UploadErr != nil {
 		why = append(why, "the S3 upload failed")
 	}
+	why = append(why, o.DeliveryFailures...)
 	if o.SBOM != nil && len(o.SBOM.Missing) > 0 {
 		why = append(why, fmt.Sprintf("%d images have no SBOM (no cached analysis)", len(o.SBOM.Missing)))
 	}
@@ -189,6 +230,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
+	enrichment, err := loadFeeds(ctx, cfg, d, asOf, log)
+	if err != nil {
+		return Outcome{}, err
+	}
 	var sc *scope
 	if cfg.RunID != "" {
 		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
@@ -215,7 +260,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
 		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
 		Policy: set.policy, Acceptances: set.acceptances, VEX: set.vex, Filter: set.filter,
-		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner,
+		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner, Enrichment: enrichment,
 	})
 	if cfg.VEXOut != "" {
 		if err := writeVEXOut(cfg.VEXOut, set.acceptances, r, asOf, log); err != nil {
@@ -228,12 +273,16 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		if d.OnWritten != nil {
 			d.OnWritten(*out)
 		}
-		return export(ctx, cfg, d, col.images, out, log)
+		if err := export(ctx, cfg, d, col.images, out, log); err != nil {
+			return err
+		}
+		return writeMetrics(cfg, r, out)
 	}
 	out, err := deliver(ctx, cfg.OutDir, set, r, asOf, reportID(sc, asOf), exports, log)
 	if err != nil {
 		return out, err
 	}
+	reach(ctx, cfg, d, &out, log)
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
 		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
 		zap.Int("first_seen_writes", led.Writes), zap.Int("exit_status", out.ExitCode()),
@@ -244,6 +293,29 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// loadFeeds reads the exploit feeds' last good copies from d.Feeds and
+// logs each feed's state at asOf. A feed never stored is a state the
+// report shows, not an error; only a cancelled context fails.
+func loadFeeds(ctx context.Context, cfg Config, d Deps, asOf time.Time, log *zap.Logger) (*feeds.Enrichment, error) {
+	if d.Feeds == nil {
+		return feeds.New(nil, nil, time.Time{}, cfg.MaxEnrichmentAge), nil
+	}
+	e, err := feeds.Load(ctx, d.Feeds, cfg.MaxEnrichmentAge)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range e.Statuses() {
+		fields := []zap.Field{zap.String("feed", string(st.Feed)), zap.String("state", string(st.State(asOf))),
+			zap.String("source", d.Feeds.String()), zap.String("status", st.Describe(asOf))}
+		if st.Degraded(asOf) {
+			log.Warn("exploit feed degraded: the report is incomplete", fields...)
+		} else {
+			log.Info("exploit feed", fields...)
+		}
+	}
+	return e, nil
 }
 
 // settings are what the configuration names, loaded before any work: the
@@ -308,6 +380,7 @@ func deliver(ctx context.Context, dir string, set settings, r *report.Report, as
 		files[i] = s3upload.File{Name: f.Name, Path: f.Path, ContentType: f.ContentType}
 	}
 	files = append(files, out.sbomUploads()...)
+	files = append(files, out.metricsUpload()...)
 	out.Uploaded, out.UploadErr = up.Upload(ctx, asOf, out.ReportID, files)
 	if out.UploadErr != nil {
 		log.Error("S3 upload failed; the local report is written", zap.String("destination", up.Destination()), zap.Error(out.UploadErr))

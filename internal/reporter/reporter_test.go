@@ -24,7 +24,7 @@ import (
 // TestExitCodeEveryCombination checks the bit mask over every combination
 // of the conditions that set it.
 func TestExitCodeEveryCombination(t *testing.T) {
-	conds := []string{"breached", "failed image", "never-scanned image", "unresolved image", "unreachable cluster", "S3 upload failed"}
+	conds := []string{"breached", "failed image", "never-scanned image", "unresolved image", "unreachable cluster", "S3 upload failed", "stale feed"}
 	for mask := 0; mask < 1<<len(conds); mask++ {
 		on := func(i int) bool { return mask&(1<<i) != 0 }
 		r := &report.Report{Complete: true}
@@ -42,6 +42,9 @@ func TestExitCodeEveryCombination(t *testing.T) {
 		}
 		if on(4) {
 			r.Summary.ClustersUnreachable = 1
+		}
+		if on(6) {
+			r.Feeds = []report.FeedStatus{{Feed: "epss", Title: "EPSS scores", State: "stale"}, {Feed: "kev", Title: "KEV catalogue", State: "never loaded"}}
 		}
 		o := Outcome{Report: r, Files: []report.File{{Name: "report.csv"}}}
 		if on(5) {
@@ -435,6 +438,9 @@ func TestS3Delivery(t *testing.T) {
 	local, err := os.ReadFile(filepath.Join(cfg.OutDir, "report.csv"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, _, err := srv.Get(t.Context(), "reports", "vuln-reports/latest/metrics.prom"); err != nil {
+		t.Fatalf("metrics.prom not uploaded with the report: %v", err)
 	}
 	for _, k := range []string{"vuln-reports/2025-03-10/run-7/report.csv", "vuln-reports/latest/report.csv"} {
 		got, _, err := srv.Get(t.Context(), "reports", k)

@@ -42,6 +42,9 @@ const (
 	RunsBucket = "fleetscan-runs"
 	// FirstSeenBucket is the KV bucket of SLA first-seen dates.
 	FirstSeenBucket = "fleetscan-firstseen"
+	// TicketsBucket is the KV bucket mapping fleetscan ticket IDs to the
+	// issues the reporter keeps in GitHub or Jira (internal/tickets).
+	TicketsBucket = "fleetscan-tickets"
 
 	// LayerCacheBucket is the fleet-wide layer-analysis cache (KV): Trivy's
 	// artifact and blob entries, and per image key the cache keys of its
@@ -191,6 +194,8 @@ type Resources struct {
 	PackageIndex jetstream.ObjectStore
 	// Feeds holds the KEV and EPSS feeds (internal/feeds).
 	Feeds jetstream.ObjectStore
+	// Tickets maps ticket IDs to tracker issues (internal/tickets).
+	Tickets jetstream.KeyValue
 }
 
 func (c Config) storage() jetstream.StorageType {
@@ -374,5 +379,20 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 	}); err != nil {
 		return nil, fmt.Errorf("topology: KV %s: %w", ScannerBucket, err)
 	}
+	if r.Tickets, err = js.CreateOrUpdateKeyValue(ctx, c.ticketsConfig()); err != nil {
+		return nil, fmt.Errorf("topology: KV %s: %w", TicketsBucket, err)
+	}
 	return &r, nil
+}
+
+// ticketsConfig is the tickets KV bucket: one key per tracker and ticket
+// ID, kept forever (a closed issue is reopened when its finding returns).
+func (c Config) ticketsConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      TicketsBucket,
+		Description: "fleetscan ticket IDs -> GitHub/Jira issues the reporter keeps in sync",
+		History:     1,
+		Storage:     c.storage(),
+		Replicas:    c.Replicas,
+	}
 }

@@ -125,3 +125,29 @@ func (m *metrics) countFindings(fs []contract.Finding) {
 		m.findings.WithLabelValues(s).Add(float64(n))
 	}
 }
+
+// MetricNames lists the metric names a worker's /metrics page carries
+// (histograms as their _bucket, _sum and _count series), for dashboards
+// and alert rules to be checked against.
+func MetricNames() ([]string, error) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg, "names", func() float64 { return 0 })
+	if err != nil {
+		return nil, err
+	}
+	// The duration histogram appears with a worker's first scan.
+	m.duration.WithLabelValues(OutcomeScanned)
+	fams, err := reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, f := range fams {
+		if f.GetType().String() == "HISTOGRAM" {
+			names = append(names, f.GetName()+"_bucket", f.GetName()+"_sum", f.GetName()+"_count")
+			continue
+		}
+		names = append(names, f.GetName())
+	}
+	return names, nil
+}

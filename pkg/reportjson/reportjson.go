@@ -85,9 +85,13 @@ type Report struct {
 	DB      *contract.DBInfo      `json:"db,omitempty"`
 	Scanner *contract.ScannerInfo `json:"scanner,omitempty"`
 	Policy  Policy                `json:"policy"`
-	Summary Summary               `json:"summary"`
-	// Complete is false when an image failed or was not scanned, or a
-	// cluster was unreachable (exit status bit 2).
+	// Feeds are the exploit feeds (CISA KEV, FIRST EPSS) the report was
+	// enriched with and their state (since 1.1).
+	Feeds   []Feed  `json:"feeds,omitempty"`
+	Summary Summary `json:"summary"`
+	// Complete is false when an image failed or was not scanned, a cluster
+	// was unreachable or an exploit feed is stale or unreadable (exit
+	// status bit 2).
 	Complete   bool         `json:"complete"`
 	Failures   []Failure    `json:"failures"`
 	NotScanned []NotScanned `json:"notScanned"`
@@ -98,7 +102,8 @@ type Report struct {
 	// them by digest and platform.
 	Images []Image `json:"images"`
 	// Findings are the rows: one per image digest × vulnerability ×
-	// package, breached first, then by severity and deadline.
+	// package, breached first; within that KEV-listed first, then by
+	// deadline, EPSS score (higher first) and severity.
 	Findings []Finding `json:"findings"`
 	Tickets  []Ticket  `json:"tickets"`
 	Diff     Diff      `json:"diff"`
@@ -154,6 +159,60 @@ type Policy struct {
 	// Severities are the severities reported and gated.
 	Severities    []string `json:"severities"`
 	IgnoreUnfixed bool     `json:"ignoreUnfixed"`
+	// KEV, EPSS and EOL are the exploit-aware rules, which only bring
+	// deadlines forward (since 1.1).
+	KEV  *KEVRule  `json:"kev,omitempty"`
+	EPSS *EPSSRule `json:"epss,omitempty"`
+	EOL  *EOLRule  `json:"eol,omitempty"`
+}
+
+// KEVRule: findings in CISA's KEV catalogue are due by its due date and,
+// with Days, at most Days after the later of first seen and the listing.
+type KEVRule struct {
+	Enabled bool `json:"enabled"`
+	Days    int  `json:"days,omitempty"`
+}
+
+// EPSSRule: findings at or above the EPSS Percentile are due at most Days
+// after first seen.
+type EPSSRule struct {
+	Enabled    bool    `json:"enabled"`
+	Percentile float64 `json:"percentile,omitempty"`
+	Days       int     `json:"days,omitempty"`
+}
+
+// EOLRule: findings of end-of-life OS images are due at most Days after
+// first seen.
+type EOLRule struct {
+	Enabled bool `json:"enabled"`
+	Days    int  `json:"days,omitempty"`
+}
+
+// Feed states.
+const (
+	FeedFresh       = "fresh"
+	FeedStale       = "stale"
+	FeedNeverLoaded = "never loaded"
+	FeedUnreadable  = "unreadable"
+)
+
+// Feed is one exploit feed as the reporter found it. A stale or unreadable
+// feed makes the report incomplete; one never loaded is only stated.
+type Feed struct {
+	// Feed is "kev" or "epss".
+	Feed        string    `json:"feed"`
+	Title       string    `json:"title"`
+	State       string    `json:"state"`
+	Description string    `json:"description"`
+	Version     string    `json:"version,omitempty"`
+	Date        time.Time `json:"date,omitzero"`
+	Entries     int       `json:"entries,omitempty"`
+	Source      string    `json:"source,omitempty"`
+	FetchedAt   time.Time `json:"fetchedAt,omitzero"`
+	CheckedAt   time.Time `json:"checkedAt,omitzero"`
+	// MaxAge is the reporter's --max-enrichment-age (a Go duration).
+	MaxAge string `json:"maxAge,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Override sets other windows for workloads in matching clusters and
@@ -193,6 +252,13 @@ type Summary struct {
 	// InferredOwners counts the images' workloads whose owner was inferred
 	// from naming conventions rather than looked up (since 1.1).
 	InferredOwners int `json:"inferredOwners"`
+	// KEV counts rows in CISA's KEV catalogue, KEVBreached those past
+	// their deadline; EOLImages the images with an end-of-life OS;
+	// FeedsDegraded the stale or unreadable exploit feeds (since 1.1).
+	KEV           int `json:"kev"`
+	KEVBreached   int `json:"kevBreached"`
+	EOLImages     int `json:"eolImages"`
+	FeedsDegraded int `json:"feedsDegraded"`
 }
 
 // Failure is an image whose scan failed.
@@ -281,6 +347,10 @@ type Image struct {
 	OwnerInferred []string `json:"owner_inferred"`
 	// Vulnerabilities counts its findings before the report's filters.
 	Vulnerabilities int `json:"vulnerabilities"`
+	// OS is the detected operating system; OSEOL is true when it is past
+	// its end of life (since 1.1).
+	OS    *contract.OSInfo `json:"os,omitempty"`
+	OSEOL bool             `json:"osEol"`
 }
 
 // Finding statuses.
@@ -326,16 +396,32 @@ type Finding struct {
 	FirstSeen time.Time `json:"firstSeen"`
 	SLADays   int       `json:"slaDays"`
 	// SLARule is "default" or the name of the override that set SLADays.
-	SLARule  string    `json:"slaRule"`
-	Deadline time.Time `json:"slaDeadline"`
+	SLARule string `json:"slaRule"`
+	// Deadline is the earliest of first seen + SLADays and what the
+	// exploit-aware rules give; DeadlineRule names the rule that set it:
+	// "severity", an override's name, "kev", "epss" or "eol" (since 1.1).
+	Deadline     time.Time `json:"slaDeadline"`
+	DeadlineRule string    `json:"slaDeadlineRule,omitempty"`
 	// DaysRemaining is negative when overdue.
 	DaysRemaining int         `json:"daysRemaining"`
 	Breached      bool        `json:"slaBreached"`
 	Status        string      `json:"status"`
 	Acceptance    *Acceptance `json:"acceptance,omitempty"`
+	Change        string      `json:"change"`
+	// KEV is true when the vulnerability is in CISA's Known Exploited
+	// Vulnerabilities catalogue, listed on KEVDateAdded and due by
+	// KEVDueDate; Ransomware when CISA knows of ransomware use (since 1.1).
+	KEV          bool      `json:"kev"`
+	KEVDateAdded time.Time `json:"kevDateAdded,omitzero"`
+	KEVDueDate   time.Time `json:"kevDueDate,omitzero"`
+	Ransomware   bool      `json:"ransomware,omitempty"`
+	// EPSS and EPSSPercentile are FIRST's score; absent when not scored.
+	EPSS           *float64 `json:"epss,omitempty"`
+	EPSSPercentile *float64 `json:"epssPercentile,omitempty"`
+	// OSEOL is true when the image's OS is past its end of life.
+	OSEOL bool `json:"osEol"`
 	// VEX is the statement that applies (1.2).
-	VEX    *VEX   `json:"vex,omitempty"`
-	Change string `json:"change"`
+	VEX *VEX `json:"vex,omitempty"`
 }
 
 // Gating reports whether the row trips the reporter's gate (exit status
@@ -366,6 +452,10 @@ type Ticket struct {
 	Workloads []string `json:"workloads"`
 	// OwnerInferred lists the Workloads whose owner was inferred (since 1.1).
 	OwnerInferred []string `json:"owner_inferred"`
+	// KEV is true when one of its vulnerabilities is in CISA's KEV
+	// catalogue; KEVVulnerabilities lists them (since 1.1).
+	KEV                bool     `json:"kev"`
+	KEVVulnerabilities []string `json:"kevVulnerabilities,omitempty"`
 }
 
 // Diff compares this report with the previous recorded one, by

@@ -117,6 +117,9 @@ as JSON: the base's generators, the enabled components' generators, then
 {{- if .Values.nats.tls.enabled -}}
 {{- $dirs = append $dirs "components/nats-tls" -}}
 {{- end -}}
+{{- if .Values.monitoring.enabled -}}
+{{- $dirs = append $dirs "components/monitoring" -}}
+{{- end -}}
 {{- $all := include "fleetscan.generated" (list . $dirs) | fromJson -}}
 {{- range $part, $settings := .Values.config -}}
 {{- $name := printf "fleetscan-%s" $part -}}

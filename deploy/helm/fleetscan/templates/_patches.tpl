@@ -108,3 +108,12 @@ skip
 {{- with $v.serviceAccount.annotations }}{{ $_ := set $obj.metadata "annotations" . }}{{ end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* fleetscan.patch.monitoring: components/monitoring as it is; its PodMonitor only with the workers. */}}
+{{- define "fleetscan.patch.monitoring" -}}
+{{- $root := index . 0 -}}
+{{- $obj := index . 1 -}}
+{{- if and (eq $obj.kind "PodMonitor") (not $root.Values.worker.enabled) -}}
+skip
+{{- end -}}
+{{- end -}}

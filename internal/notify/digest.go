@@ -1,0 +1,183 @@
+// Package notify sends each owner a digest of the report: new unaccepted
+// SLA breaches, deadlines within 7 days, expired risk acceptances and
+// coverage gaps. Owners come from an owners file (cluster and namespace
+// globs); endpoints are a generic JSON webhook, a Slack incoming webhook
+// (Block Kit), or per-owner routes from a notify config. Deliveries are
+// retried on rate limits (internal/throttle); the endpoints' URLs, which
+// carry tokens, never appear in a message or log.
+package notify
+
+import (
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetscan/fleetscan/internal/report"
+	"github.com/fleetscan/fleetscan/internal/sla"
+)
+
+// DueWithin is how far ahead a deadline is "due soon".
+const DueWithin = 7 * 24 * time.Hour
+
+// Unowned is the owner of what no owners rule matches.
+const Unowned = "unowned"
+
+// Item is one finding in a digest.
+type Item struct {
+	Vulnerability string    `json:"vulnerability"`
+	Severity      string    `json:"severity"`
+	Package       string    `json:"package"`
+	Image         string    `json:"image"`
+	Deadline      time.Time `json:"deadline"`
+	Workloads     []string  `json:"workloads"`
+}
+
+// Gap is an image or cluster the report could not cover.
+type Gap struct {
+	What   string `json:"what"`
+	Reason string `json:"reason"`
+}
+
+// Digest is what one owner is told.
+type Digest struct {
+	Owner              string    `json:"owner"`
+	AsOf               time.Time `json:"asOf"`
+	Complete           bool      `json:"complete"`
+	NewBreaches        []Item    `json:"newBreaches"`
+	DueSoon            []Item    `json:"dueSoon"`
+	ExpiredAcceptances []Item    `json:"expiredAcceptances"`
+	CoverageGaps       []Gap     `json:"coverageGaps"`
+}
+
+// Empty reports whether the digest has nothing to say.
+func (d *Digest) Empty() bool {
+	return len(d.NewBreaches)+len(d.DueSoon)+len(d.ExpiredAcceptances)+len(d.CoverageGaps) == 0
+}
+
+// Rule gives an owner the workloads of matching clusters and namespaces
+// (path globs; empty matches all).
+type Rule struct {
+	Owner      string   `json:"owner"`
+	Clusters   []string `json:"clusters,omitempty"`
+	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+// Owners maps places to owners: the first matching rule wins.
+type Owners []Rule
+
+func globs(patterns []string, s string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Of is the owner of a cluster's namespace.
+func (o Owners) Of(cluster, namespace string) string {
+	for _, r := range o {
+		if globs(r.Clusters, cluster) && globs(r.Namespaces, namespace) {
+			return r.Owner
+		}
+	}
+	return Unowned
+}
+
+// workloadOwners are the owners of "cluster/namespace/Kind/name" workloads.
+func (o Owners) workloadOwners(workloads []string) []string {
+	var out []string
+	for _, w := range workloads {
+		parts := strings.SplitN(w, "/", 3)
+		if len(parts) < 2 {
+			continue
+		}
+		if owner := o.Of(parts[0], parts[1]); !slices.Contains(out, owner) {
+			out = append(out, owner)
+		}
+	}
+	return out
+}
+
+// Digests builds one digest per owner with something to say, in owner
+// order. A finding is new when it is new or reopened in this report, or
+// its deadline passed within the day before the report.
+func Digests(r *report.Report, owners Owners) []*Digest {
+	byOwner := map[string]*Digest{}
+	get := func(owner string) *Digest {
+		d := byOwner[owner]
+		if d == nil {
+			d = &Digest{Owner: owner, AsOf: r.AsOf, Complete: r.Complete, NewBreaches: []Item{}, DueSoon: []Item{},
+				ExpiredAcceptances: []Item{}, CoverageGaps: []Gap{}}
+			byOwner[owner] = d
+		}
+		return d
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		for _, owner := range owners.workloadOwners(f.Workloads()) {
+			addFinding(get(owner), r.AsOf, f, owners)
+		}
+	}
+	addGaps(r, owners, get)
+	var out []*Digest
+	for _, d := range byOwner {
+		if !d.Empty() {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Digest) int { return strings.Compare(a.Owner, b.Owner) })
+	return out
+}
+
+// addFinding files f under the digest's sections; the workloads listed are
+// the owner's own.
+func addFinding(d *Digest, asOf time.Time, f *report.Finding, owners Owners) {
+	var mine []string
+	for _, w := range f.Workloads() {
+		if slices.Contains(owners.workloadOwners([]string{w}), d.Owner) {
+			mine = append(mine, w)
+		}
+	}
+	it := Item{Vulnerability: f.ID, Severity: f.Severity, Package: f.PkgName, Image: f.Image(), Deadline: f.Deadline, Workloads: mine}
+	switch {
+	case f.Status == sla.StatusAcceptanceExpired:
+		d.ExpiredAcceptances = append(d.ExpiredAcceptances, it)
+	case f.Status == sla.StatusAccepted:
+	case f.Breached && (f.Change == sla.ChangeNew || f.Change == sla.ChangeReopened || asOf.Sub(f.Deadline) <= 24*time.Hour):
+		d.NewBreaches = append(d.NewBreaches, it)
+	case !f.Breached && f.Deadline.Sub(asOf) <= DueWithin:
+		d.DueSoon = append(d.DueSoon, it)
+	}
+}
+
+// addGaps gives failed and unscanned images to their workloads' owners and
+// unreachable clusters to the owners of their namespaces (every owner).
+func addGaps(r *report.Report, owners Owners, get func(string) *Digest) {
+	for _, f := range r.Failures {
+		for _, o := range owners.workloadOwners(f.Workloads) {
+			get(o).CoverageGaps = append(get(o).CoverageGaps, Gap{What: f.Image, Reason: "scan failed: " + string(f.Class)})
+		}
+	}
+	for _, n := range r.NotScanned {
+		for _, o := range owners.workloadOwners(n.Workloads) {
+			get(o).CoverageGaps = append(get(o).CoverageGaps, Gap{What: n.Image, Reason: "not scanned: " + n.Reason})
+		}
+	}
+	for _, c := range r.Clusters {
+		if c.Status != report.ClusterUnreachable {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, rule := range owners {
+			if globs(rule.Clusters, c.Name) && !seen[rule.Owner] {
+				seen[rule.Owner] = true
+				get(rule.Owner).CoverageGaps = append(get(rule.Owner).CoverageGaps, Gap{What: "cluster " + c.Name, Reason: "unreachable"})
+			}
+		}
+	}
+}

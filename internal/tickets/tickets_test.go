@@ -1,0 +1,211 @@
+package tickets
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
+	"github.com/fleetscan/fleetscan/internal/report"
+	"github.com/fleetscan/fleetscan/internal/sla"
+)
+
+// fakeGitHub serves the Issues REST API as GitHub does, for one
+// repository, and records every request.
+type fakeGitHub struct {
+	mu       sync.Mutex
+	issues   map[int]*ghIssue
+	next     int
+	requests []string
+	failing  bool
+	auth     []string
+}
+
+type ghIssue struct {
+	Number   int      `json:"number"`
+	Title    string   `json:"title"`
+	Body     string   `json:"body"`
+	State    string   `json:"state"`
+	Labels   []string `json:"-"`
+	Comments []string `json:"-"`
+}
+
+func newFakeGitHub() *fakeGitHub { return &fakeGitHub{issues: map[int]*ghIssue{}, next: 1} }
+
+func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	path := strings.TrimPrefix(r.URL.Path, "/api/v3/repos/acme/platform/issues")
+	g.requests = append(g.requests, r.Method+" "+path)
+	g.auth = append(g.auth, r.Header.Get("Authorization"))
+	if g.failing {
+		w.Header().Set("Retry-After", "3600") // longer than the transport waits
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	var req struct {
+		Title  *string   `json:"title"`
+		Body   *string   `json:"body"`
+		State  *string   `json:"state"`
+		Labels *[]string `json:"labels"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&req)
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case r.Method == http.MethodPost && path == "":
+		is := &ghIssue{Number: g.next, Title: *req.Title, Body: *req.Body, State: "open", Labels: *req.Labels}
+		g.issues[g.next] = is
+		g.next++
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(is)
+		return
+	case len(parts) >= 1:
+		n, _ := strconv.Atoi(parts[0])
+		is := g.issues[n]
+		if is == nil {
+			http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
+			return
+		}
+		switch {
+		case r.Method == http.MethodGet && len(parts) == 1:
+		case r.Method == http.MethodPatch && len(parts) == 1:
+			if req.Title != nil {
+				is.Title, is.Body = *req.Title, *req.Body
+			}
+			if req.State != nil {
+				is.State = *req.State
+			}
+		case r.Method == http.MethodPost && len(parts) == 2 && parts[1] == "comments":
+			is.Comments = append(is.Comments, *req.Body)
+			w.WriteHeader(http.StatusCreated)
+			_, _ = fmt.Fprint(w, `{"id":1}`)
+			return
+		default:
+			http.Error(w, "unexpected", http.StatusBadRequest)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(is)
+	}
+}
+
+func (g *fakeGitHub) take() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.requests
+	g.requests = nil
+	return r
+}
+
+var asOf = time.Date(2025, 3, 10, 6, 0, 0, 0, time.UTC)
+
+func ticket(pkg, fixed string, images ...string) report.Ticket {
+	repo := "docker.io/library/nginx"
+	return report.Ticket{ID: report.TicketID(repo, pkg), Repository: repo, Package: pkg, Installed: []string{"1.0"},
+		FixedVersion: fixed, Summary: pkg + " 1.0 → " + fixed, Fixes: []string{"CVE-2025-0001"}, Severity: "HIGH",
+		Deadline: asOf.AddDate(0, 0, 30), Images: images, Workloads: []string{"prod/web/Deployment/frontend"}}
+}
+
+// reopenedFinding is a finding of pkg that came back after it was fixed.
+func reopenedFinding(pkg string) report.Finding {
+	return report.Finding{Vuln: &report.Vuln{ID: "CVE-2025-0001", PkgName: pkg},
+		Img: &report.Image{Reference: "docker.io/library/nginx:1.25"}, Change: sla.ChangeReopened, Status: sla.StatusOpen}
+}
+
+func TestSyncSequence(t *testing.T) {
+	env := natstest.Start(t)
+	gh := newFakeGitHub()
+	srv := httptest.NewServer(gh)
+	defer srv.Close()
+	tr, err := NewGitHub("acme/platform", srv.URL+"/api/v3/", "ghp_s3cret", srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Syncer{KV: env.Res.Tickets, Tracker: tr, Log: zaptest.NewLogger(t)}
+	openssl, zlib := ticket("openssl", "3.1.4", "sha256:a"), ticket("zlib", "1.3.1", "sha256:a")
+	steps := []struct {
+		name    string
+		report  *report.Report
+		want    []string
+		result  string
+		failing bool
+		wantErr bool
+		byHand  func()
+	}{
+		{name: "new tickets are created", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}},
+			want: []string{"POST ", "POST "}, result: "2 created"},
+		{name: "rerun creates no duplicates", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}},
+			want: []string{"GET /1", "GET /2"}, result: "2 unchanged"},
+		{name: "a changed ticket is updated", report: &report.Report{Complete: true, Tickets: []report.Ticket{ticket("openssl", "3.1.5", "sha256:a", "sha256:b"), zlib}},
+			want: []string{"GET /1", "PATCH /1", "GET /2"}, result: "1 updated"},
+		{name: "an incomplete report closes nothing", report: &report.Report{Complete: false, Tickets: []report.Ticket{zlib}},
+			want: []string{"GET /2"}, result: "1 left open"},
+		{name: "fixed in a complete report: closed", report: &report.Report{Complete: true, AsOf: asOf, Tickets: []report.Ticket{zlib}},
+			want: []string{"GET /2", "POST /1/comments", "PATCH /1"}, result: "1 closed"},
+		{name: "the finding reopens: reopened", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib},
+			Findings: []report.Finding{reopenedFinding("openssl")}},
+			want: []string{"GET /1", "POST /1/comments", "PATCH /1", "PATCH /1", "GET /2"}, result: "1 reopened"},
+		{name: "closed by hand: left alone", byHand: func() { gh.issues[2].State = "closed" },
+			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}},
+			want:   []string{"GET /1", "GET /2"}, result: "1 closed by hand"},
+		{name: "closed by hand stays closed", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}},
+			want: []string{"GET /1"}, result: "2 unchanged"},
+		{name: "deleted by hand, then the finding reopens: a new issue", byHand: func() { delete(gh.issues, 2) },
+			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}, Findings: []report.Finding{reopenedFinding("zlib")}},
+			want:   []string{"GET /1", "GET /2", "POST "}, result: "1 created"},
+		{name: "a failing tracker loses nothing", failing: true, wantErr: true,
+			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib, ticket("curl", "8.6.0", "sha256:c")}},
+			result: "3 failed"},
+		{name: "the next run catches up", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib, ticket("curl", "8.6.0", "sha256:c")}},
+			want: []string{"GET /1", "GET /3", "POST "}, result: "1 created"},
+	}
+	for _, st := range steps {
+		if st.byHand != nil {
+			gh.mu.Lock()
+			st.byHand()
+			gh.mu.Unlock()
+		}
+		gh.mu.Lock()
+		gh.failing = st.failing
+		gh.mu.Unlock()
+		res, err := s.Sync(t.Context(), st.report)
+		if (err != nil) != st.wantErr {
+			t.Fatalf("%s: err %v", st.name, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "ghp_s3cret") {
+			t.Fatalf("%s: the error leaks the token: %v", st.name, err)
+		}
+		got := gh.take()
+		if !st.failing && strings.Join(got, ",") != strings.Join(st.want, ",") {
+			t.Fatalf("%s: requests %q, want %q", st.name, got, st.want)
+		}
+		if !strings.Contains(res.String(), st.result) {
+			t.Fatalf("%s: result %s, want %q", st.name, res, st.result)
+		}
+	}
+	gh.mu.Lock()
+	defer gh.mu.Unlock()
+	if len(gh.issues) != 3 {
+		t.Fatalf("issues %d, want 3 (openssl, the new zlib, curl)", len(gh.issues))
+	}
+	one := gh.issues[1]
+	// Reopened and brought back to the report's ticket (3.1.4, one image).
+	if one.State != "open" || one.Body != issueFor(openssl).Body || len(one.Comments) != 2 {
+		t.Fatalf("issue 1: %+v", one)
+	}
+	if strings.Join(one.Labels, ",") != "fleetscan,"+openssl.ID || !strings.HasPrefix(one.Title, "["+openssl.ID+"]") {
+		t.Fatalf("issue 1 labels %v title %q", one.Labels, one.Title)
+	}
+	for _, a := range gh.auth {
+		if a != "Bearer ghp_s3cret" {
+			t.Fatalf("authorization %q", a)
+		}
+	}
+}

@@ -234,17 +234,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	var sc *scope
-	if cfg.RunID != "" {
-		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
-	} else {
-		sc, err = fleetScope(ctx, d.Store, cfg.MaxAge, started, log)
-	}
+	sc, err := selectScope(ctx, cfg, d, started, log)
 	if err != nil {
 		return Outcome{}, err
 	}
-	log.Info("report scope", zap.String("mode", sc.mode.Mode), zap.Int("clusters", len(sc.clusters)),
-		zap.Int("runs", len(sc.runs)), zap.Int("images", len(sc.req)), zap.Int("unresolved", len(sc.unresolved)))
 	col, err := collect(ctx, d.Store, sc, waitOptions{Wait: cfg.Wait, Interval: cfg.PollInterval, Now: d.now, OnProgress: d.Progress}, log)
 	if err != nil {
 		return Outcome{}, err
@@ -293,6 +286,24 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// selectScope is the report's scope: the run --run names, or the fleet
+// view (each cluster's latest inventory within --max-age).
+func selectScope(ctx context.Context, cfg Config, d Deps, started time.Time, log *zap.Logger) (*scope, error) {
+	var sc *scope
+	var err error
+	if cfg.RunID != "" {
+		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
+	} else {
+		sc, err = fleetScope(ctx, d.Store, cfg.MaxAge, started, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("report scope", zap.String("mode", sc.mode.Mode), zap.Int("clusters", len(sc.clusters)),
+		zap.Int("runs", len(sc.runs)), zap.Int("images", len(sc.req)), zap.Int("unresolved", len(sc.unresolved)))
+	return sc, nil
 }
 
 // loadFeeds reads the exploit feeds' last good copies from d.Feeds and

@@ -34,6 +34,7 @@ Commands:
   scan     scan what your clusters run now and report SLA breaches
   demo     run the real pipeline on a generated fleet, fully offline
   query    which running images hold a package or are affected by a CVE
+  vex      vex export: write the acceptances' VEX decisions as OpenVEX
   version  print the version
 
 Run 'fleetscan <command> --help' for a command's flags.
@@ -90,6 +91,8 @@ func run(ctx context.Context, env cli.Env) error {
 		return runDemo(ctx, env)
 	case "query":
 		return runQuery(ctx, env)
+	case "vex":
+		return runVEX(env)
 	case "version", "--version":
 		cli.PrintVersion(env.Stdout, "fleetscan")
 		return nil

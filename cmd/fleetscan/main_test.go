@@ -150,8 +150,8 @@ func TestScanInventoryFile(t *testing.T) {
 			t.Errorf("console lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	if !strings.Contains(string(csvData), ",workloads,kev,kev_due_date,ransomware,epss,epss_percentile,sla_rule,os_eol\n") {
-		t.Errorf("CSV header lacks the exploit columns: %.400s", csvData)
+	if !strings.Contains(string(csvData), ",workloads,kev,kev_due_date,ransomware,epss,epss_percentile,sla_rule,os_eol,vex_status,vex_justification,vex_source\n") {
+		t.Errorf("CSV header lacks the exploit and VEX columns: %.400s", csvData)
 	}
 	if !strings.Contains(stdout.String(), "Scans: 0 reused") {
 		t.Fatalf("first run: no incremental-scanning line, or something reused:\n%s", stdout.String())

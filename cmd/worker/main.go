@@ -206,9 +206,11 @@ func dbUpdate(ctx context.Context, env cli.Env) error {
 	cfg.RegisterUpdateFlags(fs)
 	cfg.Registry.RegisterFlags(fs)
 	feedFlags := newFeedFlags(fs)
+	var vexRepos []string
+	fs.StringArrayVar(&vexRepos, "vex-repo", nil, "VEX repository URL (VEX Hub format) to fetch into <cache-dir>/vex for the reporter's --vex-repo-dir; repeatable (a failed fetch keeps the last good copy)")
 	logCfg.RegisterFlags(fs)
 	if err := parse(fs, env, dbUpdateHelp, func() error {
-		return errors.Join(cfg.ValidateUpdate(), feedFlags.validate(), logCfg.Validate())
+		return errors.Join(cfg.ValidateUpdate(), feedFlags.validate(), logCfg.Validate(), checkVEXRepos(vexRepos))
 	}); err != nil {
 		return err
 	}
@@ -234,7 +236,7 @@ func dbUpdate(ctx context.Context, env cli.Env) error {
 	if res.JavaDB != nil {
 		report("java DB", *res.JavaDB)
 	}
-	return feedFlags.refresh(ctx, cfg.CacheDir, env.Stdout, log)
+	return errors.Join(feedFlags.refresh(ctx, cfg.CacheDir, env.Stdout, log), refreshVEXRepos(ctx, cfg.CacheDir, vexRepos, env.Stdout))
 }
 
 // ensureTopology lays out the JetStream resources and returns.

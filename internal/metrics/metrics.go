@@ -26,8 +26,10 @@ const (
 // States lists the image states in order.
 var States = []string{StateScanned, StateFailed, StateNotScanned}
 
-// Statuses lists the finding statuses (sla.Status values).
-var Statuses = []string{string(sla.StatusOpen), string(sla.StatusAccepted), string(sla.StatusAcceptanceExpired)}
+// Statuses lists the finding statuses (sla.Status values): open, accepted,
+// acceptance-expired and the VEX not_affected and fixed (never breaches).
+var Statuses = []string{string(sla.StatusOpen), string(sla.StatusAccepted), string(sla.StatusAcceptanceExpired),
+	string(sla.StatusNotAffected), string(sla.StatusFixed)}
 
 // Feed is an enrichment feed's freshness (KEV, EPSS).
 type Feed struct {

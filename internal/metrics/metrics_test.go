@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,44 @@ func countRows(r *report.Report, keep func(*report.Finding) bool) int {
 		}
 	}
 	return n
+}
+
+// TestVEXNotABreach: a breached finding a VEX statement says is not
+// affected counts under status not_affected and never as a breach, in the
+// fleet totals and per place.
+func TestVEXNotABreach(t *testing.T) {
+	base := sample.Report()
+	in := sample.Input()
+	in.VEX = sample.NotAffected("CVE-2024-0001", "docker.io/library/nginx")
+	r := report.Build(in)
+	for _, rep := range []*report.Report{base, r} {
+		for i := range rep.Findings {
+			if f := &rep.Findings[i]; f.ID == "CVE-2024-0001" && f.Gating() != (rep == base) {
+				t.Fatalf("CVE-2024-0001 gating %v, status %s (VEX applied: %v)", f.Gating(), f.Status, rep == r)
+			}
+		}
+	}
+	if r.Summary.NotAffected != 1 || r.Summary.BreachedUnaccepted != base.Summary.BreachedUnaccepted-1 {
+		t.Fatalf("summary with VEX %+v, without %+v", r.Summary, base.Summary)
+	}
+	_, fams := writeSample(t, Input{Report: r})
+	scopes := len(r.Findings[slices.IndexFunc(r.Findings, func(f report.Finding) bool { return f.ID == "CVE-2024-0001" })].Img.Scopes)
+	for _, c := range []struct {
+		metric string
+		labels map[string]string
+		want   int
+	}{
+		{"fleetscan_report_sla_breaches", nil, r.Summary.BreachedUnaccepted},
+		{"fleetscan_report_findings", map[string]string{"status": "not_affected"}, 1},
+		{"fleetscan_report_findings", map[string]string{"status": "fixed"}, 0},
+		{"fleetscan_findings", map[string]string{"status": "not_affected", "severity": "CRITICAL"}, scopes},
+		// Only CVE-2024-0004 (acceptance expired) is a CRITICAL breach of nginx now.
+		{"fleetscan_sla_breaches", map[string]string{"cluster": "prod-eu", "namespace": "web", "severity": "CRITICAL"}, 1},
+	} {
+		if got := sum(fams, c.metric, c.labels); got != float64(c.want) {
+			t.Errorf("%s%v = %v, want %d", c.metric, c.labels, got, c.want)
+		}
+	}
 }
 
 // TestPerPlace counts the rows per (cluster, namespace) and images per

@@ -147,7 +147,8 @@ func addFinding(d *Digest, asOf time.Time, f *report.Finding, owners Owners) {
 	switch {
 	case f.Status == sla.StatusAcceptanceExpired:
 		d.ExpiredAcceptances = append(d.ExpiredAcceptances, it)
-	case f.Status == sla.StatusAccepted:
+	case f.Status == sla.StatusAccepted, f.Status == sla.StatusNotAffected, f.Status == sla.StatusFixed:
+		// Off the gate: an acceptance or a VEX statement covers it.
 	case f.Breached && (f.Change == sla.ChangeNew || f.Change == sla.ChangeReopened || asOf.Sub(f.Deadline) <= 24*time.Hour):
 		d.NewBreaches = append(d.NewBreaches, it)
 	case !f.Breached && f.Deadline.Sub(asOf) <= DueWithin:

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fleetscan/fleetscan/internal/goldentest"
+	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/report/sample"
 	"github.com/fleetscan/fleetscan/internal/sla"
 )
@@ -101,6 +103,32 @@ func TestDigests(t *testing.T) {
 		if strings.Join(got, ",") != want {
 			t.Errorf("%s new breaches %q, want %q", d.Owner, got, want)
 		}
+	}
+}
+
+// TestVEXNotInDigest: a finding a VEX statement says is not affected is
+// neither a breach nor due soon for its owner.
+func TestVEXNotInDigest(t *testing.T) {
+	owners := Owners{{Owner: "team-payments", Namespaces: []string{"payments"}}}
+	due := func(r *report.Report) []string {
+		var got []string
+		for _, d := range Digests(r, owners) {
+			if d.Owner != "team-payments" {
+				continue
+			}
+			for _, it := range append(d.DueSoon, d.NewBreaches...) {
+				got = append(got, it.Vulnerability)
+			}
+		}
+		return got
+	}
+	if got := due(sample.Report()); !slices.Contains(got, "CVE-2024-0005") {
+		t.Fatalf("without VEX CVE-2024-0005 is due soon for team-payments: %v", got)
+	}
+	in := sample.Input()
+	in.VEX = sample.NotAffected("CVE-2024-0005", "ghcr.io/acme/api")
+	if got := due(report.Build(in)); slices.Contains(got, "CVE-2024-0005") {
+		t.Errorf("VEX not_affected CVE-2024-0005 is in team-payments' digest: %v", got)
 	}
 }
 

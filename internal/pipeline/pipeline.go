@@ -35,6 +35,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/internal/trivydb"
+	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/internal/worker"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -59,6 +60,10 @@ type Config struct {
 	// Feeds are the exploit feeds (KEV, EPSS) refreshed into --cache-dir
 	// with the DB.
 	Feeds feeds.Config
+	// VEXRepos are VEX Hub–style repositories fetched into
+	// <cache-dir>/vex with the DB (unless SkipDBUpdate) and applied by the
+	// reporter.
+	VEXRepos []string
 	// ScanWait bounds how long the reporter waits for the scans.
 	ScanWait time.Duration
 	// GracePeriod is how long in-flight scans may finish after the first
@@ -149,6 +154,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		s.StringSliceVar(&r.Formats, "format", r.Formats, "report formats: csv, json, html, md, tickets")
 		r.S3.RegisterFlags(s)
 		r.RegisterSBOMFlags(s)
+		r.RegisterVEXFlags(s)
+		s.StringArrayVar(&c.VEXRepos, "vex-repo", c.VEXRepos, "VEX repository URL (VEX Hub format: <url>/.well-known/vex-repository.json); repeatable. Fetched into --cache-dir with the DB (last good copy kept; not with --skip-db-update) and applied to the report")
 		r.RegisterReachFlags(s)
 	})
 }
@@ -179,9 +186,15 @@ func (c *Config) Complete(now time.Time) {
 	// The report covers this run, not older runs kept in the state dir.
 	c.Report.RunID = c.Dispatch.RunID
 	c.Report.Wait = c.ScanWait
+	if len(c.VEXRepos) > 0 {
+		c.Report.VEXRepoDir, c.Report.VEXRepos = VEXRepoDir(c.Worker.DB.CacheDir), c.VEXRepos
+	}
 	// One --max-enrichment-age for the updater and the report.
 	c.Report.MaxEnrichmentAge = c.Feeds.MaxAge
 }
+
+// VEXRepoDir is where the VEX repositories are kept under the cache dir.
+func VEXRepoDir(cacheDir string) string { return filepath.Join(cacheDir, "vex") }
 
 // Validate checks every component's configuration and everything the
 // flags name (files, the output directory), before any work. Values the
@@ -207,6 +220,11 @@ func (c Config) Validate() error {
 	}
 	if c.ScanWait <= 0 {
 		errs = append(errs, fmt.Errorf("--scan-wait %s: must be positive", c.ScanWait))
+	}
+	for _, u := range c.VEXRepos {
+		if err := vex.CheckRepositoryURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("--vex-repo: %w", err))
+		}
 	}
 	if !c.SkipDBUpdate {
 		errs = append(errs, c.Worker.DB.ValidateUpdate())

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -58,7 +59,10 @@ type Input struct {
 	Policy     sla.Policy
 	// Acceptances may be nil.
 	Acceptances *sla.Acceptances
-	Filter      Filter
+	// VEX are the statements of --vex and --vex-repo (nil: none); each
+	// image's own attestations are in Image.VEX.
+	VEX    *vex.Set
+	Filter Filter
 	// Ledger may be nil: every finding is then first seen at AsOf.
 	Ledger Ledger
 	// Fixed are the records the clock resolved in this report.
@@ -180,11 +184,13 @@ type rowBuilder struct {
 	feeds   *feeds.Memo
 	ids     map[sla.Identity]diffState
 	expired map[*sla.Acceptance]int
+	// byFix marks expired acceptances that ended on a fix (expire_on_fix).
+	byFix map[*sla.Acceptance]bool
 }
 
 func newRowBuilder(in Input) *rowBuilder {
 	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: map[sla.Identity]diffState{},
-		expired: map[*sla.Acceptance]int{}}
+		expired: map[*sla.Acceptance]int{}, byFix: map[*sla.Acceptance]bool{}}
 }
 
 // build makes one row per vulnerability of each image that passes the
@@ -221,12 +227,39 @@ func (b *rowBuilder) row(img *Image, v *Vuln) Finding {
 	f.Breached = b.asOf.After(f.Deadline)
 	f.DaysRemaining = int(math.Floor(f.Deadline.Sub(b.asOf).Hours() / 24))
 
-	d := b.in.Acceptances.Decide(v.ID, v.PkgName, img.Repositories, b.asOf)
+	// A VEX not_affected or fixed statement decides the row; affected and
+	// under_investigation annotate it and leave it to the acceptances.
+	if f.VEX = b.vex(img, v); f.VEX != nil && f.VEX.Status.Suppresses() {
+		f.Status, f.Breached = sla.Status(f.VEX.Status), false
+		return f
+	}
+	d := b.in.Acceptances.DecideFor(sla.Subject{
+		Vulnerability: v.ID, Package: v.PkgName, PURL: v.PURL, Repositories: img.Repositories,
+		Workloads: img.Workloads, FixedVersion: v.FixedVersion,
+	}, b.asOf)
 	f.Status, f.Acceptance = d.Status, d.Acceptance
 	if d.Status == sla.StatusAcceptanceExpired {
 		b.expired[d.Acceptance]++
+		if d.Acceptance.Active(b.asOf) {
+			b.byFix[d.Acceptance] = true
+		}
 	}
 	return f
+}
+
+// vex is the statement that applies to v in img: the newest among the
+// image's attestations and the report's documents.
+func (b *rowBuilder) vex(img *Image, v *Vuln) *vex.Statement {
+	if b.in.VEX.Len() == 0 && img.VEX.Len() == 0 {
+		return nil
+	}
+	sub := vex.Subject{Vulnerability: v.ID, PURL: v.PURL, Repositories: img.Repositories,
+		Digest: img.Key.Digest, Arch: img.Key.Platform.Architecture}
+	a, c := b.in.VEX.Decide(sub), img.VEX.Decide(sub)
+	if a == nil || (c != nil && c.Timestamp.After(a.Timestamp)) {
+		return c
+	}
+	return a
 }
 
 // clock returns the row's first-seen time and change. The row's clock is
@@ -287,7 +320,7 @@ func (b *rowBuilder) lookup(id sla.Identity) (time.Time, sla.Change) {
 func (b *rowBuilder) expiredAcceptances() []AcceptanceUse {
 	var out []AcceptanceUse
 	for a, n := range b.expired {
-		out = append(out, AcceptanceUse{Acceptance: *a, Findings: n})
+		out = append(out, AcceptanceUse{Acceptance: *a, Findings: n, FixAvailable: b.byFix[a]})
 	}
 	slices.SortFunc(out, func(a, b AcceptanceUse) int {
 		return cmp.Or(cmp.Compare(b.Findings, a.Findings), strings.Compare(a.Vulnerability, b.Vulnerability),
@@ -316,6 +349,10 @@ func summarize(r *Report, severities []string) Summary {
 			s.Accepted++
 		case sla.StatusAcceptanceExpired:
 			s.AcceptanceExpired++
+		case sla.StatusNotAffected:
+			s.NotAffected++
+		case sla.StatusFixed:
+			s.VEXFixed++
 		}
 		if f.Exploit.InKEV() {
 			s.KEV++

@@ -18,6 +18,7 @@ var CSVColumns = []string{
 	"digest", "platform", "first_seen", "days_remaining", "title", "cvss_score", "published", "status",
 	"clusters", "namespaces", "workloads",
 	"kev", "kev_due_date", "ransomware", "epss", "epss_percentile", "sla_rule", "os_eol",
+	"vex_status", "vex_justification", "vex_source",
 }
 
 // TicketCSVColumns are the tickets CSV's columns.
@@ -127,6 +128,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 			csvText(string(f.Status)), csvText(clusters), csvText(namespaces), csvText(workloads),
 		)
 		row = appendExploitCells(row, f)
+		row = append(row, csvText(f.VEXStatus()), csvText(f.VEXJustification()), csvText(f.VEXSource()))
 		if err := cw.Write(row); err != nil {
 			return err
 		}

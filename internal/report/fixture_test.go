@@ -7,6 +7,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -66,7 +67,39 @@ acceptances:
     repository: docker.io/library/nginx
     expires: 2025-03-01
     reason: waiting for upstream curl release
+  - vulnerability: CVE-2024-0002
+    repository: docker.io/library/nginx
+    clusters: [staging]
+    expires: 2025-12-31
+    reason: staging only; prod still runs the image, so the row stays open
+  - vulnerability: CVE-2024-0005
+    repository: ghcr.io/acme/*
+    package: stdlib
+    expires: 2025-12-31
+    expire_on_fix: true
+    reason: no Go release fixed it yet
+    vex_status: affected
 `
+
+// fixtureVEX takes the api image's golang.org/x/net finding off the gate
+// and annotates nginx's zlib finding.
+const fixtureVEX = `{
+  "@context": "https://openvex.dev/ns/v0.2.0",
+  "@id": "https://example.com/vex/fixture",
+  "author": "Acme Security",
+  "timestamp": "2025-03-01T00:00:00Z",
+  "version": 1,
+  "statements": [
+    {"vulnerability": {"name": "GHSA-4v7x-pqxf-cx7m"},
+     "products": [{"@id": "pkg:oci/api@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb?repository_url=ghcr.io/acme/api",
+       "subcomponents": [{"@id": "pkg:golang/golang.org/x/net@v0.17.0"}]}],
+     "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"},
+    {"vulnerability": {"name": "CVE-2024-0003"},
+     "products": [{"@id": "pkg:oci/nginx?repository_url=index.docker.io/library/nginx",
+       "subcomponents": [{"@id": "pkg:apk/alpine/zlib"}]}],
+     "status": "under_investigation"}
+  ]
+}`
 
 const fixturePolicy = `
 epss: {percentile: 0.95, days: 14}
@@ -145,7 +178,8 @@ func fixture(t testing.TB) Input {
 		{VulnerabilityID: "CVE-2024-0002", PkgName: "openssl", PkgVersion: "3.1.3-r0", FixedVersion: "3.0.12-r0, 3.1.5-r0", Status: "fixed",
 			Severity: "HIGH", Title: "openssl: timing side channel", CVSS: cvss(7.5)},
 		{VulnerabilityID: "CVE-2024-0003", PkgName: "zlib", PkgVersion: "1.3-r2", Status: "affected", Severity: "MEDIUM",
-			Title: "zlib: \"inflate\" overflow, with a comma"},
+			PkgPURL: "pkg:apk/alpine/zlib@1.3-r2?arch=x86_64&distro=3.19.1",
+			Title:   "zlib: \"inflate\" overflow, with a comma"},
 		{VulnerabilityID: "CVE-2023-9999", PkgName: "busybox", PkgVersion: "1.36.1-r5", FixedVersion: "1.36.1-r6", Status: "fixed", Severity: "LOW"},
 		{VulnerabilityID: "CVE-2024-0004", PkgName: "curl", PkgVersion: "8.5.0-r0", FixedVersion: "8.6.0-r0", Status: "fixed", Severity: "critical"},
 	}, nil)
@@ -180,6 +214,12 @@ func fixture(t testing.TB) Input {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stmts, err := vex.Parse([]byte(fixtureVEX), "vex/acme.openvex.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vexSet := vex.NewSet()
+	vexSet.Add(stmts...)
 	db := &contract.DBInfo{Version: 2, UpdatedAt: ts("2025-03-10T00:00:00Z")}
 	return Input{
 		GeneratedAt: asOf.Add(5 * time.Minute),
@@ -203,6 +243,7 @@ func fixture(t testing.TB) Input {
 		},
 		Policy:      policy,
 		Acceptances: acc,
+		VEX:         vexSet,
 		Ledger:      led,
 		Fixed: []sla.Record{{Identity: sla.Identity{Repository: "docker.io/library/nginx", VulnerabilityID: "CVE-2024-0100", PkgName: "libxml2"},
 			Severity: "HIGH", FirstSeen: ts("2025-02-01T06:00:00Z"), State: sla.StateResolved, ResolvedAt: asOf}},

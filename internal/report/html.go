@@ -179,7 +179,7 @@ func deadlineBuckets(r *Report) []deadlineBucket {
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		if f.Status == sla.StatusAccepted {
+		if f.Status == sla.StatusAccepted || f.Status == sla.StatusNotAffected || f.Status == sla.StatusFixed {
 			continue
 		}
 		idx := 0
@@ -346,6 +346,10 @@ func writeTableData(w *bufio.Writer, r *Report) error {
 		b = append(b, ',')
 		b = appendJSONString(b, f.PrimaryURL, true)
 		b = appendExploitData(b, f)
+		for _, s := range []string{f.VEXStatus(), f.VEXJustification(), f.VEXSource()} {
+			b = append(b, ',')
+			b = appendJSONString(b, s, true)
+		}
 		b = append(b, ']')
 		if len(b) > 64<<10 {
 			if _, err := w.Write(b); err != nil {

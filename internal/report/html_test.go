@@ -102,6 +102,14 @@ func TestHTMLRendersInChromium(t *testing.T) {
 	if !strings.Contains(tbody, `title="percentile 0.97">0.62</td>`) {
 		t.Error("EPSS score of CVE-2024-0003 not shown")
 	}
+	// The VEX cells follow the exploit cells in each data row: the VEX
+	// column shows status and justification, the source as its title.
+	for _, want := range []string{`title="vex/acme.openvex.json (Acme Security)">not_affected: vulnerable_code_not_in_execute_path</td>`,
+		`title="vex/acme.openvex.json (Acme Security)">under_investigation</td>`, `<td>epss</td>`, `<td>kev</td>`} {
+		if !strings.Contains(tbody, want) {
+			t.Errorf("table lacks %s", want)
+		}
+	}
 	for _, want := range []string{`id="f-kev"`, `<b>1 / 0</b>known exploited (KEV) / breached`, `<b>1</b>end-of-life OS images`,
 		"KEV catalogue 2025.03.09 (1 CVEs", "alpine 3.15.11"} {
 		if !strings.Contains(dom, want) {

@@ -126,6 +126,13 @@ func (o *object) timeOpt(k string, t time.Time) {
 	}
 }
 
+// strsOpt omits empty lists (omitempty).
+func (o *object) strsOpt(k string, ss []string) {
+	if len(ss) > 0 {
+		o.strs(k, ss)
+	}
+}
+
 func (o *object) strs(k string, ss []string) {
 	o.key(k)
 	o.b = append(o.b, '[')
@@ -149,6 +156,7 @@ func appendFinding(b []byte, f *Finding) []byte {
 	o.str("pkgName", f.PkgName)
 	o.strOpt("pkgPath", f.PkgPath)
 	o.strOpt("pkgType", f.PkgType)
+	o.strOpt("pkgPurl", f.PURL)
 	o.str("installedVersion", f.PkgVersion)
 	o.strOpt("fixedVersion", f.FixedVersion)
 	o.strOpt("fixStatus", f.FixStatus)
@@ -175,7 +183,27 @@ func appendFinding(b []byte, f *Finding) []byte {
 		ao.str("reason", a.Reason)
 		ao.strOpt("approvedBy", a.ApprovedBy)
 		ao.strOpt("ticket", a.Ticket)
+		ao.strsOpt("clusters", a.Clusters)
+		ao.strsOpt("namespaces", a.Namespaces)
+		ao.strsOpt("workloads", a.Workloads)
+		if a.ExpireOnFix {
+			ao.bool("expire_on_fix", true)
+		}
+		ao.strOpt("vex_status", a.VEXStatus)
+		ao.strOpt("vex_justification", a.VEXJustification)
 		o.b = ao.end()
+	}
+	if v := f.VEX; v != nil {
+		o.key("vex")
+		vo := beginObject(o.b)
+		vo.str("status", string(v.Status))
+		vo.strOpt("justification", v.Justification)
+		vo.strOpt("impact", v.Impact)
+		vo.str("source", v.Source)
+		vo.strOpt("author", v.Author)
+		vo.str("format", v.Format)
+		vo.timeOpt("timestamp", v.Timestamp)
+		o.b = vo.end()
 	}
 	o.str("change", string(f.Change))
 	appendExploit(&o, f)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 	"github.com/fleetscan/fleetscan/pkg/reportjson"
 )
@@ -147,6 +148,10 @@ type Summary struct {
 	BreachedUnaccepted int `json:"breachedUnaccepted"`
 	Accepted           int `json:"accepted"`
 	AcceptanceExpired  int `json:"acceptanceExpired"`
+	// NotAffected and VEXFixed count rows a VEX statement took off the
+	// gate (status not_affected / fixed).
+	NotAffected int `json:"notAffected"`
+	VEXFixed    int `json:"vexFixed"`
 	// Images counts expected image keys (digest + platform).
 	Images           int `json:"images"`
 	ImagesScanned    int `json:"imagesScanned"`
@@ -198,6 +203,9 @@ type NotScanned struct {
 type AcceptanceUse struct {
 	sla.Acceptance
 	Findings int `json:"findings"`
+	// FixAvailable: it ended because a fixed version exists
+	// (expire_on_fix) rather than on its date.
+	FixAvailable bool `json:"fixAvailable,omitempty"`
 }
 
 // Finding is one report row: a vulnerability in a package of one image.
@@ -223,6 +231,8 @@ type Finding struct {
 
 	Status     sla.Status
 	Acceptance *sla.Acceptance
+	// VEX is the VEX statement that applies to the row (nil: none).
+	VEX *vex.Statement
 	// Change is new, reopened or still-open against the previous report.
 	Change sla.Change
 }
@@ -265,8 +275,37 @@ func markInferred(names, inferred []string) []string {
 	return out
 }
 
-// Gating reports whether the row trips the gate: breached and not accepted.
+// Gating reports whether the row trips the gate: breached and not accepted
+// (a VEX not_affected or fixed row is never breached).
 func (f *Finding) Gating() bool { return f.Breached && f.Status != sla.StatusAccepted }
+
+// VEXStatus, VEXJustification and VEXSource describe the row's VEX
+// statement ("" without one). The source is the document and its author.
+func (f *Finding) VEXStatus() string {
+	if f.VEX == nil {
+		return ""
+	}
+	return string(f.VEX.Status)
+}
+
+// VEXJustification is the statement's justification label.
+func (f *Finding) VEXJustification() string {
+	if f.VEX == nil {
+		return ""
+	}
+	return f.VEX.Justification
+}
+
+// VEXSource names the statement's document, and its author when known.
+func (f *Finding) VEXSource() string {
+	if f.VEX == nil {
+		return ""
+	}
+	if f.VEX.Author != "" {
+		return f.VEX.Source + " (" + f.VEX.Author + ")"
+	}
+	return f.VEX.Source
+}
 
 // Ticket is one unit of remediation work: a package of an image repository
 // and the upgrade that fixes its vulnerabilities.
@@ -325,11 +364,13 @@ type DiffEntry struct {
 // Vuln is the part of a contract.Finding the report keeps (descriptions
 // and reference lists are dropped to bound memory).
 type Vuln struct {
-	ID           string
-	PkgName      string
-	PkgVersion   string // installed version
-	PkgPath      string
-	PkgType      string
+	ID         string
+	PkgName    string
+	PkgVersion string // installed version
+	PkgPath    string
+	PkgType    string
+	// PURL is the package URL VEX statements match.
+	PURL         string
 	FixedVersion string
 	// FixStatus is Trivy's status (fixed, affected, will_not_fix, ...).
 	FixStatus  string
@@ -357,6 +398,9 @@ type Image struct {
 	OwnerInferred []string
 	Scopes        []sla.Scope
 	Vulns         []Vuln
+	// VEX are the statements attached to the image in its registry (nil:
+	// none).
+	VEX *vex.Set
 	// OS is the detected operating system (nil when none was detected);
 	// OS.EOSL marks an end-of-life distribution.
 	OS *contract.OSInfo

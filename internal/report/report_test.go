@@ -117,8 +117,8 @@ func TestBuildSemantics(t *testing.T) {
 		{"CVE-2024-0003", "2025-01-15", "2025-01-29", -40, true, sla.StatusOpen, sla.ChangeStillOpen, "default", "epss", false},
 		{"CVE-2024-0001", "2025-02-20", "2025-02-27", -11, true, sla.StatusOpen, sla.ChangeStillOpen, "default", "severity", false},
 		{"CVE-2024-0002", "2025-03-01", "2025-03-26", 16, false, sla.StatusOpen, sla.ChangeStillOpen, "default", "kev", true},
-		{"CVE-2024-0005", "2025-03-10", "2025-03-13", 3, false, sla.StatusOpen, sla.ChangeNew, "payments", "payments", false},
-		{"GHSA-4v7x-pqxf-cx7m", "2025-03-05", "2025-04-04", 25, false, sla.StatusOpen, sla.ChangeReopened, "default", "severity", false},
+		{"CVE-2024-0005", "2025-03-10", "2025-03-13", 3, false, sla.StatusAcceptanceExpired, sla.ChangeNew, "payments", "payments", false},
+		{"GHSA-4v7x-pqxf-cx7m", "2025-03-05", "2025-04-04", 25, false, sla.StatusNotAffected, sla.ChangeReopened, "default", "severity", false},
 	}
 	if len(r.Findings) != len(want) {
 		t.Fatalf("%d findings, want %d", len(r.Findings), len(want))
@@ -135,7 +135,7 @@ func TestBuildSemantics(t *testing.T) {
 		t.Errorf("nginx row: image %q clusters %v repositories %v", f.Image(), f.Img.Clusters, f.Img.Repositories)
 	}
 	s := r.Summary
-	if s.BreachedUnaccepted != 3 || s.Breached != 4 || s.Accepted != 1 || s.AcceptanceExpired != 1 ||
+	if s.BreachedUnaccepted != 3 || s.Breached != 4 || s.Accepted != 1 || s.AcceptanceExpired != 2 || s.NotAffected != 1 ||
 		s.KEV != 1 || s.KEVBreached != 0 || s.EOLImages != 1 || s.FeedsDegraded != 0 {
 		t.Errorf("summary %+v", s)
 	}
@@ -148,8 +148,21 @@ func TestBuildSemantics(t *testing.T) {
 	if d := r.Diff; d.New != 1 || d.Reopened != 1 || d.StillOpen != 10 || d.Fixed != 1 {
 		t.Errorf("diff %+v", d)
 	}
-	if len(r.ExpiredAcceptances) != 1 || r.ExpiredAcceptances[0].Vulnerability != "CVE-2024-0004" {
+	// CVE-2024-0004 expired on its date; CVE-2024-0005's expire_on_fix
+	// acceptance ended because a fixed version exists.
+	if e := r.ExpiredAcceptances; len(e) != 2 || e[0].Vulnerability != "CVE-2024-0004" || e[0].FixAvailable ||
+		e[1].Vulnerability != "CVE-2024-0005" || !e[1].FixAvailable {
 		t.Errorf("expired acceptances %+v", r.ExpiredAcceptances)
+	}
+	// The staging-scoped acceptance of CVE-2024-0002 does not cover an image
+	// that also runs in prod-eu.
+	for _, f := range r.Findings {
+		if f.ID == "CVE-2024-0002" && (f.Status != sla.StatusOpen || f.Acceptance != nil) {
+			t.Errorf("CVE-2024-0002: status %s, acceptance %+v: a scoped acceptance covered workloads outside its scope", f.Status, f.Acceptance)
+		}
+		if f.ID == "CVE-2024-0003" && (f.VEXStatus() != "under_investigation" || f.Status != sla.StatusOpen) {
+			t.Errorf("CVE-2024-0003: vex %q status %s, want under_investigation and open", f.VEXStatus(), f.Status)
+		}
 	}
 }
 

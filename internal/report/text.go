@@ -127,6 +127,7 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 	m.exploits(r)
 	m.breaches(r)
 	m.expiredAcceptances(r)
+	m.vexRows(r)
 	m.unreachable(r)
 	m.failures(r)
 	m.notScanned(r)
@@ -153,6 +154,9 @@ func (m *mdWriter) summary(r *Report) {
 	m.table([]string{"Severity", "Findings", "Breached (unaccepted)", "SLA days"}, rows)
 	m.printf("\nAccepted: %d · Acceptance expired: %d · Breached but accepted: %d · Tickets: %d\n\n",
 		s.Accepted, s.AcceptanceExpired, s.Breached-s.BreachedUnaccepted, s.Tickets)
+	if s.NotAffected+s.VEXFixed > 0 {
+		m.printf("VEX: %d not affected · %d fixed (reported, never breached)\n\n", s.NotAffected, s.VEXFixed)
+	}
 	m.printf("Images: %d expected · %d scanned · %d failed · %d not scanned", s.Images, s.ImagesScanned, s.ImagesFailed, s.ImagesNotScanned)
 	if s.UnresolvedContainers > 0 {
 		m.printf(" · %s with an unresolved image", plural(s.UnresolvedContainers, "container", "containers"))
@@ -200,9 +204,35 @@ func (m *mdWriter) expiredAcceptances(r *Report) {
 	m.printf("\n## Expired acceptances (%d)\n\n", len(r.ExpiredAcceptances))
 	var rows [][]string
 	for _, a := range r.ExpiredAcceptances {
-		rows = append(rows, []string{a.Vulnerability, a.Repository, orDash(a.Package), date(a.Expires.Time), a.Reason, fmt.Sprint(a.Findings)})
+		expired := date(a.Expires.Time)
+		if a.FixAvailable {
+			expired = "fix available"
+		}
+		rows = append(rows, []string{a.Vulnerability, a.Repository, orDash(a.Package), expired, a.Reason, fmt.Sprint(a.Findings)})
 	}
 	m.table([]string{"Vulnerability", "Repository", "Package", "Expired", "Reason", "Findings"}, rows)
+}
+
+// vexRows lists the rows a VEX statement applies to.
+func (m *mdWriter) vexRows(r *Report) {
+	var rows [][]string
+	n := 0
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		if f.VEX == nil {
+			continue
+		}
+		if n++; n <= MarkdownLimit {
+			rows = append(rows, []string{f.Image(), f.ID, f.PkgName, f.PkgVersion, f.VEXStatus(), orDash(f.VEXJustification()),
+				string(f.Status), f.VEXSource()})
+		}
+	}
+	if n == 0 {
+		return
+	}
+	m.printf("\n## VEX statements applied (%d)\n\n", n)
+	m.table([]string{"Image", "Vulnerability", "Package", "Installed", "VEX status", "Justification", "Status", "Source"}, rows)
+	m.more(n)
 }
 
 func (m *mdWriter) unreachable(r *Report) {
@@ -406,6 +436,9 @@ func WriteConsole(w io.Writer, r *Report) error {
 	}
 	m.printf("\nSLA:      %d breached (%d unaccepted) · %d accepted · %d acceptance expired\n",
 		s.Breached, s.BreachedUnaccepted, s.Accepted, s.AcceptanceExpired)
+	if s.NotAffected+s.VEXFixed > 0 {
+		m.printf("VEX:      %d not affected · %d fixed\n", s.NotAffected, s.VEXFixed)
+	}
 	m.printf("Images:   %d expected · %d scanned · %d failed · %d not scanned", s.Images, s.ImagesScanned, s.ImagesFailed, s.ImagesNotScanned)
 	if s.UnresolvedContainers > 0 {
 		m.printf(" · %s", plural(s.UnresolvedContainers, "container unresolved", "containers unresolved"))
@@ -426,6 +459,10 @@ func WriteConsole(w io.Writer, r *Report) error {
 	d := r.Diff
 	m.printf("Changes:  %d new (%d reopened) · %d still open · %d fixed\n", d.New+d.Reopened, d.Reopened, d.StillOpen, d.Fixed)
 	for _, a := range r.ExpiredAcceptances {
+		if a.FixAvailable {
+			m.printf("Expired acceptance: %s in %s (a fix is available; %s)\n", a.Vulnerability, a.Repository, a.Reason)
+			continue
+		}
 		m.printf("Expired acceptance: %s in %s (expired %s; %s)\n", a.Vulnerability, a.Repository, date(a.Expires.Time), a.Reason)
 	}
 	for _, f := range r.Failures[:min(len(r.Failures), 10)] {

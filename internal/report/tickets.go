@@ -25,8 +25,9 @@ func BuildTickets(findings []Finding) []Ticket {
 	var order []*ticketGroup
 	for i := range findings {
 		f := &findings[i]
-		if f.Status == sla.StatusAccepted {
-			continue
+		switch f.Status {
+		case sla.StatusAccepted, sla.StatusNotAffected, sla.StatusFixed:
+			continue // accepted, or not exploitable per VEX: no work
 		}
 		repo := TicketRepository(f)
 		k := [2]string{repo, f.PkgName}

@@ -170,6 +170,16 @@ func (in Interner) Intern(s string) string {
 
 // Compact converts a result's findings to Vulns. in may be nil.
 func Compact(findings []contract.Finding, in Interner) []Vuln {
+	return compact(findings, nil, in)
+}
+
+// CompactResult converts a result's findings to Vulns, with package URLs
+// computed from the result's OS where the worker did not record them.
+func CompactResult(res contract.ScanResult, in Interner) []Vuln {
+	return compact(res.Findings, res.OS, in)
+}
+
+func compact(findings []contract.Finding, os *contract.OSInfo, in Interner) []Vuln {
 	if in == nil {
 		in = Interner{}
 	}
@@ -181,6 +191,7 @@ func Compact(findings []contract.Finding, in Interner) []Vuln {
 			PkgVersion:   in.Intern(f.PkgVersion),
 			PkgPath:      f.PkgPath,
 			PkgType:      in.Intern(f.PkgType),
+			PURL:         in.Intern(f.PURL(os)),
 			FixedVersion: in.Intern(f.FixedVersion),
 			FixStatus:    in.Intern(f.Status),
 			Severity:     sla.NormalizeSeverity(f.Severity),

@@ -3,11 +3,13 @@ package reporter
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/vex"
 )
 
 // Earliest and latest --now: SLA dates outside these years are typos
@@ -38,6 +40,16 @@ func (c Config) Check() error {
 	if c.AcceptFile != "" {
 		if _, err := sla.LoadAcceptances(c.AcceptFile); err != nil {
 			errs = append(errs, fmt.Errorf("--accept-file: %w", err))
+		}
+	}
+	if len(c.VEX) > 0 && allExist(c.VEX) { // Validate names the missing ones
+		if _, err := vex.LoadPaths(c.VEX); err != nil {
+			errs = append(errs, fmt.Errorf("--vex: %w", err))
+		}
+	}
+	if c.VEXRepoDir != "" && len(c.VEXRepos) == 0 {
+		if _, _, err := vex.LoadRepositories(c.VEXRepoDir); err != nil {
+			errs = append(errs, fmt.Errorf("--vex-repo-dir: %w", err))
 		}
 	}
 	if strings.TrimSpace(c.OutDir) != "" {
@@ -81,4 +93,13 @@ func (o Outcome) Err() error {
 		why = append(why, "no report written")
 	}
 	return &ExitStatus{Code: code, Why: why}
+}
+
+func allExist(paths []string) bool {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	return true
 }

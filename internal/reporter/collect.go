@@ -11,9 +11,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fleetscan/fleetscan/internal/logging"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/store"
+	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -108,7 +110,8 @@ func (c *collector) take(k contract.ImageKey, res contract.ScanResult) {
 		return
 	}
 	img := c.sc.fleet.Image(k, res.Reference)
-	img.Vulns = report.Compact(res.Findings, c.intern)
+	img.Vulns = report.CompactResult(res, c.intern)
+	img.VEX = attestations(res, c.log)
 	img.OS = res.OS // its EOSL flag marks an end-of-life image
 	c.out.images = append(c.out.images, img)
 	if c.out.db == nil || res.DB.UpdatedAt.After(c.out.db.UpdatedAt) {
@@ -344,4 +347,23 @@ func markRepos(repos map[string]bool, fleet *report.Fleet, digest, platform, ref
 
 func compareKeys(a, b contract.ImageKey) int {
 	return cmp.Or(strings.Compare(a.Digest, b.Digest), strings.Compare(a.Platform.String(), b.Platform.String()))
+}
+
+// attestations parses the VEX attestations the worker found attached to
+// the image (--vex-oci); one that does not parse is logged and skipped.
+func attestations(res contract.ScanResult, log *zap.Logger) *vex.Set {
+	if len(res.VEXAttestations) == 0 {
+		return nil
+	}
+	set := vex.NewSet()
+	for _, a := range res.VEXAttestations {
+		stmts, err := vex.Parse(a.Document, a.Source)
+		if err != nil {
+			log.Warn("VEX attestation skipped", logging.Digest(res.Digest), zap.Error(err))
+			continue
+		}
+		set.Add(stmts...)
+		set.Sources = append(set.Sources, a.Source)
+	}
+	return set
 }

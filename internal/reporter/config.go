@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/metrics"
@@ -17,6 +19,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/sbom"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/tickets"
+	"github.com/fleetscan/fleetscan/internal/vex"
 )
 
 // Config holds the reporter's settings. NATS, topology and logging have
@@ -61,6 +64,17 @@ type Config struct {
 	Notify notify.Config
 	// SBOM lists the SBOM formats written per image (--sbom cyclonedx,spdx).
 	SBOM []string
+	// VEX lists VEX documents or directories of them (--vex, repeatable):
+	// OpenVEX, CycloneDX VEX or CSAF VEX.
+	VEX []string
+	// VEXRepoDir holds the VEX repositories the updater fetched
+	// (--vex-repo); the all-in-one sets it, the reporter reads it.
+	VEXRepoDir string
+	// VEXRepos, when set, are the only repositories read from VEXRepoDir
+	// (the all-in-one's --vex-repo); empty reads every one there.
+	VEXRepos []string
+	// VEXOut writes the acceptances' VEX decisions as one OpenVEX document.
+	VEXOut string
 	// MaxEnrichmentAge is the age past which an exploit feed (KEV, EPSS)
 	// is stale: the report says so and is incomplete (exit status bit 2).
 	MaxEnrichmentAge time.Duration
@@ -112,8 +126,17 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.Record, "record", c.Record, "record first-seen dates and resolutions in JetStream (--record=false evaluates only)")
 	c.S3.RegisterFlags(fs)
 	c.RegisterSBOMFlags(fs)
+	c.RegisterVEXFlags(fs)
+	fs.StringVar(&c.VEXRepoDir, "vex-repo-dir", c.VEXRepoDir, "directory of VEX repositories fetched by `worker db-update --vex-repo` (their statements are applied; empty: none)")
 	fs.DurationVar(&c.MaxEnrichmentAge, "max-enrichment-age", c.MaxEnrichmentAge, "a KEV or EPSS feed older than this is reported stale and makes the report incomplete (exit status bit 2; EPSS by its score date, KEV since last confirmed at its source)")
 	c.RegisterReachFlags(fs)
+}
+
+// RegisterVEXFlags binds --vex and --vex-out (the all-in-one registers
+// them too).
+func (c *Config) RegisterVEXFlags(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&c.VEX, "vex", c.VEX, "VEX document (OpenVEX, CycloneDX VEX or CSAF VEX) or directory of *.json documents; repeatable. not_affected and fixed statements take matching findings off the gate; affected and under_investigation annotate them")
+	fs.StringVar(&c.VEXOut, "vex-out", c.VEXOut, "also write the acceptances' VEX decisions (vex_status) as one OpenVEX document to this file")
 }
 
 // RegisterReachFlags binds the flags that deliver the report beyond its
@@ -192,6 +215,18 @@ func (c Config) Validate() error {
 	if _, err := sbom.ParseFormats(c.SBOM); err != nil {
 		errs = append(errs, fmt.Errorf("--sbom: %w", err))
 	}
+	for _, p := range c.VEX {
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, fmt.Errorf("--vex %s: %w", p, err))
+		}
+	}
+	if c.VEXOut != "" && c.AcceptFile == "" {
+		errs = append(errs, fmt.Errorf("--vex-out %s: needs --accept-file (the decisions it exports)", c.VEXOut))
+	} else if c.VEXOut != "" {
+		if st, err := os.Stat(filepath.Dir(c.VEXOut)); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("--vex-out %s: directory %s does not exist", c.VEXOut, filepath.Dir(c.VEXOut)))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -221,4 +256,32 @@ func (c Config) policy() (sla.Policy, error) {
 		p = p.WithDays(d)
 	}
 	return p, nil
+}
+
+// loadVEX reads --vex and the fetched VEX repositories into one set (nil
+// when there is none).
+func (c Config) loadVEX(log *zap.Logger) (*vex.Set, error) {
+	set := vex.NewSet()
+	if len(c.VEX) > 0 {
+		s, err := vex.LoadPaths(c.VEX)
+		if err != nil {
+			return nil, fmt.Errorf("--vex: %w", err)
+		}
+		set.Merge(s)
+	}
+	if c.VEXRepoDir != "" {
+		s, missing, err := vex.LoadRepositories(c.VEXRepoDir, c.VEXRepos...)
+		if err != nil {
+			return nil, fmt.Errorf("VEX repositories in %s: %w", c.VEXRepoDir, err)
+		}
+		for _, u := range missing {
+			log.Warn("VEX repository never fetched; its statements are not applied", zap.String("url", u))
+		}
+		set.Merge(s)
+	}
+	if set.Len() == 0 {
+		return nil, nil
+	}
+	log.Info("VEX statements loaded", zap.Int("statements", set.Len()), zap.Int("documents", len(set.Sources)))
+	return set, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/tickets"
 	"github.com/fleetscan/fleetscan/internal/topology"
+	"github.com/fleetscan/fleetscan/internal/vex"
 )
 
 // Exit status bits. A run that produced a report exits with the OR of
@@ -233,17 +234,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	var sc *scope
-	if cfg.RunID != "" {
-		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
-	} else {
-		sc, err = fleetScope(ctx, d.Store, cfg.MaxAge, started, log)
-	}
+	sc, err := selectScope(ctx, cfg, d, started, log)
 	if err != nil {
 		return Outcome{}, err
 	}
-	log.Info("report scope", zap.String("mode", sc.mode.Mode), zap.Int("clusters", len(sc.clusters)),
-		zap.Int("runs", len(sc.runs)), zap.Int("images", len(sc.req)), zap.Int("unresolved", len(sc.unresolved)))
 	col, err := collect(ctx, d.Store, sc, waitOptions{Wait: cfg.Wait, Interval: cfg.PollInterval, Now: d.now, OnProgress: d.Progress}, log)
 	if err != nil {
 		return Outcome{}, err
@@ -258,9 +252,14 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	r := report.Build(report.Input{
 		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
 		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
-		Policy: set.policy, Acceptances: set.acceptances, Filter: set.filter,
+		Policy: set.policy, Acceptances: set.acceptances, VEX: set.vex, Filter: set.filter,
 		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner, Enrichment: enrichment,
 	})
+	if cfg.VEXOut != "" {
+		if err := writeVEXOut(cfg.VEXOut, set.acceptances, r, asOf, log); err != nil {
+			return Outcome{}, err
+		}
+	}
 	// The SBOMs (and the package index) are exported between writing the
 	// report and uploading it, so they are uploaded with it.
 	exports := func(out *Outcome) error {
@@ -287,6 +286,24 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// selectScope is the report's scope: the run --run names, or the fleet
+// view (each cluster's latest inventory within --max-age).
+func selectScope(ctx context.Context, cfg Config, d Deps, started time.Time, log *zap.Logger) (*scope, error) {
+	var sc *scope
+	var err error
+	if cfg.RunID != "" {
+		sc, err = runScope(ctx, d.Store, cfg.RunID, log)
+	} else {
+		sc, err = fleetScope(ctx, d.Store, cfg.MaxAge, started, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("report scope", zap.String("mode", sc.mode.Mode), zap.Int("clusters", len(sc.clusters)),
+		zap.Int("runs", len(sc.runs)), zap.Int("images", len(sc.req)), zap.Int("unresolved", len(sc.unresolved)))
+	return sc, nil
 }
 
 // loadFeeds reads the exploit feeds' last good copies from d.Feeds and
@@ -317,6 +334,7 @@ func loadFeeds(ctx context.Context, cfg Config, d Deps, asOf time.Time, log *zap
 type settings struct {
 	policy      sla.Policy
 	acceptances *sla.Acceptances
+	vex         *vex.Set
 	filter      report.Filter
 	formats     []report.Format
 	uploader    Uploader
@@ -332,6 +350,9 @@ func loadSettings(ctx context.Context, cfg Config, d Deps, log *zap.Logger) (set
 		if set.acceptances, err = sla.LoadAcceptances(cfg.AcceptFile); err != nil {
 			return settings{}, err
 		}
+	}
+	if set.vex, err = cfg.loadVEX(log); err != nil {
+		return settings{}, err
 	}
 	severities, _ := sla.ParseSeverities(cfg.Severities)
 	set.filter = report.Filter{Severities: severities, IgnoreUnfixed: cfg.IgnoreUnfixed}

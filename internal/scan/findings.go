@@ -51,6 +51,9 @@ func findingOf(r ttypes.Result, v ttypes.DetectedVulnerability) contract.Finding
 		References:       v.References,
 		LayerDigest:      v.Layer.Digest,
 	}
+	if v.PkgIdentifier.PURL != nil {
+		f.PkgPURL = v.PkgIdentifier.PURL.String()
+	}
 	//lint:ignore SA1019 Trivy fills it from the preferred source, and `trivy image` reports exactly it.
 	f.Severity = v.Severity
 	if f.Severity == "" {

@@ -128,3 +128,74 @@ func TestParseAcceptancesErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAcceptanceScopeAndExpireOnFix: a scoped acceptance covers an image
+// only when every workload running it is in scope; expire_on_fix ends it
+// once a fixed version exists (acceptance-expired), whatever its date.
+func TestAcceptanceScopeAndExpireOnFix(t *testing.T) {
+	t.Parallel()
+	acc, err := ParseAcceptances([]byte(`
+acceptances:
+  - vulnerability: CVE-2024-1
+    repository: docker.io/library/nginx
+    clusters: [staging-*]
+    namespaces: [web]
+    expires: 2030-01-01
+    reason: staging web only
+  - vulnerability: CVE-2024-2
+    repository: "*"
+    workloads: ["prod/payments/Deployment/api"]
+    package: pkg:apk/alpine/openssl
+    expire_on_fix: true
+    expires: 2030-01-01
+    reason: until a fix ships
+    vex_status: not_affected
+    vex_justification: vulnerable_code_not_in_execute_path
+`), "a.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	asOf := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	nginx := []string{"docker.io/library/nginx"}
+	api := []string{"ghcr.io/acme/api"}
+	tests := []struct {
+		name string
+		sub  Subject
+		want Status
+	}{
+		{"in scope", Subject{Vulnerability: "CVE-2024-1", Repositories: nginx, Workloads: []string{"staging-eu/web/Deployment/a", "staging-us/web/Deployment/b"}}, StatusAccepted},
+		{"also runs in prod", Subject{Vulnerability: "CVE-2024-1", Repositories: nginx, Workloads: []string{"staging-eu/web/Deployment/a", "prod/web/Deployment/a"}}, StatusOpen},
+		{"other namespace", Subject{Vulnerability: "CVE-2024-1", Repositories: nginx, Workloads: []string{"staging-eu/batch/Job/x"}}, StatusOpen},
+		{"no known workload", Subject{Vulnerability: "CVE-2024-1", Repositories: nginx}, StatusOpen},
+		{"workload, no fix yet", Subject{Vulnerability: "CVE-2024-2", PURL: "pkg:apk/alpine/openssl@3.1.0-r0?distro=3.18.0", Repositories: api,
+			Workloads: []string{"prod/payments/Deployment/api"}}, StatusAccepted},
+		{"workload, fix available", Subject{Vulnerability: "CVE-2024-2", PURL: "pkg:apk/alpine/openssl@3.1.0-r0", Repositories: api,
+			Workloads: []string{"prod/payments/Deployment/api"}, FixedVersion: "3.1.4-r0"}, StatusAcceptanceExpired},
+		{"other package", Subject{Vulnerability: "CVE-2024-2", PURL: "pkg:apk/alpine/libssl3@3.1.0-r0", Repositories: api,
+			Workloads: []string{"prod/payments/Deployment/api"}}, StatusOpen},
+		{"other workload", Subject{Vulnerability: "CVE-2024-2", PURL: "pkg:apk/alpine/openssl@3.1.0-r0", Repositories: api,
+			Workloads: []string{"prod/payments/Deployment/worker"}}, StatusOpen},
+	}
+	for _, tt := range tests {
+		if got := acc.DecideFor(tt.sub, asOf).Status; got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestAcceptanceVEXFieldsValidated(t *testing.T) {
+	t.Parallel()
+	for name, entry := range map[string]string{
+		"unknown status":          "vex_status: maybe",
+		"not_affected no reason":  "vex_status: not_affected",
+		"bad justification":       "vex_status: not_affected\n    vex_justification: because",
+		"justification no status": "vex_justification: component_not_present",
+		"bad workload":            "workloads: [api]",
+		"bad purl":                "package: pkg:nothing",
+	} {
+		doc := "acceptances:\n  - vulnerability: CVE-1\n    repository: \"*\"\n    expires: 2030-01-01\n    reason: r\n    " + entry + "\n"
+		if _, err := ParseAcceptances([]byte(doc), "a.yaml"); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -132,7 +132,8 @@ func reopenedTickets(r *report.Report) map[string]bool {
 	out := map[string]bool{}
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		if f.Change == sla.ChangeReopened && f.Status != sla.StatusAccepted {
+		// Rows off the gate (accepted, VEX not_affected/fixed) have no ticket.
+		if f.Change == sla.ChangeReopened && (f.Status == sla.StatusOpen || f.Status == sla.StatusAcceptanceExpired) {
 			out[report.TicketID(report.TicketRepository(f), f.PkgName)] = true
 		}
 	}

@@ -209,3 +209,23 @@ func TestSyncSequence(t *testing.T) {
 		}
 	}
 }
+
+// TestReopenedOnTheGateOnly: a reopened finding reopens its ticket only
+// while it is on the gate (open or acceptance-expired); an accepted one or
+// one a VEX not_affected/fixed statement covers has no ticket to reopen.
+func TestReopenedOnTheGateOnly(t *testing.T) {
+	for _, tc := range []struct {
+		status sla.Status
+		want   bool
+	}{
+		{sla.StatusOpen, true}, {sla.StatusAcceptanceExpired, true}, {sla.StatusAccepted, false},
+		{sla.StatusNotAffected, false}, {sla.StatusFixed, false},
+	} {
+		f := reopenedFinding("openssl")
+		f.Status = tc.status
+		got := reopenedTickets(&report.Report{Findings: []report.Finding{f}})
+		if got[report.TicketID("docker.io/library/nginx", "openssl")] != tc.want {
+			t.Errorf("%s: reopened %v, want %v", tc.status, got, tc.want)
+		}
+	}
+}

@@ -44,7 +44,7 @@ import (
 // the major for anything an older reader would misinterpret.
 const (
 	JobSchemaVersion       = "1.0"
-	ResultSchemaVersion    = "1.0"
+	ResultSchemaVersion    = "1.2" // 1.1: findings[].pkgPurl; 1.2: vexAttestations
 	InventorySchemaVersion = "1.0"
 	ManifestSchemaVersion  = "1.1" // 1.1: reusedKeys
 	IdentitySchemaVersion  = "1.0"

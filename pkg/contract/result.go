@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -101,12 +102,17 @@ type CVSS struct {
 
 // Finding is one vulnerability in one package of an image.
 type Finding struct {
-	VulnerabilityID  string     `json:"vulnerabilityId"`
-	PkgName          string     `json:"pkgName"`
-	PkgVersion       string     `json:"pkgVersion"`
-	PkgPath          string     `json:"pkgPath,omitempty"`
-	PkgType          string     `json:"pkgType,omitempty"`  // alpine, debian, npm, pip, gobinary, jar, ...
-	PkgClass         string     `json:"pkgClass,omitempty"` // os-pkgs or lang-pkgs
+	VulnerabilityID string `json:"vulnerabilityId"`
+	PkgName         string `json:"pkgName"`
+	PkgVersion      string `json:"pkgVersion"`
+	PkgPath         string `json:"pkgPath,omitempty"`
+	PkgType         string `json:"pkgType,omitempty"`  // alpine, debian, npm, pip, gobinary, jar, ...
+	PkgClass        string `json:"pkgClass,omitempty"` // os-pkgs or lang-pkgs
+	// PkgPURL is the package URL Trivy gives the package
+	// ("pkg:apk/alpine/openssl@3.1.2-r0?arch=x86_64&distro=3.18.4"), the
+	// subcomponent VEX statements name (schema 1.1). Results written before
+	// 1.1 lack it: PURL computes it from type, name and version.
+	PkgPURL          string     `json:"pkgPurl,omitempty"`
 	Target           string     `json:"target,omitempty"`
 	FixedVersion     string     `json:"fixedVersion,omitempty"`
 	Status           string     `json:"status,omitempty"` // fixed, affected, will_not_fix, ...
@@ -144,6 +150,18 @@ type ScanResult struct {
 	// Reused is true when the result was carried over from an earlier scan
 	// with the same database and scanner.
 	Reused bool `json:"reused,omitempty"`
+	// VEXAttestations are the OpenVEX documents attached to the image in
+	// its registry (OCI referrers or the legacy attestation tag), found
+	// when the worker runs with --vex-oci (schema 1.2).
+	VEXAttestations []VEXAttestation `json:"vexAttestations,omitempty"`
+}
+
+// VEXAttestation is one OpenVEX document attached to an image.
+type VEXAttestation struct {
+	// Source is where it was found: the attestation's manifest reference.
+	Source string `json:"source"`
+	// Document is the OpenVEX JSON document (the in-toto predicate).
+	Document json.RawMessage `json:"document"`
 }
 
 // NewFailedResult builds the failure record for a job.

@@ -42,7 +42,7 @@ import (
 
 // SchemaVersion is the version of report.json this package describes and
 // the reporter writes.
-const SchemaVersion = "1.1"
+const SchemaVersion = "1.2" // 1.2: findings[].vex and pkgPurl, summary.notAffected/vexFixed, statuses not_affected/fixed, acceptance scope, expire_on_fix and VEX fields
 
 // SupportedMajor is the only major version Decode reads.
 const SupportedMajor = 1
@@ -235,6 +235,10 @@ type Summary struct {
 	BreachedUnaccepted int `json:"breachedUnaccepted"`
 	Accepted           int `json:"accepted"`
 	AcceptanceExpired  int `json:"acceptanceExpired"`
+	// NotAffected and VEXFixed count rows a VEX statement took off the
+	// gate (1.2).
+	NotAffected int `json:"notAffected"`
+	VEXFixed    int `json:"vexFixed"`
 	// Images counts expected image keys (digest + platform).
 	Images           int `json:"images"`
 	ImagesScanned    int `json:"imagesScanned"`
@@ -289,12 +293,38 @@ type Acceptance struct {
 	Reason     string    `json:"reason"`
 	ApprovedBy string    `json:"approvedBy,omitempty"`
 	Ticket     string    `json:"ticket,omitempty"`
+	// Clusters, Namespaces and Workloads scope the acceptance (globs, 1.2).
+	Clusters   []string `json:"clusters,omitempty"`
+	Namespaces []string `json:"namespaces,omitempty"`
+	Workloads  []string `json:"workloads,omitempty"`
+	// ExpireOnFix ends the acceptance once a fixed version exists (1.2).
+	ExpireOnFix bool `json:"expire_on_fix,omitempty"`
+	// VEXStatus and VEXJustification are exported as OpenVEX (1.2).
+	VEXStatus        string `json:"vex_status,omitempty"`
+	VEXJustification string `json:"vex_justification,omitempty"`
 }
 
 // AcceptanceUse is an acceptance and how many findings it matched.
 type AcceptanceUse struct {
 	Acceptance
 	Findings int `json:"findings"`
+	// FixAvailable: it ended because a fixed version exists (1.2).
+	FixAvailable bool `json:"fixAvailable,omitempty"`
+}
+
+// VEX is the VEX statement applied to a finding (1.2).
+type VEX struct {
+	// Status is not_affected, fixed, affected or under_investigation.
+	Status        string `json:"status"`
+	Justification string `json:"justification,omitempty"`
+	Impact        string `json:"impact,omitempty"`
+	// Source is the document: a file, a VEX repository URL or an image
+	// attestation reference.
+	Source string `json:"source"`
+	Author string `json:"author,omitempty"`
+	// Format is openvex, cyclonedx or csaf.
+	Format    string    `json:"format"`
+	Timestamp time.Time `json:"timestamp,omitzero"`
 }
 
 // Image is one scanned image key and where it runs.
@@ -328,6 +358,10 @@ const (
 	StatusOpen              = "open"
 	StatusAccepted          = "accepted"
 	StatusAcceptanceExpired = "acceptance-expired"
+	// StatusNotAffected and StatusFixed: a VEX statement says the image is
+	// not affected / has it fixed; never breached (1.2).
+	StatusNotAffected = "not_affected"
+	StatusFixed       = "fixed"
 )
 
 // Finding changes against the previous report.
@@ -339,14 +373,16 @@ const (
 
 // Finding is one row: a vulnerability in a package of one image.
 type Finding struct {
-	Image            string   `json:"image"`
-	Digest           string   `json:"digest"`
-	Platform         string   `json:"platform"`
-	VulnerabilityID  string   `json:"vulnerabilityId"`
-	Severity         string   `json:"severity"`
-	PkgName          string   `json:"pkgName"`
-	PkgPath          string   `json:"pkgPath,omitempty"`
-	PkgType          string   `json:"pkgType,omitempty"`
+	Image           string `json:"image"`
+	Digest          string `json:"digest"`
+	Platform        string `json:"platform"`
+	VulnerabilityID string `json:"vulnerabilityId"`
+	Severity        string `json:"severity"`
+	PkgName         string `json:"pkgName"`
+	PkgPath         string `json:"pkgPath,omitempty"`
+	PkgType         string `json:"pkgType,omitempty"`
+	// PkgPURL is the package URL VEX statements match (1.2).
+	PkgPURL          string   `json:"pkgPurl,omitempty"`
 	InstalledVersion string   `json:"installedVersion"`
 	FixedVersion     string   `json:"fixedVersion,omitempty"`
 	FixStatus        string   `json:"fixStatus,omitempty"`
@@ -384,6 +420,8 @@ type Finding struct {
 	EPSSPercentile *float64 `json:"epssPercentile,omitempty"`
 	// OSEOL is true when the image's OS is past its end of life.
 	OSEOL bool `json:"osEol"`
+	// VEX is the statement that applies (1.2).
+	VEX *VEX `json:"vex,omitempty"`
 }
 
 // Gating reports whether the row trips the reporter's gate (exit status

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -155,4 +156,22 @@ func coverage() report.Input {
 		DB:      &contract.DBInfo{Version: 2, UpdatedAt: ts("2025-03-10T00:00:00Z")},
 		Scanner: &contract.ScannerInfo{Name: "trivy", Version: "0.74.0"},
 	}
+}
+
+// NotAffected is a VEX set (OpenVEX) saying every package of repository's
+// images is not affected by vulnerability.
+func NotAffected(vulnerability, repository string) *vex.Set {
+	name := repository[strings.LastIndex(repository, "/")+1:]
+	doc := `{"@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://example.com/vex/sample",
+  "author": "Sample", "timestamp": "2025-03-01T00:00:00Z", "version": 1,
+  "statements": [{"vulnerability": {"name": "` + vulnerability + `"},
+    "products": [{"@id": "pkg:oci/` + name + `?repository_url=` + repository + `"}],
+    "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"}]}`
+	stmts, err := vex.Parse([]byte(doc), "sample.openvex.json")
+	if err != nil {
+		panic(err)
+	}
+	set := vex.NewSet()
+	set.Add(stmts...)
+	return set
 }

@@ -308,8 +308,7 @@ func (p *pipeline) waitResults(ctx context.Context, keys []contract.ImageKey, ti
 			if _, ok := got[k]; ok {
 				continue
 			}
-			r, err := p.st.Result(ctx, k)
-			if err == nil && r.Cycle == p.cycle {
+			if r, ok := p.result(ctx, k); ok {
 				got[k] = r
 			}
 		}
@@ -322,6 +321,16 @@ func (p *pipeline) waitResults(ctx context.Context, keys []contract.ImageKey, ti
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// result reads k's result of this cycle. Each read has its own short
+// timeout: a request sent while the client reconnects after a node died
+// can go unanswered, and must not wait for the whole test's context.
+func (p *pipeline) result(ctx context.Context, k contract.ImageKey) (contract.ScanResult, bool) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, err := p.st.Result(rctx, k)
+	return r, err == nil && r.Cycle == p.cycle
 }
 
 // reporterRun is what one reporter container produced.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -231,24 +230,6 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestInterrupt: the first SIGINT with a scan in flight stops taking work,
 // says on stderr what is waited for and until when, and ends within the
 // --grace-period with status 4 ("no report"); a second signal exits at once
@@ -257,7 +238,7 @@ func TestInterrupt(t *testing.T) {
 	f := newScanFixture(t, time.Minute) // blob fetches hang: scans stay in flight
 	sigs := make(chan os.Signal, 2)
 	exited := make(chan int, 1)
-	var stdout, stderr syncBuffer
+	var stdout, stderr clitest.Buffer
 	ctx, in, stop := cli.WithSignals(t.Context(), sigs, "fleetscan", &stderr, reporter.ExitNoReport, func(code int) { exited <- code })
 	defer stop()
 	done := make(chan int, 1)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fleetscan/fleetscan/internal/cli"
+	"github.com/fleetscan/fleetscan/internal/cli/clitest"
 )
 
 func TestCode(t *testing.T) {
@@ -88,7 +89,7 @@ func TestParseVersionAndSecrets(t *testing.T) {
 func TestSignals(t *testing.T) {
 	sigs := make(chan os.Signal, 2)
 	exited := make(chan int, 1)
-	var stderr syncBuffer
+	var stderr clitest.Buffer
 	ctx, in, stop := cli.WithSignals(context.Background(), sigs, "tool", &stderr, 4, func(code int) { exited <- code })
 	defer stop()
 
@@ -129,7 +130,7 @@ func TestSignals(t *testing.T) {
 func TestSecondSignalDefaultsToInterruptedStatus(t *testing.T) {
 	sigs := make(chan os.Signal, 2)
 	exited := make(chan int, 1)
-	_, _, stop := cli.WithSignals(context.Background(), sigs, "tool", &syncBuffer{}, 4, func(code int) { exited <- code })
+	_, _, stop := cli.WithSignals(context.Background(), sigs, "tool", &clitest.Buffer{}, 4, func(code int) { exited <- code })
 	defer stop()
 	sigs <- os.Interrupt
 	sigs <- os.Interrupt

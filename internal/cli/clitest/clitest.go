@@ -4,9 +4,11 @@
 package clitest
 
 import (
+	"bytes"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -54,4 +56,24 @@ func NoSecret(t testing.TB, out, secret string) {
 	if strings.Contains(out, secret) {
 		t.Errorf("output shows the secret %q:\n%s", secret, out)
 	}
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writers and readers: a
+// command's stderr written by its log, signal handler and notices while
+// the test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -175,6 +175,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, erro
 		inv := contract.Inventory{
 			SchemaVersion: contract.InventorySchemaVersion, RunID: cfg.RunID, Cycle: cfg.Cycle,
 			Cluster: res.Cluster, CollectedAt: deps.now().UTC(), Pods: res.Pods, Entries: res.Entries,
+			Namespaces: res.Namespaces,
 		}
 		if err := deps.Store.PutInventory(ctx, inv); err != nil {
 			return fmt.Errorf("store inventory of cluster %s: %w", res.Cluster, err)

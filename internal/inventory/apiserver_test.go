@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,19 @@ var dispatcherRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"list"}},
 	{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get", "list"}},
 	{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list"}},
+	{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list"}},
+}
+
+// ownerAnnotation is the annotation seedCluster puts on its namespaces.
+const ownerAnnotation = "example.com/owner"
+
+// wantNamespaces is what an inventory of seedCluster's pods records of
+// their namespaces: every label and annotation but kubectl's
+// last-applied-configuration and values over contract.MaxAnnotationValue.
+var wantNamespaces = []contract.Namespace{
+	{Name: "ops", Labels: map[string]string{corev1.LabelMetadataName: "ops"}, Annotations: map[string]string{ownerAnnotation: "ops-team"}},
+	{Name: "shop", Labels: map[string]string{corev1.LabelMetadataName: "shop", "team": "shop-label"},
+		Annotations: map[string]string{ownerAnnotation: "shop-annotation", "team": "shop-annotation"}},
 }
 
 const (
@@ -53,6 +67,7 @@ func TestRealAPIServer(t *testing.T) {
 	grant(ctx, t, srv.Client, "fleetscan-dispatcher", dispatcherRules)
 	grant(ctx, t, srv.Client, "no-nodes", []rbacv1.PolicyRule{dispatcherRules[0], dispatcherRules[2], dispatcherRules[3]})
 	grant(ctx, t, srv.Client, "pods-and-nodes-only", dispatcherRules[:2])
+	grant(ctx, t, srv.Client, "no-namespaces", dispatcherRules[:4])
 
 	t.Run("paginates with the documented RBAC", func(t *testing.T) {
 		cfg, calls := countingConfig(srv.UserConfig(t, "fleetscan-dispatcher"))
@@ -76,6 +91,12 @@ func TestRealAPIServer(t *testing.T) {
 		}
 		if got := calls.get("GET /apis/batch/v1/namespaces/ops/jobs"); got != 1 {
 			t.Errorf("Job List calls = %d, want 1", got)
+		}
+		if got := calls.get("GET /api/v1/namespaces"); got != 1 {
+			t.Errorf("Namespace List calls = %d, want 1", got)
+		}
+		if !reflect.DeepEqual(res.Namespaces, wantNamespaces) {
+			t.Errorf("namespaces:\n got %+v\nwant %+v", res.Namespaces, wantNamespaces)
 		}
 		counts := map[string]int{}
 		for _, e := range res.Entries {
@@ -144,6 +165,45 @@ func TestRealAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("forbidden namespaces records none", func(t *testing.T) {
+		src, err := NewKubeSourceForConfig("real", srv.UserConfig(t, "no-namespaces"), DefaultPageSize, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := (&Collector{Log: zaptest.NewLogger(t)}).Collect(ctx, src)
+		if err != nil {
+			t.Fatalf("a forbidden namespace list must not fail the cluster: %v", err)
+		}
+		if res.Pods != realWebPods+realJobPods || res.Namespaces != nil {
+			t.Fatalf("%d pods, namespaces %+v: want every pod and no namespaces", res.Pods, res.Namespaces)
+		}
+	})
+
+	t.Run("namespace pages", func(t *testing.T) {
+		cfg, calls := countingConfig(srv.Config)
+		src, err := NewKubeSourceForConfig("real", cfg, 2, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := src.Namespaces(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// shop, ops, empty and the server's own (default, kube-system, ...),
+		// two a page.
+		if got, want := calls.get("GET /api/v1/namespaces"), (len(all)+1)/2; len(all) < 4 || got != want {
+			t.Fatalf("%d namespaces in %d calls, want at least 4 in %d", len(all), got, want)
+		}
+		for _, name := range []string{"shop", "ops", "empty", "default"} {
+			if all[name].Name != name {
+				t.Errorf("namespace %s not listed", name)
+			}
+		}
+		if got := all["empty"]; got.Name != "empty" || got.Annotations != nil {
+			t.Fatalf("namespace empty: %+v (its annotations are all too large or last-applied)", got)
+		}
+	})
+
 	t.Run("kubeconfig contexts", func(t *testing.T) {
 		path := srv.Kubeconfig(t, "admin", map[string]*rest.Config{
 			"admin": srv.Config, "dispatcher": srv.UserConfig(t, "fleetscan-dispatcher"), "no-nodes": srv.UserConfig(t, "no-nodes"),
@@ -178,7 +238,9 @@ func TestRealAPIServer(t *testing.T) {
 // CronJob from the same pods as a `kubectl get pods -A -o json` file.
 func standaloneJob(ctx context.Context, t *testing.T, srv *kubeapitest.Server) {
 	cs := srv.Client
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "adhoc"}}, metav1.CreateOptions{}); err != nil {
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "adhoc",
+		Labels: map[string]string{"team": "batch"}, Annotations: map[string]string{ownerAnnotation: "batch-team"}}}, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	job, err := cs.BatchV1().Jobs("adhoc").Create(ctx, &batchv1.Job{
@@ -205,8 +267,15 @@ func standaloneJob(ctx context.Context, t *testing.T, srv *kubeapitest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods.Kind, pods.APIVersion = "List", "v1"
-	b, err := json.Marshal(pods)
+	// As `kubectl get namespaces,pods -A -o json` prints them: one List of
+	// both kinds.
+	items := []any{nsItem(ns)}
+	for i := range pods.Items {
+		p := pods.Items[i]
+		p.Kind, p.APIVersion = "Pod", "v1"
+		items = append(items, p)
+	}
+	b, err := json.Marshal(map[string]any{"kind": "List", "apiVersion": "v1", "items": items})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +298,19 @@ func standaloneJob(ctx context.Context, t *testing.T, srv *kubeapitest.Server) {
 		if len(res.Entries) != 1 || res.Entries[0].Workload != tc.want {
 			t.Errorf("%s: entries %+v, want one with workload %+v", tc.name, res.Entries, tc.want)
 		}
+		want := []contract.Namespace{{Name: "adhoc", Labels: map[string]string{corev1.LabelMetadataName: "adhoc", "team": "batch"},
+			Annotations: map[string]string{ownerAnnotation: "batch-team"}}}
+		if !reflect.DeepEqual(res.Namespaces, want) {
+			t.Errorf("%s: namespaces %+v, want %+v", tc.name, res.Namespaces, want)
+		}
 	}
+}
+
+// nsItem is a Namespace as kubectl prints it in a List.
+func nsItem(ns *corev1.Namespace) *corev1.Namespace {
+	ns = ns.DeepCopy()
+	ns.Kind, ns.APIVersion = "Namespace", "v1"
+	return ns
 }
 
 // seedCluster creates two labelled nodes, a Deployment's ReplicaSet with
@@ -244,8 +325,19 @@ func seedCluster(ctx context.Context, t *testing.T, cs kubernetes.Interface) {
 			t.Fatal(err)
 		}
 	}
-	for _, ns := range []string{"shop", "ops"} {
-		must(cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}))
+	huge := map[string]string{
+		corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1","kind":"Namespace"}`,
+		"example.com/blob":                 strings.Repeat("x", contract.MaxAnnotationValue+1),
+	}
+	for _, ns := range []corev1.Namespace{
+		{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"team": "shop-label"},
+			Annotations: map[string]string{ownerAnnotation: "shop-annotation", "team": "shop-annotation",
+				corev1.LastAppliedConfigAnnotation: huge[corev1.LastAppliedConfigAnnotation], "example.com/blob": huge["example.com/blob"]}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "ops", Annotations: map[string]string{ownerAnnotation: "ops-team"}}},
+		// No pods: no inventory records it.
+		{ObjectMeta: metav1.ObjectMeta{Name: "empty", Annotations: huge}},
+	} {
+		must(cs.CoreV1().Namespaces().Create(ctx, &ns, metav1.CreateOptions{}))
 	}
 	for name, arch := range map[string]string{"node-amd": "amd64", "node-arm": "arm64"} {
 		must(cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,

@@ -36,6 +36,9 @@ type Result struct {
 	// Pods counts the pods that passed the filter.
 	Pods    int
 	Entries []contract.InventoryEntry
+	// Namespaces are the labels and annotations of the namespaces Entries
+	// run in, when the source knows them (see NamespaceMeta).
+	Namespaces []contract.Namespace
 	// ContainerErrors counts containers whose image or imageID did not
 	// parse (they are in Entries, unresolved or resolved from the status).
 	ContainerErrors int
@@ -117,6 +120,7 @@ func (c *Collector) Collect(ctx context.Context, src Source) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("cluster %s: list pods: %w", src.Cluster(), err)
 	}
+	res.Namespaces = namespacesOf(ctx, src, res.Entries, log)
 	if res.ContainerErrors > maxLoggedContainerErrors {
 		log.Warn("more containers with unparsable images", zap.Int("total", res.ContainerErrors))
 	}
@@ -134,6 +138,23 @@ func (c *Collector) Collect(ctx context.Context, src Source) (Result, error) {
 		}
 	}
 	return res, ctx.Err()
+}
+
+// namespacesOf is the metadata of the namespaces entries run in, from a
+// source that knows them. A listing that fails (namespaces list not
+// granted) is a warning, not a failed cluster: the inventory then carries
+// no namespace metadata and readers fall back to their other sources.
+func namespacesOf(ctx context.Context, src Source, entries []contract.InventoryEntry, log *zap.Logger) []contract.Namespace {
+	ns, ok := src.(NamespaceSource)
+	if !ok {
+		return nil
+	}
+	all, err := ns.Namespaces(ctx)
+	if err != nil {
+		log.Warn("cannot list namespaces; the inventory records no namespace labels or annotations", zap.Error(err))
+		return nil
+	}
+	return usedNamespaces(all, entries)
 }
 
 func unjoin(err error) []error {

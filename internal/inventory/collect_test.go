@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -337,5 +338,50 @@ func TestPodPlatformFromNodeSelector(t *testing.T) {
 	}
 	if p, known := podPlatform(&corev1.Pod{}, nil); known || p != contract.DefaultPlatform {
 		t.Fatalf("no information: %v %v", p, known)
+	}
+}
+
+// TestFileSourceNamespaces: Namespace objects in the pods file (`kubectl
+// get namespaces,pods -A -o json`) are recorded for the namespaces that
+// have inventoried pods, less last-applied-configuration and oversized
+// annotations; the pod selector does not filter them; a file of pods only
+// records none.
+func TestFileSourceNamespaces(t *testing.T) {
+	t.Parallel()
+	withNamespaces := `{"kind":"List","apiVersion":"v1","items":[
+{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"web","labels":{"team":"web-label"},"annotations":{"example.com/owner":"web-annotation","kubectl.kubernetes.io/last-applied-configuration":"{}"}}},
+{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"unused","labels":{"team":"nobody"}}},
+{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"web","labels":{"app":"a"}},"spec":{"containers":[{"name":"c","image":"nginx@` + digestNginx + `"}]}},
+{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"ops","annotations":{"example.com/owner":"ops-team","example.com/blob":"` + strings.Repeat("x", contract.MaxAnnotationValue+1) + `"}}},
+{"kind":"Pod","apiVersion":"v1","metadata":{"name":"b","namespace":"ops","labels":{"app":"b"}},"spec":{"containers":[{"name":"c","image":"nginx@` + digestNginx + `"}]}}
+]}`
+	sel, err := labels.Parse("app in (a,b)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, content string
+		want          []contract.Namespace
+	}{
+		{"namespaces and pods", withNamespaces, []contract.Namespace{
+			{Name: "ops", Annotations: map[string]string{"example.com/owner": "ops-team"}},
+			{Name: "web", Labels: map[string]string{"team": "web-label"}, Annotations: map[string]string{"example.com/owner": "web-annotation"}},
+		}},
+		{"pods only", `{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"a","namespace":"web"},"spec":{"containers":[{"name":"c","image":"nginx@` + digestNginx + `"}]}}]}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "pods.json")
+			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			res, err := (&Collector{Log: zaptest.NewLogger(t), Filter: Filter{Selector: sel}}).Collect(t.Context(), NewFileSource("x", path, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(res.Namespaces, tt.want) {
+				t.Fatalf("namespaces\n got %+v\nwant %+v", res.Namespaces, tt.want)
+			}
+		})
 	}
 }

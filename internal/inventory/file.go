@@ -26,10 +26,17 @@ import (
 // from an optional second file, the output of `kubectl get nodes -o json`.
 // A file carries no ReplicaSets or Jobs, so owners are inferred from naming
 // conventions (see contract.Workload.Inferred).
+//
+// The pods file may also carry Namespace objects (`kubectl get
+// namespaces,pods -A -o json`): their labels and annotations are recorded
+// as the API server's would be (NamespaceMeta). A file without them records
+// none.
 type FileSource struct {
 	cluster   string
 	path      string
 	nodesPath string
+	// namespaces are the Namespace objects EachPod met.
+	namespaces map[string]contract.Namespace
 }
 
 // NewFileSource returns a source reading pods from path and, when nodesPath
@@ -51,8 +58,11 @@ func (s *FileSource) EachPod(ctx context.Context, selector labels.Selector, fn f
 		if err := dec.Decode(&fp); err != nil {
 			return fmt.Errorf("items[%d]: %w", index, err)
 		}
+		if fp.Kind == "Namespace" {
+			return s.addNamespace(&fp, index)
+		}
 		if fp.Kind != "" && fp.Kind != "Pod" {
-			return fmt.Errorf("items[%d]: kind %q, want Pod (is this `kubectl get pods -A -o json` output?)", index, fp.Kind)
+			return fmt.Errorf("items[%d]: kind %q, want Pod or Namespace (is this `kubectl get pods -A -o json` output?)", index, fp.Kind)
 		}
 		if !selector.Matches(labels.Set(fp.Metadata.Labels)) {
 			return nil
@@ -67,9 +77,11 @@ func (s *FileSource) EachPod(ctx context.Context, selector labels.Selector, fn f
 type filePod struct {
 	Kind     string `json:"kind"`
 	Metadata struct {
-		Name            string                  `json:"name"`
-		Namespace       string                  `json:"namespace"`
-		Labels          map[string]string       `json:"labels"`
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace"`
+		Labels    map[string]string `json:"labels"`
+		// Annotations are decoded only for a Namespace.
+		Annotations     json.RawMessage         `json:"annotations"`
 		OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
@@ -119,6 +131,28 @@ func (fp *filePod) pod() *corev1.Pod {
 	p.Status.ContainerStatuses = statuses(fp.Status.ContainerStatuses)
 	p.Status.EphemeralContainerStatuses = statuses(fp.Status.EphemeralContainerStatuses)
 	return p
+}
+
+// addNamespace records a Namespace item of the pods file.
+func (s *FileSource) addNamespace(fp *filePod, index int) error {
+	var annotations map[string]string
+	if len(fp.Metadata.Annotations) > 0 {
+		if err := json.Unmarshal(fp.Metadata.Annotations, &annotations); err != nil {
+			return fmt.Errorf("items[%d]: namespace %s annotations: %w", index, fp.Metadata.Name, err)
+		}
+	}
+	if s.namespaces == nil {
+		s.namespaces = map[string]contract.Namespace{}
+	}
+	s.namespaces[fp.Metadata.Name] = NamespaceMeta(fp.Metadata.Name, fp.Metadata.Labels, annotations)
+	return nil
+}
+
+// Namespaces implements NamespaceSource: the Namespace objects of the pods
+// file, known once EachPod has read it (Collector.Collect lists pods
+// first).
+func (s *FileSource) Namespaces(context.Context) (map[string]contract.Namespace, error) {
+	return s.namespaces, nil
 }
 
 func statuses(in []fileStatus) []corev1.ContainerStatus {

@@ -21,12 +21,15 @@
 //   - apiGroups: [""]      resources: [nodes]       verbs: [list]
 //   - apiGroups: [apps]    resources: [replicasets] verbs: [get, list]
 //   - apiGroups: [batch]   resources: [jobs]        verbs: [get, list]
+//   - apiGroups: [""]      resources: [namespaces]  verbs: [list]
 //
 // Pods are listed across all namespaces (namespace filters apply on the
 // client); nodes, listed once, give each pod's platform; ReplicaSets and
 // Jobs attribute pods to their Deployment or CronJob: listed once per
 // namespace, and got by name when one was created or deleted after its
-// namespace was listed. deploy/'s ClusterRole grants exactly these verbs, as
+// namespace was listed; namespaces, listed once, give the labels and
+// annotations the inventory records of the namespaces its pods run in (a
+// refused namespace list only loses those). deploy/'s ClusterRole grants exactly these verbs, as
 // a test checks against a real API server's audit log.
 package inventory
 

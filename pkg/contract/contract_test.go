@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -109,6 +110,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"result finding without id", resultDecoder, `{"schemaVersion":"1.0","cycle":"c","digest":"` + testDigest + `","platform":{"os":"linux","architecture":"amd64"},"status":"scanned","completedAt":"2026-11-27T00:00:00Z","findings":[{"pkgName":"x"}]}`, "findings[0].vulnerabilityId", nil},
 		{"inventory future major", inventoryDecoder, `{"schemaVersion":"3.1","runId":"r","cluster":"c","collectedAt":"2026-11-27T00:00:00Z"}`, "schemaVersion", ErrUnsupportedVersion},
 		{"inventory bad entry digest", inventoryDecoder, `{"schemaVersion":"1.0","runId":"r","cluster":"c","collectedAt":"2026-11-27T00:00:00Z","entries":[{"digest":"sha256:zz","resolution":"status"}]}`, "entries[0].digest", nil},
+		{"inventory namespace without name", inventoryDecoder, `{"schemaVersion":"1.1","runId":"r","cluster":"c","collectedAt":"2026-11-27T00:00:00Z","entries":[],"namespaces":[{"labels":{"team":"a"}}]}`, "namespaces[0].name", nil},
 		{"manifest bad expected", manifestDecoder, `{"schemaVersion":"1.0","runId":"r","cycle":"c","createdAt":"2026-11-27T00:00:00Z","expected":[{"digest":"nope","platform":{"os":"linux","architecture":"amd64"}}]}`, "expected[0]", nil},
 		{"manifest missing run", manifestDecoder, `{"schemaVersion":"1.0","cycle":"c","createdAt":"2026-11-27T00:00:00Z"}`, "runId", nil},
 	}
@@ -271,5 +273,53 @@ func TestManifestReusedKeysAndRescanJobID(t *testing.T) {
 	r1.Rescan, r2.Rescan, r2.RunID = true, true, "run-2"
 	if r1.ID() == j.ID() || r1.ID() == r2.ID() {
 		t.Error("a rescan job must not deduplicate against the cycle's job or another run's rescan")
+	}
+}
+
+// TestInventoryNamespaces: namespace labels and annotations survive a round
+// trip (schema 1.1), an inventory without them leaves the field out, and a
+// 1.0 inventory written before the field existed still reads, with none.
+func TestInventoryNamespaces(t *testing.T) {
+	inv := Inventory{RunID: "r", Cycle: "c", Cluster: "prod", CollectedAt: testNow, Namespaces: []Namespace{
+		{Name: "web", Labels: map[string]string{"team": "payments"}, Annotations: map[string]string{"example.com/owner": "web-team"}},
+		{Name: "bare"},
+	}}
+	data, err := inv.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`"schemaVersion":"1.1"`)) {
+		t.Fatalf("want schema 1.1: %s", data)
+	}
+	got, err := DecodeInventory(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, ok := got.Namespace("web")
+	if !ok || ns.Labels["team"] != "payments" || ns.Annotations["example.com/owner"] != "web-team" {
+		t.Fatalf("namespace web: %+v %v", ns, ok)
+	}
+	if _, ok := got.Namespace("absent"); ok {
+		t.Fatal("an unrecorded namespace must not be found")
+	}
+
+	bare, err := Inventory{RunID: "r", Cluster: "prod", CollectedAt: testNow}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(bare, []byte("namespaces")) {
+		t.Fatalf("an inventory without namespaces must leave the field out: %s", bare)
+	}
+
+	old := `{"schemaVersion":"1.0","runId":"r","cycle":"c","cluster":"prod","collectedAt":"2026-11-27T00:00:00Z","pods":1,"entries":[]}`
+	v10, err := DecodeInventory([]byte(old))
+	if err != nil {
+		t.Fatalf("a 1.0 inventory must still decode: %v", err)
+	}
+	if len(v10.Namespaces) != 0 {
+		t.Fatalf("a 1.0 inventory has no namespaces: %+v", v10.Namespaces)
+	}
+	if _, ok := v10.Namespace("web"); ok {
+		t.Fatal("a 1.0 inventory records no namespace")
 	}
 }

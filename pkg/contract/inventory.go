@@ -79,6 +79,35 @@ type Inventory struct {
 	CollectedAt   time.Time        `json:"collectedAt"`
 	Pods          int              `json:"pods"`
 	Entries       []InventoryEntry `json:"entries"`
+	// Namespaces are the labels and annotations of the namespaces the
+	// entries run in (schema 1.1; absent from older inventories and from
+	// clusters whose namespaces could not be listed). Readers resolve
+	// per-namespace settings, such as a workload's owner, from them.
+	Namespaces []Namespace `json:"namespaces,omitempty"`
+}
+
+// Namespace is what an inventory records of one namespace: its labels and
+// its annotations, less those too large to be worth carrying (the
+// dispatcher drops kubectl's last-applied-configuration and any value over
+// MaxAnnotationValue bytes).
+type Namespace struct {
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// MaxAnnotationValue is the longest namespace annotation value an inventory
+// records; longer ones are left out.
+const MaxAnnotationValue = 1024
+
+// Namespace returns the recorded metadata of the namespace name.
+func (v *Inventory) Namespace(name string) (Namespace, bool) {
+	for _, ns := range v.Namespaces {
+		if ns.Name == name {
+			return ns, true
+		}
+	}
+	return Namespace{}, false
 }
 
 func (v *Inventory) schemaVersion() string { return v.SchemaVersion }
@@ -94,6 +123,11 @@ func (v *Inventory) validate() error {
 	}
 	if err := requiredTime(k, "collectedAt", v.CollectedAt); err != nil {
 		return err
+	}
+	for i, ns := range v.Namespaces {
+		if ns.Name == "" {
+			return &DecodeError{Kind: k, Field: fmt.Sprintf("namespaces[%d].name", i), Err: errors.New("required")}
+		}
 	}
 	for i, e := range v.Entries {
 		if e.Digest != "" && !ValidDigest(e.Digest) {

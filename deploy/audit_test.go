@@ -37,7 +37,8 @@ func (v verbOn) String() string {
 // from deploy/base to a real kube-apiserver that writes an audit log, runs
 // the dispatcher's inventory client against it as the bound ServiceAccount
 // over a cluster that exercises every call it can make (node platforms;
-// owners listed per namespace; a ReplicaSet and a Job got by name because
+// owners listed per namespace; namespaces listed for their labels and
+// annotations; a ReplicaSet and a Job got by name because
 // they are missing from their namespace's list), and compares the
 // (verb, resource) pairs the log records for that user with the role:
 // every call made is granted and every verb granted is used.
@@ -68,6 +69,9 @@ func TestRBACMatchesAuditLog(t *testing.T) {
 	}
 	if res.Pods != 4 {
 		t.Fatalf("collected %d pods, want 4", res.Pods)
+	}
+	if len(res.Namespaces) == 0 || res.Namespaces[0].Labels["team"] != "shop-label" || res.Namespaces[0].Annotations["example.com/owner"] != "shop-annotation" {
+		t.Fatalf("namespaces %+v: want shop's label and annotation recorded", res.Namespaces)
 	}
 
 	used := usedVerbs(t, srv)
@@ -171,7 +175,8 @@ func seedAuditCluster(ctx context.Context, t *testing.T, cs kubernetes.Interface
 			t.Fatal(err)
 		}
 	}
-	must(cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}))
+	must(cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop",
+		Labels: map[string]string{"team": "shop-label"}, Annotations: map[string]string{"example.com/owner": "shop-annotation"}}}, metav1.CreateOptions{}))
 	must(cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-arm",
 		Labels: map[string]string{inventory.LabelOS: "linux", inventory.LabelArch: "arm64"}}}, metav1.CreateOptions{}))
 	yes := true

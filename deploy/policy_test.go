@@ -140,6 +140,7 @@ var documentedRBAC = map[string]struct {
 			{"", "nodes"}:           {"list"},
 			{"apps", "replicasets"}: {"get", "list"},
 			{"batch", "jobs"}:       {"get", "list"},
+			{"", "namespaces"}:      {"list"},
 		},
 		subject: "fleetscan-dispatcher",
 	},

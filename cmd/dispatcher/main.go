@@ -49,6 +49,7 @@ RBAC needed on each live cluster (a ClusterRole bound to the dispatcher):
   ""     nodes        list      (node platform)
   apps   replicasets  get, list (Deployment attribution)
   batch  jobs         get, list (CronJob attribution)
+  ""     namespaces   list      (namespace labels and annotations: owners)
 `
 
 func main() { os.Exit(cli.Main(command, run)) }

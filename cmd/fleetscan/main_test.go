@@ -48,6 +48,7 @@ func TestUsage(t *testing.T) {
 		{"stray argument", []string{"demo", "extra"}, reporter.ExitNoReport, "unexpected arguments"},
 		{"bad --kev-url", []string{"scan", "--skip-db-update", "--kev-url", "ftp://mirror/kev.json"}, reporter.ExitNoReport, "--kev-url: ftp://mirror/kev.json: unsupported scheme"},
 		{"bad --sla-config rule", []string{"scan", "--skip-db-update", "--sla-config", badPolicy}, reporter.ExitNoReport, "--sla-config " + badPolicy + ": kev.days: 0: want 1 to 3650"},
+		{"bad --owner-label", []string{"scan", "--skip-db-update", "--notify-webhook", "https://hooks.example.com/x", "--owner-label", "team owner"}, reporter.ExitNoReport, `--owner-label "team owner": not a Kubernetes label or annotation key`},
 		{"version", []string{"version"}, 0, "fleetscan"},
 	}
 	for _, tt := range tests {

@@ -55,6 +55,10 @@ func TestExitStatus(t *testing.T) {
 		// Before NATS is reached (the URL is unreachable).
 		{name: "invalid --sla-config rule", args: []string{"--sla-config", badPolicy, "--nats-url", closedURL(t), "--out-dir", out},
 			code: reporter.ExitNoReport, stderr: "--sla-config " + badPolicy + ": epss.percentile: 1.5: want 0 to 1"},
+		{name: "invalid --owner-label", args: []string{"--notify-webhook", "https://hooks.example.com/x", "--owner-label", "example.com/team/owner"},
+			code: reporter.ExitNoReport, stderr: `--owner-label "example.com/team/owner": not a Kubernetes label or annotation key`},
+		{name: "FLEETSCAN_OWNER_LABEL feeds --owner-label", env: map[string]string{"FLEETSCAN_OWNER_LABEL": "-team"},
+			args: []string{"--notify-webhook", "https://hooks.example.com/x"}, code: reporter.ExitNoReport, stderr: `--owner-label "-team"`},
 		{name: "REPORT_BUCKET feeds --s3-url", env: map[string]string{"REPORT_BUCKET": "not-an-s3-url"}, code: reporter.ExitNoReport,
 			stderr: `--s3-url "not-an-s3-url"`},
 		{name: "NATS unreachable", args: []string{"--nats-url", closedURL(t), "--nats-timeout", "1s", "--out-dir", out},

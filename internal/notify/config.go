@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/fleetscan/fleetscan/internal/metrics"
@@ -26,6 +28,9 @@ type Config struct {
 	SlackWebhook string
 	// ConfigFile routes owners to their own endpoints (YAML).
 	ConfigFile string
+	// OwnerLabel is the namespace label (else annotation) key naming a
+	// workload's owner; the owners file is the fallback.
+	OwnerLabel string
 }
 
 // Defaults returns the documented defaults (no notifications).
@@ -36,6 +41,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.OwnersFile, "owners-file", c.OwnersFile, "owners YAML: rules of owner, cluster globs and namespace globs (first match wins; the rest is \"unowned\")")
 	fs.StringVar(&c.Webhook, "notify-webhook", c.Webhook, "POST each owner's digest (new breaches, deadlines within 7 days, expired acceptances, coverage gaps) as JSON to this URL")
 	fs.StringVar(&c.SlackWebhook, "notify-slack-webhook", c.SlackWebhook, "post each owner's digest to this Slack incoming webhook (Block Kit)")
+	fs.StringVar(&c.OwnerLabel, "owner-label", c.OwnerLabel, "a workload's owner is its namespace's label of this key, else its annotation of this key (recorded by the dispatcher), else --owners-file's")
 	fs.StringVar(&c.ConfigFile, "notify-config", c.ConfigFile, "notification routing YAML: routes of owner with webhook and/or slack URLs, and a default route")
 }
 
@@ -79,7 +85,25 @@ func (c Config) Validate() error {
 	if c.OwnersFile != "" && !c.Enabled() {
 		errs = append(errs, errors.New("--owners-file needs --notify-webhook, --notify-slack-webhook or --notify-config"))
 	}
+	if err := validOwnerLabel(c.OwnerLabel); err != nil {
+		errs = append(errs, err)
+	} else if c.OwnerLabel != "" && !c.Enabled() {
+		errs = append(errs, errors.New("--owner-label needs --notify-webhook, --notify-slack-webhook or --notify-config"))
+	}
 	return errors.Join(errs...)
+}
+
+// validOwnerLabel checks that key is a Kubernetes label key, which is also
+// the syntax of an annotation key: an optional DNS subdomain prefix and "/",
+// then a name of at most 63 alphanumerics, '-', '_' or '.'.
+func validOwnerLabel(key string) error {
+	if key == "" {
+		return nil
+	}
+	if errs := validation.IsQualifiedName(key); len(errs) > 0 {
+		return fmt.Errorf("--owner-label %q: not a Kubernetes label or annotation key: %s", key, strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 func (c Config) owners() (Owners, error) {
@@ -153,9 +177,10 @@ func (c Config) endpoints(rt routing, owner string) []Endpoint {
 }
 
 // Deliver sends every owner's digest to its endpoints (rate limits and
-// Retry-After honoured, bounded). It returns how many were sent and the
+// Retry-After honoured, bounded); owners come from ns by --owner-label,
+// else from the owners file. It returns how many were sent and the
 // failures joined; a failure does not stop the other deliveries.
-func Deliver(ctx context.Context, c Config, r *report.Report, hc *http.Client, log *zap.Logger) (int, error) {
+func Deliver(ctx context.Context, c Config, r *report.Report, ns Namespaces, hc *http.Client, log *zap.Logger) (int, error) {
 	owners, err := c.owners()
 	if err != nil {
 		return 0, err
@@ -171,7 +196,7 @@ func Deliver(ctx context.Context, c Config, r *report.Report, hc *http.Client, l
 	client := &http.Client{Transport: throttle.New(base)}
 	sent := 0
 	var errs []error
-	for _, d := range Digests(r, owners) {
+	for _, d := range DigestsBy(r, Resolver{Label: c.OwnerLabel, Namespaces: ns, Owners: owners}) {
 		for _, e := range c.endpoints(rt, d.Owner) {
 			if err := e.Send(ctx, client, d); err != nil {
 				errs = append(errs, err)

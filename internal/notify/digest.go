@@ -1,7 +1,9 @@
 // Package notify sends each owner a digest of the report: new unaccepted
 // SLA breaches, deadlines within 7 days, expired risk acceptances and
-// coverage gaps. Owners come from an owners file (cluster and namespace
-// globs); endpoints are a generic JSON webhook, a Slack incoming webhook
+// coverage gaps. A workload's owner is its namespace's --owner-label label,
+// else its annotation of that key (both recorded by the dispatcher in the
+// cluster's inventory), else the first matching rule of an owners file
+// (cluster and namespace globs), else "unowned"; endpoints are a generic JSON webhook, a Slack incoming webhook
 // (Block Kit), or per-owner routes from a notify config. Deliveries are
 // retried on rate limits (internal/throttle); the endpoints' URLs, which
 // carry tokens, never appear in a message or log.
@@ -15,6 +17,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
 // DueWithin is how far ahead a deadline is "due soon".
@@ -78,7 +81,52 @@ func globs(patterns []string, s string) bool {
 	return false
 }
 
-// Of is the owner of a cluster's namespace.
+// Namespaces are the recorded labels and annotations of namespaces, by
+// cluster then namespace name (from the clusters' inventories).
+type Namespaces map[string]map[string]contract.Namespace
+
+// Add records the namespaces of a cluster's inventory.
+func (n Namespaces) Add(inv contract.Inventory) {
+	if len(inv.Namespaces) == 0 {
+		return
+	}
+	byName := n[inv.Cluster]
+	if byName == nil {
+		byName = map[string]contract.Namespace{}
+		n[inv.Cluster] = byName
+	}
+	for _, ns := range inv.Namespaces {
+		byName[ns.Name] = ns
+	}
+}
+
+// Resolver names owners: from namespace metadata by Label, else by Owners.
+type Resolver struct {
+	// Label is the label (else annotation) key of a namespace naming its
+	// owner; empty uses Owners only.
+	Label      string
+	Namespaces Namespaces
+	Owners     Owners
+}
+
+// Of is the owner of a cluster's namespace: the namespace's Label label,
+// else its Label annotation, else the owners rules' (else Unowned). A
+// namespace without the key, or whose metadata was not recorded (an older
+// inventory, a refused namespace list), falls back to the rules.
+func (r Resolver) Of(cluster, namespace string) string {
+	if r.Label != "" {
+		ns := r.Namespaces[cluster][namespace]
+		if v := strings.TrimSpace(ns.Labels[r.Label]); v != "" {
+			return v
+		}
+		if v := strings.TrimSpace(ns.Annotations[r.Label]); v != "" {
+			return v
+		}
+	}
+	return r.Owners.Of(cluster, namespace)
+}
+
+// Of is the owner of a cluster's namespace by the rules.
 func (o Owners) Of(cluster, namespace string) string {
 	for _, r := range o {
 		if globs(r.Clusters, cluster) && globs(r.Namespaces, namespace) {
@@ -89,7 +137,7 @@ func (o Owners) Of(cluster, namespace string) string {
 }
 
 // workloadOwners are the owners of "cluster/namespace/Kind/name" workloads.
-func (o Owners) workloadOwners(workloads []string) []string {
+func (o Resolver) workloadOwners(workloads []string) []string {
 	var out []string
 	for _, w := range workloads {
 		parts := strings.SplitN(w, "/", 3)
@@ -103,10 +151,15 @@ func (o Owners) workloadOwners(workloads []string) []string {
 	return out
 }
 
-// Digests builds one digest per owner with something to say, in owner
+// Digests builds one digest per owner of the owners rules (see DigestsBy).
+func Digests(r *report.Report, owners Owners) []*Digest {
+	return DigestsBy(r, Resolver{Owners: owners})
+}
+
+// DigestsBy builds one digest per owner with something to say, in owner
 // order. A finding is new when it is new or reopened in this report, or
 // its deadline passed within the day before the report.
-func Digests(r *report.Report, owners Owners) []*Digest {
+func DigestsBy(r *report.Report, owners Resolver) []*Digest {
 	byOwner := map[string]*Digest{}
 	get := func(owner string) *Digest {
 		d := byOwner[owner]
@@ -136,7 +189,7 @@ func Digests(r *report.Report, owners Owners) []*Digest {
 
 // addFinding files f under the digest's sections; the workloads listed are
 // the owner's own.
-func addFinding(d *Digest, asOf time.Time, f *report.Finding, owners Owners) {
+func addFinding(d *Digest, asOf time.Time, f *report.Finding, owners Resolver) {
 	var mine []string
 	for _, w := range f.Workloads() {
 		if slices.Contains(owners.workloadOwners([]string{w}), d.Owner) {
@@ -157,8 +210,10 @@ func addFinding(d *Digest, asOf time.Time, f *report.Finding, owners Owners) {
 }
 
 // addGaps gives failed and unscanned images to their workloads' owners and
-// unreachable clusters to the owners of their namespaces (every owner).
-func addGaps(r *report.Report, owners Owners, get func(string) *Digest) {
+// unreachable clusters to the owners of their namespaces: every rule's
+// owner matching the cluster (an unreachable cluster has no inventory, so
+// no namespace labels).
+func addGaps(r *report.Report, owners Resolver, get func(string) *Digest) {
 	for _, f := range r.Failures {
 		for _, o := range owners.workloadOwners(f.Workloads) {
 			get(o).CoverageGaps = append(get(o).CoverageGaps, Gap{What: f.Image, Reason: "scan failed: " + string(f.Class)})
@@ -174,7 +229,7 @@ func addGaps(r *report.Report, owners Owners, get func(string) *Digest) {
 			continue
 		}
 		seen := map[string]bool{}
-		for _, rule := range owners {
+		for _, rule := range owners.Owners {
 			if globs(rule.Clusters, c.Name) && !seen[rule.Owner] {
 				seen[rule.Owner] = true
 				get(rule.Owner).CoverageGaps = append(get(rule.Owner).CoverageGaps, Gap{What: "cluster " + c.Name, Reason: "unreachable"})

@@ -20,6 +20,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/report/sample"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
 const ownersYAML = `
@@ -146,7 +147,7 @@ func TestDeliver(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	sent, err := Deliver(t.Context(), cfg, sample.Report(), nil, zaptest.NewLogger(t))
+	sent, err := Deliver(t.Context(), cfg, sample.Report(), nil, nil, zaptest.NewLogger(t))
 	if err != nil || sent != 7 {
 		t.Fatalf("sent %d, err %v; want 3 owners × 2 global endpoints + 1 route", sent, err)
 	}
@@ -183,7 +184,7 @@ func TestFailingEndpoint(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ep := &endpoint{fail: 1, status: http.StatusTooManyRequests, retryIn: "12"}
 		cfg := Config{OwnersFile: writeFile(t, "owners.yaml", ownersYAML), Webhook: "https://hooks.example.com/hook/T0KEN1"}
-		sent, err := Deliver(t.Context(), cfg, sample.Report(), &http.Client{Transport: handlerTransport{ep}}, zaptest.NewLogger(t))
+		sent, err := Deliver(t.Context(), cfg, sample.Report(), nil, &http.Client{Transport: handlerTransport{ep}}, zaptest.NewLogger(t))
 		if err != nil || sent != 3 {
 			t.Fatalf("sent %d err %v", sent, err)
 		}
@@ -192,7 +193,7 @@ func TestFailingEndpoint(t *testing.T) {
 		}
 
 		down := &endpoint{fail: 100, status: http.StatusInternalServerError}
-		sent, err = Deliver(t.Context(), cfg, sample.Report(), &http.Client{Transport: handlerTransport{down}}, zaptest.NewLogger(t))
+		sent, err = Deliver(t.Context(), cfg, sample.Report(), nil, &http.Client{Transport: handlerTransport{down}}, zaptest.NewLogger(t))
 		if err == nil || sent != 0 {
 			t.Fatalf("sent %d err %v; want a failure", sent, err)
 		}
@@ -213,6 +214,13 @@ func TestValidate(t *testing.T) {
 		{"owners without endpoint", Config{OwnersFile: writeFile(t, "o.yaml", ownersYAML)}, "--owners-file needs"},
 		{"missing owners file", Config{Webhook: "https://h/x", OwnersFile: "/nonexistent/owners.yaml"}, "--owners-file"},
 		{"bad owners field", Config{Webhook: "https://h/x", OwnersFile: writeFile(t, "o.yaml", "owners:\n  - ownr: x\n")}, "--owners-file"},
+		{"owner label", Config{Webhook: "https://h/x", OwnerLabel: "example.com/owner"}, ""},
+		{"owner label without prefix", Config{Webhook: "https://h/x", OwnerLabel: "team"}, ""},
+		{"owner label with a space", Config{Webhook: "https://h/x", OwnerLabel: "team owner"}, `--owner-label "team owner": not a Kubernetes label or annotation key`},
+		{"owner label with two slashes", Config{Webhook: "https://h/x", OwnerLabel: "a.com/b/c"}, "--owner-label"},
+		{"owner label prefix only", Config{Webhook: "https://h/x", OwnerLabel: "example.com/"}, "--owner-label"},
+		{"owner label over 63", Config{Webhook: "https://h/x", OwnerLabel: strings.Repeat("x", 64)}, "--owner-label"},
+		{"owner label without endpoint", Config{OwnerLabel: "team"}, "--owner-label needs"},
 		{"bad route URL", Config{ConfigFile: writeFile(t, "n.yaml", "routes:\n  - owner: a\n    slack: gopher://h/T0KEN\n")}, "--notify-config"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,5 +232,102 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("leaks: %v", err)
 			}
 		})
+	}
+}
+
+// TestOwnerLabel: with --owner-label, a workload's owner is its namespace's
+// label of that key, else its annotation, else the owners file; the notify
+// config routes each owner's digest to the owner's own endpoint, and each
+// endpoint gets exactly one digest, its owner's, listing only the owner's
+// workloads. A cluster whose inventory recorded no namespaces (an older
+// dispatcher) keeps the owners file's owners.
+func TestOwnerLabel(t *testing.T) {
+	ns := Namespaces{}
+	ns.Add(contract.Inventory{Cluster: "prod-eu", Namespaces: []contract.Namespace{
+		// Label and annotation: the label wins.
+		{Name: "web", Labels: map[string]string{"team": "web-by-label"}, Annotations: map[string]string{"team": "web-by-annotation"}},
+		// Another key only: the owners file's team-payments.
+		{Name: "payments", Labels: map[string]string{"tier": "gold"}},
+	}})
+	ns.Add(contract.Inventory{Cluster: "staging", Namespaces: []contract.Namespace{
+		{Name: "edge", Annotations: map[string]string{"team": "edge-by-annotation"}},
+	}})
+	// staging/web has no recorded metadata: the owners file's team-web.
+
+	owners := []string{"web-by-label", "edge-by-annotation", "team-web", "team-payments", "team-platform"}
+	eps := map[string]*endpoint{}
+	var routes strings.Builder
+	routes.WriteString("routes:\n")
+	for _, o := range owners {
+		ep := &endpoint{}
+		srv := httptest.NewServer(ep)
+		t.Cleanup(srv.Close)
+		eps[o] = ep
+		routes.WriteString("  - owner: " + o + "\n    webhook: " + srv.URL + "/" + o + "\n")
+	}
+	cfg := Config{OwnersFile: writeFile(t, "owners.yaml", ownersYAML), OwnerLabel: "team",
+		ConfigFile: writeFile(t, "notify.yaml", routes.String())}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := Deliver(t.Context(), cfg, sample.Report(), ns, nil, zaptest.NewLogger(t))
+	if err != nil || sent != len(owners) {
+		t.Fatalf("sent %d err %v; want one digest per owner (%d)", sent, err, len(owners))
+	}
+	// CVE-2024-0004 runs in prod-eu/web, staging/edge and staging/web.
+	wantWorkloads := map[string]string{
+		"web-by-label":       "prod-eu/web/Deployment/frontend",
+		"edge-by-annotation": "staging/edge/DaemonSet/proxy",
+		"team-web":           "staging/web/Deployment/frontend",
+	}
+	for _, o := range owners {
+		ep := eps[o]
+		if len(ep.bodies) != 1 {
+			t.Errorf("%s's endpoint got %d digests, want exactly 1", o, len(ep.bodies))
+			continue
+		}
+		var d Digest
+		if err := json.Unmarshal([]byte(ep.bodies[0]), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Owner != o || ep.paths[0] != "/"+o {
+			t.Errorf("%s's endpoint (%s) got %s's digest", o, ep.paths[0], d.Owner)
+		}
+		var got []string
+		for _, it := range slices.Concat(d.NewBreaches, d.DueSoon, d.ExpiredAcceptances) {
+			if it.Vulnerability == "CVE-2024-0004" {
+				got = append(got, it.Workloads...)
+			}
+		}
+		if strings.Join(got, ",") != wantWorkloads[o] {
+			t.Errorf("%s: CVE-2024-0004 workloads %q, want %q", o, got, wantWorkloads[o])
+		}
+	}
+}
+
+// TestResolver: label over annotation over owners file, per cluster; blank
+// values and unrecorded namespaces fall back.
+func TestResolver(t *testing.T) {
+	ns := Namespaces{}
+	ns.Add(contract.Inventory{Cluster: "a", Namespaces: []contract.Namespace{
+		{Name: "both", Labels: map[string]string{"o": "label"}, Annotations: map[string]string{"o": "annotation"}},
+		{Name: "annotation", Annotations: map[string]string{"o": "annotation"}},
+		{Name: "blank", Labels: map[string]string{"o": ""}, Annotations: map[string]string{"o": " "}},
+	}})
+	file := Owners{{Owner: "file-a", Clusters: []string{"a"}}}
+	for _, tt := range []struct {
+		label, cluster, namespace, want string
+	}{
+		{"o", "a", "both", "label"},
+		{"o", "a", "annotation", "annotation"},
+		{"o", "a", "blank", "file-a"},
+		{"o", "a", "unrecorded", "file-a"},
+		{"o", "b", "both", Unowned},
+		{"other", "a", "both", "file-a"},
+		{"", "a", "both", "file-a"},
+	} {
+		if got := (Resolver{Label: tt.label, Namespaces: ns, Owners: file}).Of(tt.cluster, tt.namespace); got != tt.want {
+			t.Errorf("label %q %s/%s: owner %q, want %q", tt.label, tt.cluster, tt.namespace, got, tt.want)
+		}
 	}
 }

@@ -63,18 +63,20 @@ func (o Outcome) metricsUpload() []s3upload.File {
 // reach delivers the report beyond its files, after the upload: the
 // Pushgateway push and the ticket sync. A delivery that fails is recorded
 // in the Outcome (the run is then incomplete, exit bit 2), never an error.
-func reach(ctx context.Context, cfg Config, d Deps, out *Outcome, log *zap.Logger) {
+// ns are the namespace labels and annotations of the report's inventories,
+// which --owner-label reads.
+func reach(ctx context.Context, cfg Config, d Deps, out *Outcome, ns notify.Namespaces, log *zap.Logger) {
 	pushMetrics(ctx, cfg, d, out, log)
 	syncTickets(ctx, cfg, d, out, log)
-	notifyOwners(ctx, cfg, d, out, log)
+	notifyOwners(ctx, cfg, d, out, ns, log)
 }
 
 // notifyOwners sends each owner's digest.
-func notifyOwners(ctx context.Context, cfg Config, d Deps, out *Outcome, log *zap.Logger) {
+func notifyOwners(ctx context.Context, cfg Config, d Deps, out *Outcome, ns notify.Namespaces, log *zap.Logger) {
 	if !cfg.Notify.Enabled() {
 		return
 	}
-	sent, err := notify.Deliver(ctx, cfg.Notify, out.Report, d.HTTPClient, log.Named("notify"))
+	sent, err := notify.Deliver(ctx, cfg.Notify, out.Report, ns, d.HTTPClient, log.Named("notify"))
 	out.Notified = sent
 	if err != nil {
 		log.Error("owner digests not all delivered", zap.Int("sent", sent), zap.Error(err))

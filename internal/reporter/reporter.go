@@ -275,7 +275,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return out, err
 	}
-	reach(ctx, cfg, d, &out, log)
+	reach(ctx, cfg, d, &out, sc.namespaces, log)
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
 		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
 		zap.Int("first_seen_writes", led.Writes), zap.Int("exit_status", out.ExitCode()),

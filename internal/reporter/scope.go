@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fleetscan/fleetscan/internal/logging"
+	"github.com/fleetscan/fleetscan/internal/notify"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
@@ -77,6 +78,8 @@ type scope struct {
 	unresolvedRepos []string
 	// newestRun names the report in S3 keys.
 	newestRun string
+	// namespaces are the inventories' namespace labels and annotations.
+	namespaces notify.Namespaces
 }
 
 type scopeBuilder struct {
@@ -87,7 +90,8 @@ type scopeBuilder struct {
 
 func newScopeBuilder(mode report.Scope) *scopeBuilder {
 	return &scopeBuilder{
-		sc:         &scope{mode: mode, fleet: report.NewFleet(), req: map[contract.ImageKey]requirement{}},
+		sc: &scope{mode: mode, fleet: report.NewFleet(), req: map[contract.ImageKey]requirement{},
+			namespaces: notify.Namespaces{}},
 		runs:       map[string]*report.Run{},
 		unresolved: map[[2]string]*report.NotScanned{},
 	}
@@ -129,6 +133,7 @@ func (b *scopeBuilder) addInventory(inv contract.Inventory, q requirement, reuse
 		Pods: inv.Pods, Containers: containers,
 	})
 	b.sc.observed = append(b.sc.observed, inv.Cluster)
+	b.sc.namespaces.Add(inv)
 	b.addRun(q, inv.Cluster)
 }
 

@@ -1,13 +1,8 @@
 package tickets
 
 import (
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,93 +11,8 @@ import (
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/tickets/ticketstest"
 )
-
-// fakeGitHub serves the Issues REST API as GitHub does, for one
-// repository, and records every request.
-type fakeGitHub struct {
-	mu       sync.Mutex
-	issues   map[int]*ghIssue
-	next     int
-	requests []string
-	failing  bool
-	auth     []string
-}
-
-type ghIssue struct {
-	Number   int      `json:"number"`
-	Title    string   `json:"title"`
-	Body     string   `json:"body"`
-	State    string   `json:"state"`
-	Labels   []string `json:"-"`
-	Comments []string `json:"-"`
-}
-
-func newFakeGitHub() *fakeGitHub { return &fakeGitHub{issues: map[int]*ghIssue{}, next: 1} }
-
-func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	path := strings.TrimPrefix(r.URL.Path, "/api/v3/repos/acme/platform/issues")
-	g.requests = append(g.requests, r.Method+" "+path)
-	g.auth = append(g.auth, r.Header.Get("Authorization"))
-	if g.failing {
-		w.Header().Set("Retry-After", "3600") // longer than the transport waits
-		w.WriteHeader(http.StatusTooManyRequests)
-		return
-	}
-	var req struct {
-		Title  *string   `json:"title"`
-		Body   *string   `json:"body"`
-		State  *string   `json:"state"`
-		Labels *[]string `json:"labels"`
-	}
-	_ = json.NewDecoder(r.Body).Decode(&req)
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	switch {
-	case r.Method == http.MethodPost && path == "":
-		is := &ghIssue{Number: g.next, Title: *req.Title, Body: *req.Body, State: "open", Labels: *req.Labels}
-		g.issues[g.next] = is
-		g.next++
-		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(is)
-		return
-	case len(parts) >= 1:
-		n, _ := strconv.Atoi(parts[0])
-		is := g.issues[n]
-		if is == nil {
-			http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
-			return
-		}
-		switch {
-		case r.Method == http.MethodGet && len(parts) == 1:
-		case r.Method == http.MethodPatch && len(parts) == 1:
-			if req.Title != nil {
-				is.Title, is.Body = *req.Title, *req.Body
-			}
-			if req.State != nil {
-				is.State = *req.State
-			}
-		case r.Method == http.MethodPost && len(parts) == 2 && parts[1] == "comments":
-			is.Comments = append(is.Comments, *req.Body)
-			w.WriteHeader(http.StatusCreated)
-			_, _ = fmt.Fprint(w, `{"id":1}`)
-			return
-		default:
-			http.Error(w, "unexpected", http.StatusBadRequest)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(is)
-	}
-}
-
-func (g *fakeGitHub) take() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	r := g.requests
-	g.requests = nil
-	return r
-}
 
 var asOf = time.Date(2025, 3, 10, 6, 0, 0, 0, time.UTC)
 
@@ -121,7 +31,7 @@ func reopenedFinding(pkg string) report.Finding {
 
 func TestSyncSequence(t *testing.T) {
 	env := natstest.Start(t)
-	gh := newFakeGitHub()
+	gh := ticketstest.NewGitHub()
 	srv := httptest.NewServer(gh)
 	defer srv.Close()
 	tr, err := NewGitHub("acme/platform", srv.URL+"/api/v3/", "ghp_s3cret", srv.Client())
@@ -152,12 +62,12 @@ func TestSyncSequence(t *testing.T) {
 		{name: "the finding reopens: reopened", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib},
 			Findings: []report.Finding{reopenedFinding("openssl")}},
 			want: []string{"GET /1", "POST /1/comments", "PATCH /1", "PATCH /1", "GET /2"}, result: "1 reopened"},
-		{name: "closed by hand: left alone", byHand: func() { gh.issues[2].State = "closed" },
+		{name: "closed by hand: left alone", byHand: func() { gh.Issues[2].State = "closed" },
 			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}},
 			want:   []string{"GET /1", "GET /2"}, result: "1 closed by hand"},
 		{name: "closed by hand stays closed", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}},
 			want: []string{"GET /1"}, result: "2 unchanged"},
-		{name: "deleted by hand, then the finding reopens: a new issue", byHand: func() { delete(gh.issues, 2) },
+		{name: "deleted by hand, then the finding reopens: a new issue", byHand: func() { delete(gh.Issues, 2) },
 			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}, Findings: []report.Finding{reopenedFinding("zlib")}},
 			want:   []string{"GET /1", "GET /2", "POST "}, result: "1 created"},
 		{name: "a failing tracker loses nothing", failing: true, wantErr: true,
@@ -168,13 +78,13 @@ func TestSyncSequence(t *testing.T) {
 	}
 	for _, st := range steps {
 		if st.byHand != nil {
-			gh.mu.Lock()
+			gh.Lock()
 			st.byHand()
-			gh.mu.Unlock()
+			gh.Unlock()
 		}
-		gh.mu.Lock()
-		gh.failing = st.failing
-		gh.mu.Unlock()
+		gh.Lock()
+		gh.Failing = st.failing
+		gh.Unlock()
 		res, err := s.Sync(t.Context(), st.report)
 		if (err != nil) != st.wantErr {
 			t.Fatalf("%s: err %v", st.name, err)
@@ -182,7 +92,7 @@ func TestSyncSequence(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "ghp_s3cret") {
 			t.Fatalf("%s: the error leaks the token: %v", st.name, err)
 		}
-		got := gh.take()
+		got := gh.Take()
 		if !st.failing && strings.Join(got, ",") != strings.Join(st.want, ",") {
 			t.Fatalf("%s: requests %q, want %q", st.name, got, st.want)
 		}
@@ -190,12 +100,12 @@ func TestSyncSequence(t *testing.T) {
 			t.Fatalf("%s: result %s, want %q", st.name, res, st.result)
 		}
 	}
-	gh.mu.Lock()
-	defer gh.mu.Unlock()
-	if len(gh.issues) != 3 {
-		t.Fatalf("issues %d, want 3 (openssl, the new zlib, curl)", len(gh.issues))
+	gh.Lock()
+	defer gh.Unlock()
+	if len(gh.Issues) != 3 {
+		t.Fatalf("issues %d, want 3 (openssl, the new zlib, curl)", len(gh.Issues))
 	}
-	one := gh.issues[1]
+	one := gh.Issues[1]
 	// Reopened and brought back to the report's ticket (3.1.4, one image).
 	if one.State != "open" || one.Body != issueFor(openssl).Body || len(one.Comments) != 2 {
 		t.Fatalf("issue 1: %+v", one)
@@ -203,7 +113,7 @@ func TestSyncSequence(t *testing.T) {
 	if strings.Join(one.Labels, ",") != "fleetscan,"+openssl.ID || !strings.HasPrefix(one.Title, "["+openssl.ID+"]") {
 		t.Fatalf("issue 1 labels %v title %q", one.Labels, one.Title)
 	}
-	for _, a := range gh.auth {
+	for _, a := range gh.Auth {
 		if a != "Bearer ghp_s3cret" {
 			t.Fatalf("authorization %q", a)
 		}

@@ -57,7 +57,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.AllContexts, "all-contexts", c.AllContexts, "enumerate every context of the kubeconfig")
 	fs.BoolVar(&c.InCluster, "in-cluster", c.InCluster, "enumerate the cluster this pod runs in, with its service account (needs --cluster-name)")
 	fs.StringVar(&c.ClusterName, "cluster-name", c.ClusterName, "name of the in-cluster cluster (or of the only live cluster)")
-	fs.StringArrayVar(&c.InventoryFiles, "inventory-file", c.InventoryFiles, "offline source: [name=]`PATH` of the output of kubectl get pods -A -o json (repeatable; the name defaults to the file name)")
+	fs.StringArrayVar(&c.InventoryFiles, "inventory-file", c.InventoryFiles, "offline source: [name=]`PATH` of the output of kubectl get pods -A -o json, or of kubectl get namespaces,pods -A -o json to record namespace labels and annotations (repeatable; the name defaults to the file name)")
 	fs.StringArrayVar(&c.NodesFiles, "nodes-file", c.NodesFiles, "[name=]`PATH` of the output of kubectl get nodes -o json: node platforms for the inventory file of that name (unnamed: for all); without it linux/amd64 is assumed")
 	fs.StringArrayVar(&c.IncludeNamespaces, "include-namespace", c.IncludeNamespaces, "only enumerate namespaces matching this glob (repeatable)")
 	fs.StringArrayVar(&c.ExcludeNamespaces, "exclude-namespace", c.ExcludeNamespaces, "skip namespaces matching this glob (repeatable; wins over --include-namespace)")

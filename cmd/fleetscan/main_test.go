@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,4 +241,71 @@ func csvColumns(t *testing.T, data []byte) map[string]map[string]string {
 		out[m["cve_id"]+" "+m["pkg_name"]] = m
 	}
 	return out
+}
+
+// TestScanOwnerLabel: `fleetscan scan` on `kubectl get namespaces,pods -A
+// -o json` with --owner-label routes the digest by the namespace's label
+// (over its annotation of the same key): the label owner's route gets
+// exactly one digest, the default route none.
+func TestScanOwnerLabel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	f := newScanFixture(t, 0)
+	// As `kubectl get namespaces,pods -A -o json` prints them: the
+	// fixture's pods and their namespace, labelled and annotated.
+	pods, err := os.ReadFile(f.inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop","labels":{"team":"shop-label"},"annotations":{"team":"shop-annotation"}}},`
+	pods = bytes.Replace(pods, []byte(`"items":[`), []byte(`"items":[`+ns), 1)
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "pods.json")
+	if err := os.WriteFile(inv, pods, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type inbox struct {
+		mu     sync.Mutex
+		owners []string
+	}
+	serve := func(b *inbox) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var d struct {
+				Owner string `json:"owner"`
+			}
+			_ = json.NewDecoder(r.Body).Decode(&d)
+			b.mu.Lock()
+			b.owners = append(b.owners, d.Owner)
+			b.mu.Unlock()
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	label, fallback := &inbox{}, &inbox{}
+	routes := "routes:\n  - owner: shop-label\n    webhook: " + serve(label).URL + "/shop\ndefault:\n  webhook: " + serve(fallback).URL + "/default\n"
+	notifyConfig := filepath.Join(dir, "notify.yaml")
+	if err := os.WriteFile(notifyConfig, []byte(routes), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	// SLAs of a day: every finding is due within 7 days, so the digest
+	// has something to say.
+	args := f.args(t, t.TempDir(), t.TempDir(), "--sla", "CRITICAL=1,HIGH=1,MEDIUM=1,LOW=1,UNKNOWN=1",
+		"--owner-label", "team", "--notify-config", notifyConfig)
+	for i := range args {
+		if args[i] == "laptop="+f.inv {
+			args[i] = "laptop=" + inv
+		}
+	}
+	code := runMain(ctx, args, &stdout, &stderr)
+	if code&reporter.ExitNoReport != 0 || code&reporter.ExitIncomplete != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	label.mu.Lock()
+	fallback.mu.Lock()
+	defer label.mu.Unlock()
+	defer fallback.mu.Unlock()
+	if strings.Join(label.owners, ",") != "shop-label" || len(fallback.owners) != 0 {
+		t.Fatalf("digests: shop-label's route got %q, the default route %q; want exactly shop-label's digest on its route", label.owners, fallback.owners)
+	}
 }

@@ -351,7 +351,9 @@ func TestFileSourceNamespaces(t *testing.T) {
 	withNamespaces := `{"kind":"List","apiVersion":"v1","items":[
 {"kind":"Namespace","apiVersion":"v1","metadata":{"name":"web","labels":{"team":"web-label"},"annotations":{"example.com/owner":"web-annotation","kubectl.kubernetes.io/last-applied-configuration":"{}"}}},
 {"kind":"Namespace","apiVersion":"v1","metadata":{"name":"unused","labels":{"team":"nobody"}}},
-{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"web","labels":{"app":"a"}},"spec":{"containers":[{"name":"c","image":"nginx@` + digestNginx + `"}]}},
+{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"web","labels":{"app":"a"},"annotations":{"pod":"not a namespace's"}},"spec":{"containers":[{"name":"c","image":"nginx@` + digestNginx + `"}]}},
+{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"batch","labels":{"team":"batch"}}},
+{"kind":"Pod","apiVersion":"v1","metadata":{"name":"c","namespace":"batch","labels":{"app":"a"}},"spec":{"containers":[{"name":"c","image":"nginx@` + digestNginx + `"}]}},
 {"kind":"Namespace","apiVersion":"v1","metadata":{"name":"ops","annotations":{"example.com/owner":"ops-team","example.com/blob":"` + strings.Repeat("x", contract.MaxAnnotationValue+1) + `"}}},
 {"kind":"Pod","apiVersion":"v1","metadata":{"name":"b","namespace":"ops","labels":{"app":"b"}},"spec":{"containers":[{"name":"c","image":"nginx@` + digestNginx + `"}]}}
 ]}`
@@ -364,6 +366,8 @@ func TestFileSourceNamespaces(t *testing.T) {
 		want          []contract.Namespace
 	}{
 		{"namespaces and pods", withNamespaces, []contract.Namespace{
+			// No annotations of its own: none of the pod before it.
+			{Name: "batch", Labels: map[string]string{"team": "batch"}},
 			{Name: "ops", Annotations: map[string]string{"example.com/owner": "ops-team"}},
 			{Name: "web", Labels: map[string]string{"team": "web-label"}, Annotations: map[string]string{"example.com/owner": "web-annotation"}},
 		}},

@@ -53,8 +53,11 @@ func (s *FileSource) EachPod(ctx context.Context, selector labels.Selector, fn f
 	if selector == nil {
 		selector = labels.Everything()
 	}
+	var annotations []byte
 	return eachListItem(ctx, s.path, "Pod", func(dec *json.Decoder, index int) error {
 		var fp filePod
+		annotations = annotations[:0]
+		fp.Metadata.Annotations.buf = &annotations
 		if err := dec.Decode(&fp); err != nil {
 			return fmt.Errorf("items[%d]: %w", index, err)
 		}
@@ -81,7 +84,7 @@ type filePod struct {
 		Namespace string            `json:"namespace"`
 		Labels    map[string]string `json:"labels"`
 		// Annotations are decoded only for a Namespace.
-		Annotations     json.RawMessage         `json:"annotations"`
+		Annotations     scratchJSON             `json:"annotations"`
 		OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
@@ -133,11 +136,31 @@ func (fp *filePod) pod() *corev1.Pod {
 	return p
 }
 
+// scratchJSON keeps a JSON value in a buffer reused from item to item: a
+// pod's annotations, never read, cost no allocation; a Namespace's are
+// decoded from it before the next item.
+type scratchJSON struct{ buf *[]byte }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (r *scratchJSON) UnmarshalJSON(b []byte) error {
+	if r.buf != nil {
+		*r.buf = append((*r.buf)[:0], b...)
+	}
+	return nil
+}
+
+func (r scratchJSON) bytes() []byte {
+	if r.buf == nil {
+		return nil
+	}
+	return *r.buf
+}
+
 // addNamespace records a Namespace item of the pods file.
 func (s *FileSource) addNamespace(fp *filePod, index int) error {
 	var annotations map[string]string
-	if len(fp.Metadata.Annotations) > 0 {
-		if err := json.Unmarshal(fp.Metadata.Annotations, &annotations); err != nil {
+	if raw := fp.Metadata.Annotations.bytes(); len(raw) > 0 {
+		if err := json.Unmarshal(raw, &annotations); err != nil {
 			return fmt.Errorf("items[%d]: namespace %s annotations: %w", index, fp.Metadata.Name, err)
 		}
 	}

@@ -29,8 +29,9 @@
 // namespace, and got by name when one was created or deleted after its
 // namespace was listed; namespaces, listed once, give the labels and
 // annotations the inventory records of the namespaces its pods run in (a
-// refused namespace list only loses those). deploy/'s ClusterRole grants exactly these verbs, as
-// a test checks against a real API server's audit log.
+// refused namespace list only loses those). deploy/'s ClusterRole grants
+// exactly these verbs, as a test checks against a real API server's audit
+// log.
 package inventory
 
 import (

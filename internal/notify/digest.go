@@ -3,8 +3,9 @@
 // coverage gaps. A workload's owner is its namespace's --owner-label label,
 // else its annotation of that key (both recorded by the dispatcher in the
 // cluster's inventory), else the first matching rule of an owners file
-// (cluster and namespace globs), else "unowned"; endpoints are a generic JSON webhook, a Slack incoming webhook
-// (Block Kit), or per-owner routes from a notify config. Deliveries are
+// (cluster and namespace globs), else "unowned". Endpoints are a generic
+// JSON webhook, a Slack incoming webhook (Block Kit), or per-owner routes
+// from a notify config. Deliveries are
 // retried on rate limits (internal/throttle); the endpoints' URLs, which
 // carry tokens, never appear in a message or log.
 package notify

@@ -10,7 +10,7 @@
   var status = document.getElementById("f-status"), vexSel = document.getElementById("f-vex");
   var breached = document.getElementById("f-breached"), kev = document.getElementById("f-kev");
   var count = document.getElementById("count");
-  var DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", VAL = {};
+  var DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", VAL = new Uint8Array(128);
   for (var i = 0; i < 64; i++) VAL[DIGITS.charCodeAt(i)] = i;
   var RW = D.enc[0], DW = D.enc[1], D0 = D.enc[2], KW = D.enc[3], STEP = RW + DW + KW;
 
@@ -135,17 +135,21 @@
     }
     return div;
   }
-  var byVuln = null;
-  // rowsOfVuln lists [image, row] of every row of vulnerability v.
+  var byVuln = {}, recVuln = null;
+  // rowsOfVuln lists [image, row] of every row of vulnerability v: one
+  // pass over the rows of every image.
   function rowsOfVuln(v) {
-    if (!byVuln) byVuln = {};
     if (byVuln[v]) return byVuln[v];
+    if (!recVuln) {
+      recVuln = new Int32Array(D.recs.length);
+      for (var r = 0; r < D.recs.length; r++) recVuln[r] = D.recs[r][0];
+    }
     var out = [];
     for (var i = 0; i < D.rows.length; i++) {
       var s = D.rows[i];
       for (var p = 0; p < s.length; p += STEP) {
         var rec = num(s, p, RW);
-        if (D.recs[rec][0] === v) out.push([i, [rec, D0 + num(s, p + RW, DW), num(s, p + RW + DW, KW)]]);
+        if (recVuln[rec] === v) out.push([i, [rec, D0 + num(s, p + RW, DW), num(s, p + RW + DW, KW)]]);
       }
     }
     return (byVuln[v] = out);
@@ -353,7 +357,11 @@
   });
   window.addEventListener("hashchange", follow);
   apply();
-  follow();
+  var t0 = performance.now();
+  if (location.hash) {
+    follow();
+    document.documentElement.setAttribute("data-follow-ms", String(Math.round(performance.now() - t0)));
+  }
   document.documentElement.setAttribute("data-ready", String(Math.round(performance.now())));
   if (performance.mark) performance.mark("fleetscan-ready");
   var paint = performance.getEntriesByName ? performance.getEntriesByName("first-contentful-paint") : [];

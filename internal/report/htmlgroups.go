@@ -140,8 +140,8 @@ type rowCode struct {
 // recKey identifies a package record: a vulnerability in one installed
 // version of a package.
 type recKey struct {
-	vuln                       int32
-	sev                        int8
+	vuln                      int32
+	sev                       int8
 	pkg, path, version, fixed string
 }
 

@@ -331,7 +331,7 @@
         page = Math.floor(filtered.indexOf(i) / PAGE);
         render();
         var tr = tbody.querySelector('tr[data-group="' + i + '"]');
-        if (tr) tr.scrollIntoView();
+        if (tr) tr.scrollIntoView({block: "nearest"});
         return;
       }
     }

@@ -321,7 +321,8 @@
   function follow() {
     var m = /^#(vuln|image|ns)=(.+)$/.exec(location.hash);
     if (!m) return;
-    var name = m[1] === "vuln" ? "vulns" : m[1] === "image" ? "images" : "ns", key = decodeURIComponent(m[2]), view = views[name];
+    var name = m[1] === "vuln" ? "vulns" : m[1] === "image" ? "images" : "ns", view = views[name], key;
+    try { key = decodeURIComponent(m[2]); } catch (e) { return; }
     for (var i = 0; i < view.groups.length; i++) {
       if (view.key(view.groups[i], i) === key) {
         q.value = ""; sev.value = ""; status.value = ""; vexSel.value = ""; breached.checked = false; kev.checked = false;

@@ -356,10 +356,29 @@
     var tr = e.target.closest("tr.group");
     if (tr && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); toggle(tr); }
   });
+  // #selfcheck clicks the first group of each view open and shut, as a
+  // reader would, and records the outcome in data-selfcheck (the tests read
+  // it from the DOM).
+  function selfCheck() {
+    var out = [];
+    ["vulns", "images", "ns"].forEach(function (name) {
+      show(name);
+      var tr = tbody.querySelector("tr.group");
+      if (!tr) { out.push(name + ": no group"); return; }
+      tr.cells[1].click();
+      var detail = tr.nextSibling, rows = detail && detail.className === "detail" ? detail.querySelectorAll("table.sub > tbody > tr").length : 0;
+      tr.cells[1].click();
+      var shut = !tr.nextSibling || tr.nextSibling.className !== "detail";
+      out.push(name + ": " + (rows > 0 && shut ? "ok " + rows : "failed (" + rows + " rows, shut " + shut + ")"));
+    });
+    show("vulns");
+    document.documentElement.setAttribute("data-selfcheck", out.join("; "));
+  }
   window.addEventListener("hashchange", follow);
   apply();
   var t0 = performance.now();
-  if (location.hash) {
+  if (location.hash === "#selfcheck") selfCheck();
+  else if (location.hash) {
     follow();
     document.documentElement.setAttribute("data-follow-ms", String(Math.round(performance.now() - t0)));
   }

@@ -126,6 +126,11 @@ func TestHTMLRendersInChromium(t *testing.T) {
 		t.Fatal("hostile title not shown as text")
 	}
 	assertExpands(t, file)
+	// Clicking a group opens and shuts it, in each view.
+	check := regexp.MustCompile(`data-selfcheck="([^"]*)"`).FindStringSubmatch(string(runChromium(t, file+"#selfcheck", "--dump-dom")))
+	if check == nil || check[1] != "vulns: ok 1; images: ok 5; ns: ok 1" {
+		t.Errorf("clicking groups: %v", check)
+	}
 	assertScreenshot(t, file)
 }
 

@@ -82,6 +82,10 @@ func benchmarkHTML(b *testing.B, images int) {
 	if ms, ok := htmlAttrMS(dom, "data-follow-ms"); ok {
 		b.ReportMetric(ms, "expand-ms")
 	}
+	dom = runChromium(b, path+"#selfcheck", "--dump-dom")
+	if m := regexp.MustCompile(`data-selfcheck="(vulns: ok \d+; images: ok \d+; ns: ok \d+)"`).FindSubmatch(dom); m == nil {
+		b.Fatalf("clicking groups open and shut failed: %s", regexp.MustCompile(`data-selfcheck="[^"]*"`).Find(dom))
+	}
 	shot := filepath.Join(b.TempDir(), "report.png")
 	b.ReportMetric(wallMS(func() { runChromium(b, path, "--window-size=1280,1800", "--screenshot="+shot) }), "screenshot-wall-ms")
 	if st, err := os.Stat(shot); err != nil || st.Size() < 30_000 {

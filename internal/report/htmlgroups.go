@@ -37,24 +37,39 @@ type groupStats struct {
 	earliest int32    // earliest deadline (Unix day) of a row that still counts; noDay without
 }
 
-func (s *groupStats) add(f *Finding, day int32) {
-	s.sev[sla.SeverityRank(f.Severity)]++
-	if i := slices.Index(statuses, f.Status); i >= 0 {
-		s.status[i]++
-	}
+// rowFacts is what the groups count of one row, worked out once.
+type rowFacts struct {
+	sev, status, vex int // indexes into the stats arrays; -1: none
+	gating, kev      bool
+	counts           bool
+	day              int32
+}
+
+func factsOf(f *Finding, day int32) rowFacts {
+	x := rowFacts{sev: sla.SeverityRank(f.Severity), status: slices.Index(statuses, f.Status), vex: -1,
+		gating: f.Gating(), kev: f.Exploit.InKEV(), counts: counts(f), day: day}
 	if f.VEX != nil {
-		if i := slices.Index(vexStatuses, f.VEX.Status); i >= 0 {
-			s.vex[i]++
-		}
+		x.vex = slices.Index(vexStatuses, f.VEX.Status)
 	}
-	if f.Gating() {
+	return x
+}
+
+func (s *groupStats) add(x *rowFacts) {
+	s.sev[x.sev]++
+	if x.status >= 0 {
+		s.status[x.status]++
+	}
+	if x.vex >= 0 {
+		s.vex[x.vex]++
+	}
+	if x.gating {
 		s.breached++
 	}
-	if f.Exploit.InKEV() {
+	if x.kev {
 		s.kev++
 	}
-	if counts(f) && day < s.earliest {
-		s.earliest = day
+	if x.counts && x.day < s.earliest {
+		s.earliest = x.day
 	}
 }
 
@@ -171,7 +186,7 @@ type HTMLGroups struct {
 	kinds   []rowKind
 	vexIDs  map[vexKey]int32
 	vexes   []vexKey
-	imgIDs  map[string]int32
+	imgIDs  map[string][]int32 // by digest: one image per platform
 	images  []imageGroup
 	lastImg *Image
 	lastID  int32
@@ -190,7 +205,7 @@ type HTMLGroups struct {
 // NewHTMLGroups starts an empty aggregation for a report as of asOf.
 func NewHTMLGroups(asOf time.Time) *HTMLGroups {
 	return &HTMLGroups{asOf: asOf.UTC(), asOfDay: unixDay(asOf), vulnIDs: map[string]int32{}, recIDs: map[recKey]int32{},
-		kindIDs: map[rowKind]int32{}, vexIDs: map[vexKey]int32{}, imgIDs: map[string]int32{}, lastID: -1,
+		kindIDs: map[rowKind]int32{}, vexIDs: map[vexKey]int32{}, imgIDs: map[string][]int32{}, lastID: -1,
 		total: groupStats{earliest: noDay}}
 }
 
@@ -206,21 +221,24 @@ func (g *HTMLGroups) Add(f *Finding) {
 	img := g.image(f.Img)
 	v := g.vuln(f)
 	rec := g.rec(v, f)
-	g.images[img].rows = append(g.images[img].rows, rowCode{rec: rec, day: day, kind: g.kind(f, day)})
-	g.images[img].stats.add(f, day)
+	x := factsOf(f, day)
+	g.images[img].rows = append(g.images[img].rows, rowCode{rec: rec, day: day, kind: g.kind(f, &x)})
+	g.images[img].stats.add(&x)
 	vg := &g.vulns[v]
-	vg.stats.add(f, day)
+	vg.stats.add(&x)
 	if n := len(vg.images); n == 0 || vg.images[n-1] != img {
 		vg.images = append(vg.images, img)
 	}
-	g.total.add(f, day)
-	g.bucket(f)
-	g.gate(f)
+	g.total.add(&x)
+	g.bucket(f, &x)
+	if x.gating {
+		g.gate(f, &x)
+	}
 }
 
 // bucket counts the row in the deadline chart.
-func (g *HTMLGroups) bucket(f *Finding) {
-	if !counts(f) {
+func (g *HTMLGroups) bucket(f *Finding, x *rowFacts) {
+	if !x.counts {
 		return
 	}
 	idx := 0
@@ -228,16 +246,13 @@ func (g *HTMLGroups) bucket(f *Finding) {
 		idx = 1 + int(f.Deadline.Sub(g.asOf)/(7*24*time.Hour))
 		idx = min(idx, deadlineN+1)
 	}
-	g.buckets[idx][sla.SeverityRank(f.Severity)]++
+	g.buckets[idx][x.sev]++
 }
 
 // gate keeps the first breached, unaccepted rows in report order.
-func (g *HTMLGroups) gate(f *Finding) {
-	if !f.Gating() {
-		return
-	}
+func (g *HTMLGroups) gate(f *Finding, x *rowFacts) {
 	g.gateN++
-	g.gateBySev[sla.SeverityRank(f.Severity)]++
+	g.gateBySev[x.sev]++
 	limit := MarkdownLimit * 2
 	if len(g.gating) == limit && compareFindings(f, &g.gating[limit-1]) >= 0 {
 		return
@@ -254,11 +269,15 @@ func (g *HTMLGroups) image(img *Image) int32 {
 	if img == g.lastImg {
 		return g.lastID
 	}
-	key := img.Key.Digest + " " + img.Platform
-	id, ok := g.imgIDs[key]
-	if !ok {
+	id := int32(-1)
+	for _, i := range g.imgIDs[img.Key.Digest] {
+		if g.images[i].platform == img.Platform {
+			id = i
+		}
+	}
+	if id < 0 {
 		id = int32(len(g.images))
-		g.imgIDs[key] = id
+		g.imgIDs[img.Key.Digest] = append(g.imgIDs[img.Key.Digest], id)
 		g.images = append(g.images, g.newImage(img))
 	}
 	g.lastImg, g.lastID = img, id
@@ -346,9 +365,9 @@ func (g *HTMLGroups) rec(v int32, f *Finding) int32 {
 	return id
 }
 
-func (g *HTMLGroups) kind(f *Finding, day int32) int32 {
-	k := rowKind{status: int8(slices.Index(statuses, f.Status)), breached: f.Breached,
-		delta: int8(f.DaysRemaining - int(day-g.asOfDay)), rule: g.str.id(f.DeadlineRule), vex: -1}
+func (g *HTMLGroups) kind(f *Finding, x *rowFacts) int32 {
+	k := rowKind{status: int8(x.status), breached: f.Breached,
+		delta: int8(f.DaysRemaining - int(x.day-g.asOfDay)), rule: g.str.id(f.DeadlineRule), vex: -1}
 	if f.VEX != nil {
 		vk := vexKey{g.str.id(f.VEXStatus()), g.str.id(f.VEXJustification()), g.str.id(f.VEXSource())}
 		id, ok := g.vexIDs[vk]

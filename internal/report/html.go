@@ -264,6 +264,7 @@ func head[T any](s []T, n int) ([]T, int) {
 // demand to its rows. It aggregates r.Findings with HTMLGroups.
 func WriteHTML(w io.Writer, r *Report) error {
 	g := NewHTMLGroups(r.AsOf)
+	g.byPtr = make(map[*Image]int32, len(r.Images))
 	for i := range r.Findings {
 		g.Add(&r.Findings[i])
 	}

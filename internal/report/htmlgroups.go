@@ -189,6 +189,10 @@ type HTMLGroups struct {
 	imgIDs  map[string][]int32 // by digest: one image per platform
 	images  []imageGroup
 	lastImg *Image
+	// byPtr finds images by pointer when rows come in any order and every
+	// image stays in memory anyway (WriteHTML of a whole Report); a
+	// streaming reporter's rows come image by image and need only lastImg.
+	byPtr   map[*Image]int32
 	lastID  int32
 	work    interner // workload labels
 	workNS  []int32  // namespace string id per workload
@@ -269,6 +273,10 @@ func (g *HTMLGroups) image(img *Image) int32 {
 	if img == g.lastImg {
 		return g.lastID
 	}
+	if id, ok := g.byPtr[img]; ok {
+		g.lastImg, g.lastID = img, id
+		return id
+	}
 	id := int32(-1)
 	for _, i := range g.imgIDs[img.Key.Digest] {
 		if g.images[i].platform == img.Platform {
@@ -281,6 +289,9 @@ func (g *HTMLGroups) image(img *Image) int32 {
 		g.images = append(g.images, g.newImage(img))
 	}
 	g.lastImg, g.lastID = img, id
+	if g.byPtr != nil {
+		g.byPtr[img] = id
+	}
 	return id
 }
 

@@ -214,3 +214,28 @@ func paletteOf(img image.Image) (int, bool) {
 	}
 	return len(seen), banner
 }
+
+// TestHTMLEdgesInChromium: a multi-platform fleet names an image by digest
+// and platform (the same digest runs as two images), and a report without
+// a finding still renders its (empty) groups table.
+func TestHTMLEdgesInChromium(t *testing.T) {
+	file := writeHTML(t, multiArch(t))
+	arm := "#image=" + digest('e') + "@linux/arm64/v8"
+	dom := string(runChromium(t, file+arm, "--dump-dom"))
+	detail := regexp.MustCompile(`<tr class="detail">.*?</table>`).FindString(dom)
+	for _, want := range []string{"linux/arm64/v8 · workloads (2): edge/ops/CronJob/backfill (inferred), edge/ops/Deployment/agent",
+		">CVE-2024-1000<", ">CVE-2024-2000<"} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("%s: expanded image lacks %q:\n%s", arm, want, detail)
+		}
+	}
+	if !strings.Contains(dom, `<th>Image</th><th>Platform</th><th>Digest</th>`) {
+		t.Error("multi-platform images view has no platform column")
+	}
+
+	r := Build(Input{GeneratedAt: ts("2025-03-10T06:00:00Z"), AsOf: ts("2025-03-10T06:00:00Z"), Scope: Scope{Mode: "fleet"}})
+	dom = string(runChromium(t, writeHTML(t, r), "--dump-dom"))
+	if !regexp.MustCompile(`<html[^>]* data-ready="\d+"`).MatchString(dom) || !strings.Contains(dom, `id="count" class="muted">No matching group`) {
+		t.Errorf("empty report: groups table not rendered: %q", regexp.MustCompile(`id="count"[^>]*>[^<]*`).FindString(dom))
+	}
+}

@@ -102,13 +102,13 @@ func counts(f *Finding) bool {
 	return f.Status != sla.StatusAccepted && f.Status != sla.StatusNotAffected && f.Status != sla.StatusFixed
 }
 
-// interner numbers strings: the page's string table.
-type interner struct {
+// strTable numbers strings: the page's string table.
+type strTable struct {
 	ids  map[string]int32
 	strs []string
 }
 
-func (t *interner) id(s string) int32 {
+func (t *strTable) id(s string) int32 {
 	if id, ok := t.ids[s]; ok {
 		return id
 	}
@@ -177,7 +177,7 @@ type vexKey struct{ status, justification, source int32 }
 type HTMLGroups struct {
 	asOf    time.Time
 	asOfDay int32
-	str     interner
+	str     strTable
 	vulnIDs map[string]int32
 	vulns   []vulnGroup
 	recIDs  map[recKey]int32
@@ -194,10 +194,10 @@ type HTMLGroups struct {
 	// streaming reporter's rows come image by image and need only lastImg.
 	byPtr   map[*Image]int32
 	lastID  int32
-	work    interner // workload labels
+	work    strTable // workload labels
 	workNS  []int32  // namespace string id per workload
-	nsIDs   interner // namespaces
-	cluster interner
+	nsIDs   strTable // namespaces
+	cluster strTable
 	total   groupStats
 	buckets [deadlineN + 2][5]int
 	gating  []Finding

@@ -53,11 +53,11 @@ func (s *Store) WriteInventory(ctx context.Context, h contract.InventoryHeader, 
 	if err != nil {
 		pw.CloseWithError(err)
 		<-put
-		return fmt.Errorf("store inventory of %s: %w", h.Cluster, err)
+		return fmt.Errorf("store inventory of cluster %s: %w", h.Cluster, err)
 	}
 	pw.Close()
 	if err := <-put; err != nil {
-		return fmt.Errorf("store inventory of %s: %w", h.Cluster, err)
+		return fmt.Errorf("store inventory of cluster %s: %w", h.Cluster, err)
 	}
 	return nil
 }

@@ -120,7 +120,8 @@ func runChildDispatch(spec string) (childOutcome, error) {
 // less.
 //
 // With $FLEETSCAN_BENCH_FLEET_DIR set, the files are written there and
-// reused by later runs (≈4 GB).
+// reused by later runs (≈4 GB); $FLEETSCAN_BENCH_CLUSTER_CONCURRENCY sets
+// --cluster-concurrency.
 func BenchmarkDispatch1MPods(b *testing.B) {
 	dir := os.Getenv("FLEETSCAN_BENCH_FLEET_DIR")
 	if dir == "" {
@@ -129,12 +130,18 @@ func BenchmarkDispatch1MPods(b *testing.B) {
 	podFiles, nodeFiles := benchFleetFiles(b, dir, shape1M)
 	env := natstest.Start(b)
 	want := shape1M.clusters * shape1M.podsPerCluster
+	concurrency := Defaults().ClusterConcurrency
+	if v := os.Getenv("FLEETSCAN_BENCH_CLUSTER_CONCURRENCY"); v != "" {
+		if _, err := fmt.Sscan(v, &concurrency); err != nil {
+			b.Fatalf("$FLEETSCAN_BENCH_CLUSTER_CONCURRENCY: %v", err)
+		}
+	}
 	var last childOutcome
 	var wall, cpu time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		spec, _ := json.Marshal(childDispatch{NATSURL: env.Server.URL(), PodFiles: podFiles, NodeFiles: nodeFiles,
-			RunID: fmt.Sprintf("bench1m-%d", i), Concurrency: Defaults().ClusterConcurrency})
+			RunID: fmt.Sprintf("bench1m-%d", i), Concurrency: concurrency})
 		start := time.Now()
 		last = runDispatchChild(b, string(spec))
 		wall += time.Since(start)
@@ -144,7 +151,13 @@ func BenchmarkDispatch1MPods(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.Logf("unique keys %d, published %d, peak RSS %.0f MiB", last.Expected, last.Published, float64(last.PeakRSS)/(1<<20))
+	st, err := env.Res.Inventories.Status(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("unique keys %d, published %d, peak RSS %.0f MiB, inventories stored %.1f MiB", last.Expected, last.Published,
+		float64(last.PeakRSS)/(1<<20), float64(st.Size())/(1<<20))
+	b.ReportMetric(float64(st.Size())/(1<<20), "inventories-MiB")
 	b.ReportMetric(wall.Seconds()/float64(b.N), "s/dispatch")
 	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/dispatch")
 	b.ReportMetric(float64(want)*float64(b.N)/wall.Seconds(), "pods/s")

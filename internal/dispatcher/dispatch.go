@@ -3,8 +3,10 @@
 // digest and platform across pods, tags, repositories and clusters, and
 // publishes one scan job per unique key to JetStream with the Nats-Msg-Id of
 // its key and cycle — so several dispatchers of one cycle (one per cluster,
-// say) store each job once. It stores each cluster's inventory snapshot and
-// a run manifest listing the expected keys and which clusters succeeded.
+// say) store each job once. It stores each cluster's inventory snapshot —
+// streamed to the store a chunk at a time while the cluster is listed, so
+// memory is bounded by the clusters in flight, not by their size — and a
+// run manifest listing the expected keys and which clusters succeeded.
 //
 // A cluster that cannot be enumerated (unreachable, forbidden) is recorded
 // in the manifest and the others continue. Run fails only when no cluster

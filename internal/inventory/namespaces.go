@@ -60,13 +60,9 @@ func (s *KubeSource) Namespaces(ctx context.Context) (map[string]contract.Namesp
 	return out, err
 }
 
-// usedNamespaces keeps, in name order, the metadata of the namespaces some
-// entry runs in: an inventory carries no namespace it has no workload in.
-func usedNamespaces(all map[string]contract.Namespace, entries []contract.InventoryEntry) []contract.Namespace {
-	used := map[string]bool{}
-	for i := range entries {
-		used[entries[i].Namespace] = true
-	}
+// usedNamespaces keeps, in name order, the metadata of the used
+// namespaces: an inventory carries no namespace it has no pod in.
+func usedNamespaces(all map[string]contract.Namespace, used map[string]bool) []contract.Namespace {
 	var out []contract.Namespace
 	for name, ns := range all {
 		if used[name] {

@@ -86,17 +86,17 @@ func globs(patterns []string, s string) bool {
 // cluster then namespace name (from the clusters' inventories).
 type Namespaces map[string]map[string]contract.Namespace
 
-// Add records the namespaces of a cluster's inventory.
-func (n Namespaces) Add(inv contract.Inventory) {
-	if len(inv.Namespaces) == 0 {
+// Add records the namespaces a cluster's inventory recorded.
+func (n Namespaces) Add(cluster string, namespaces []contract.Namespace) {
+	if len(namespaces) == 0 {
 		return
 	}
-	byName := n[inv.Cluster]
+	byName := n[cluster]
 	if byName == nil {
 		byName = map[string]contract.Namespace{}
-		n[inv.Cluster] = byName
+		n[cluster] = byName
 	}
-	for _, ns := range inv.Namespaces {
+	for _, ns := range namespaces {
 		byName[ns.Name] = ns
 	}
 }

@@ -243,15 +243,15 @@ func TestValidate(t *testing.T) {
 // dispatcher) keeps the owners file's owners.
 func TestOwnerLabel(t *testing.T) {
 	ns := Namespaces{}
-	ns.Add(contract.Inventory{Cluster: "prod-eu", Namespaces: []contract.Namespace{
+	ns.Add("prod-eu", []contract.Namespace{
 		// Label and annotation: the label wins.
 		{Name: "web", Labels: map[string]string{"team": "web-by-label"}, Annotations: map[string]string{"team": "web-by-annotation"}},
 		// Another key only: the owners file's team-payments.
 		{Name: "payments", Labels: map[string]string{"tier": "gold"}},
-	}})
-	ns.Add(contract.Inventory{Cluster: "staging", Namespaces: []contract.Namespace{
+	})
+	ns.Add("staging", []contract.Namespace{
 		{Name: "edge", Annotations: map[string]string{"team": "edge-by-annotation"}},
-	}})
+	})
 	// staging/web has no recorded metadata: the owners file's team-web.
 
 	owners := []string{"web-by-label", "edge-by-annotation", "team-web", "team-payments", "team-platform"}
@@ -309,11 +309,11 @@ func TestOwnerLabel(t *testing.T) {
 // values and unrecorded namespaces fall back.
 func TestResolver(t *testing.T) {
 	ns := Namespaces{}
-	ns.Add(contract.Inventory{Cluster: "a", Namespaces: []contract.Namespace{
+	ns.Add("a", []contract.Namespace{
 		{Name: "both", Labels: map[string]string{"o": "label"}, Annotations: map[string]string{"o": "annotation"}},
 		{Name: "annotation", Annotations: map[string]string{"o": "annotation"}},
 		{Name: "blank", Labels: map[string]string{"o": ""}, Annotations: map[string]string{"o": " "}},
-	}})
+	})
 	file := Owners{{Owner: "file-a", Clusters: []string{"a"}}}
 	for _, tt := range []struct {
 		label, cluster, namespace, want string

@@ -17,15 +17,15 @@ import (
 )
 
 // withNamespaces rewrites a cluster's stored inventory with the namespace
-// metadata a dispatcher records, at the given schema version ("1.0": as an
-// older dispatcher wrote it, without namespaces).
-func (f *fleetEnv) withNamespaces(cluster, schema string, ns ...contract.Namespace) {
+// metadata a dispatcher records (none: as a dispatcher before schema 1.2
+// wrote it).
+func (f *fleetEnv) withNamespaces(cluster string, ns ...contract.Namespace) {
 	f.t.Helper()
 	inv, err := f.st.Inventory(f.ctx, cluster)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	inv.SchemaVersion, inv.Namespaces = schema, ns
+	inv.Namespaces = ns
 	if err := f.st.PutInventory(f.ctx, inv); err != nil {
 		f.t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func (b *digestInbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // TestOwnerLabel: the reporter with --owner-label team routes each owner's
 // digest by the namespace metadata the inventories recorded: the label
 // team over the annotation team over the owners file; a cluster whose
-// inventory predates namespace metadata (schema 1.0) falls back to the
+// inventory predates namespace metadata (before schema 1.2) falls back to the
 // owners file. Each owner's webhook gets exactly its digest, with only its
 // workloads; the owners file's owner of a labelled namespace gets nothing.
 func TestOwnerLabel(t *testing.T) {
@@ -65,10 +65,10 @@ func TestOwnerLabel(t *testing.T) {
 		},
 		"legacy": {{ns: "web", kind: "Deployment", name: "frontend", image: "docker.io/library/nginx:1.25", key: key('a')}},
 	}, nil)
-	f.withNamespaces("prod", contract.InventorySchemaVersion,
+	f.withNamespaces("prod",
 		contract.Namespace{Name: "web", Labels: map[string]string{"team": "web-by-label"}, Annotations: map[string]string{"team": "web-by-annotation"}},
 		contract.Namespace{Name: "api", Annotations: map[string]string{"team": "api-by-annotation"}})
-	f.withNamespaces("legacy", "1.0")
+	f.withNamespaces("legacy")
 	crit := vuln{"CVE-2025-0001", "CRITICAL", "openssl", "1", "2"}
 	f.scanned(key('a'), "c1", wall, crit)
 	f.scanned(key('b'), "c1", wall, crit)

@@ -288,8 +288,8 @@ func TestInventoryNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(data, []byte(`"schemaVersion":"1.1"`)) {
-		t.Fatalf("want schema 1.1: %s", data)
+	if !bytes.Contains(data, []byte(`"schemaVersion":"1.2"`)) {
+		t.Fatalf("want schema 1.2: %s", data)
 	}
 	got, err := DecodeInventory(data)
 	if err != nil {
@@ -301,6 +301,31 @@ func TestInventoryNamespaces(t *testing.T) {
 	}
 	if _, ok := got.Namespace("absent"); ok {
 		t.Fatal("an unrecorded namespace must not be found")
+	}
+	// Chunked: the end record carries them.
+	chunked, err := inv.EncodeChunked(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := NewInventoryDecoder(bytes.NewReader(chunked))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Skip(); err != nil {
+		t.Fatal(err)
+	}
+	if ns := dec.Namespaces(); len(ns) != 2 || ns[0].Annotations["example.com/owner"] != "web-team" {
+		t.Fatalf("chunked namespaces %+v", ns)
+	}
+	// A 1.1 chunked inventory (no namespaces in its end record) reads with none.
+	old11 := `{"schemaVersion":"1.1","runId":"r","cycle":"c","cluster":"prod","collectedAt":"2026-11-27T00:00:00Z","layout":"chunked"}` + "\n" +
+		`{"end":{"chunks":0,"entries":0,"pods":0}}` + "\n"
+	dec, err = NewInventoryDecoder(strings.NewReader(old11))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Skip(); err != nil || dec.Namespaces() != nil {
+		t.Fatalf("1.1 chunked: err %v namespaces %+v", err, dec.Namespaces())
 	}
 
 	bare, err := Inventory{RunID: "r", Cluster: "prod", CollectedAt: testNow}.Encode()

@@ -82,7 +82,7 @@ type Inventory struct {
 	Pods          int              `json:"pods"`
 	Entries       []InventoryEntry `json:"entries"`
 	// Namespaces are the labels and annotations of the namespaces the
-	// entries run in (schema 1.1; absent from older inventories and from
+	// entries run in (schema 1.2; absent from older inventories and from
 	// clusters whose namespaces could not be listed). Readers resolve
 	// per-namespace settings, such as a workload's owner, from them.
 	Namespaces []Namespace `json:"namespaces,omitempty"`

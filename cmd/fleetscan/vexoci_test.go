@@ -13,6 +13,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/fixture"
 	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/reporter"
+	"github.com/fleetscan/fleetscan/internal/vex"
 )
 
 // TestScanVEXOCI runs `fleetscan scan --vex-oci` on an image whose vendor
@@ -34,9 +35,9 @@ func TestScanVEXOCI(t *testing.T) {
 	}
 	other := "sha256:" + strings.Repeat("f", 64)
 	doc := fixture.OpenVEX("Curl Vendor",
-		fixture.VEXStatement{Vulnerability: "CVE-2023-38545", Product: fixture.ImagePURL(curl.Repository, curl.Digest),
+		fixture.VEXStatement{Vulnerability: "CVE-2023-38545", Product: vex.ImagePURL(curl.Repository, curl.Digest),
 			Subcomponent: "pkg:apk/alpine/curl", Status: "not_affected", Justification: "vulnerable_code_not_in_execute_path"},
-		fixture.VEXStatement{Vulnerability: "CVE-2023-46218", Product: fixture.ImagePURL(curl.Repository, other),
+		fixture.VEXStatement{Vulnerability: "CVE-2023-46218", Product: vex.ImagePURL(curl.Repository, other),
 			Subcomponent: "pkg:apk/alpine/curl", Status: "not_affected", Justification: "component_not_present"})
 	env := fixture.DSSEEnvelope(fixture.InTotoStatement(fixture.OpenVEXPredicateType, doc, curl.Repository, curl.Digest))
 	att, err := fixture.PushReferrer(ctx, curl.Repository, curl.Digest, fixture.Referrer{ArtifactType: fixture.DSSEEnvelopeType,

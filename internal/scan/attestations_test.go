@@ -1,11 +1,16 @@
 package scan
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,6 +22,7 @@ import (
 
 	"github.com/fleetscan/fleetscan/internal/deadport"
 	"github.com/fleetscan/fleetscan/internal/fixture"
+	"github.com/fleetscan/fleetscan/internal/fixture/fixturetest"
 	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
@@ -25,7 +31,7 @@ import (
 // the image repository@digest.
 func curlVEX(author string, p fixture.Pushed) []byte {
 	return fixture.OpenVEX(author, fixture.VEXStatement{Vulnerability: "CVE-2023-38545",
-		Product: fixture.ImagePURL(p.Repository, p.Digest), Subcomponent: "pkg:apk/alpine/curl",
+		Product: vex.ImagePURL(p.Repository, p.Digest), Subcomponent: "pkg:apk/alpine/curl",
 		Status: "not_affected", Justification: "vulnerable_code_not_in_execute_path"})
 }
 
@@ -234,5 +240,89 @@ func TestVEXAttestationsFailures(t *testing.T) {
 				t.Errorf("a hanging registry held the discovery %s past its deadline", time.Since(start)-tc.timeout)
 			}
 		})
+	}
+}
+
+// cliFinding is a finding of `trivy image --format json` with its PURL.
+type cliFinding struct{ ID, Pkg, PURL string }
+
+// trivyCLI runs the Trivy CLI on ref with the fixture DB, plus extra flags.
+func trivyCLI(t *testing.T, ctx context.Context, bin, cacheDir, ref string, extra ...string) []cliFinding {
+	t.Helper()
+	args := append([]string{"image", "--quiet", "--format", "json", "--cache-dir", cacheDir, "--cache-backend", "memory",
+		"--skip-db-update", "--skip-java-db-update", "--offline-scan", "--skip-version-check", "--insecure",
+		"--scanners", "vuln", "--image-src", "remote"}, extra...)
+	cmd := exec.CommandContext(ctx, bin, append(args, ref)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(cacheDir, ".no-docker-config"), "TRIVY_NO_PROGRESS=true")
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("trivy %v: %v: %s", args, err, stderr.String())
+	}
+	var rep struct {
+		Results []struct {
+			Vulnerabilities []struct {
+				VulnerabilityID, PkgName string
+				PkgIdentifier            struct{ PURL string }
+			}
+		}
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	var out []cliFinding
+	for _, r := range rep.Results {
+		for _, v := range r.Vulnerabilities {
+			out = append(out, cliFinding{v.VulnerabilityID, v.PkgName, v.PkgIdentifier.PURL})
+		}
+	}
+	return out
+}
+
+// TestVEXAttestationsLikeTrivyCLI: `trivy image --vex oci` and fleetscan's
+// discovery read the same referrer attestation off the fixture registry
+// and take the same findings off: curl's CVE in that digest, not the
+// statement about another digest, not the same CVE in libcurl.
+func TestVEXAttestationsLikeTrivyCLI(t *testing.T) {
+	bin := fixturetest.RequireTrivyCLI(t)
+	e := newEnv(t, TrivyConfig{}, fixture.WithReferrersAPI())
+	curl := e.pushed["alpine-curl"]
+	doc := fixture.OpenVEX("Curl Vendor",
+		fixture.VEXStatement{Vulnerability: "CVE-2023-38545", Product: vex.ImagePURL(curl.Repository, curl.Digest),
+			Subcomponent: "pkg:apk/alpine/curl", Status: "not_affected", Justification: "vulnerable_code_not_in_execute_path"},
+		fixture.VEXStatement{Vulnerability: "CVE-2023-46218", Product: vex.ImagePURL(curl.Repository, "sha256:"+strings.Repeat("f", 64)),
+			Subcomponent: "pkg:apk/alpine/curl", Status: "not_affected", Justification: "component_not_present"})
+	pushReferrer(t, curl, fixture.Referrer{ArtifactType: fixture.DSSEEnvelopeType, LayerType: fixture.DSSEEnvelopeType,
+		Content: vexEnvelope(doc, curl), Annotations: map[string]string{vex.PredicateTypeAnnotation: fixture.OpenVEXPredicateType}})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+
+	without := trivyCLI(t, ctx, bin, e.cacheDir, curl.Ref())
+	with := trivyCLI(t, ctx, bin, e.cacheDir, curl.Ref(), "--vex", "oci")
+	var removed []cliFinding
+	for _, f := range without {
+		if !slices.Contains(with, f) {
+			removed = append(removed, f)
+		}
+	}
+	if len(removed) != 1 || removed[0].ID != "CVE-2023-38545" || removed[0].Pkg != "curl" {
+		t.Fatalf("trivy --vex oci removed %+v, want only CVE-2023-38545 in curl (of %d findings)", removed, len(without))
+	}
+
+	atts, err := e.scanner.VEXAttestations(ctx, curl.Ref(), curl.Digest)
+	if err != nil || len(atts) != 1 {
+		t.Fatalf("discovery: %d attestations, %v", len(atts), err)
+	}
+	set := vex.NewSet()
+	stmts, err := vex.Parse(atts[0].Document, atts[0].Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Add(stmts...)
+	for _, f := range without {
+		st := set.Decide(vex.Subject{Vulnerability: f.ID, PURL: f.PURL, Repositories: []string{curl.Repository}, Digest: curl.Digest, Arch: "amd64"})
+		if suppressed := st != nil && st.Status.Suppresses(); suppressed != slices.Contains(removed, f) {
+			t.Errorf("%s in %s: fleetscan suppresses %v, trivy removed %v", f.ID, f.Pkg, suppressed, slices.Contains(removed, f))
+		}
 	}
 }

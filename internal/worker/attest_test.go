@@ -71,9 +71,9 @@ func TestWorkerVEXOCI(t *testing.T) {
 	e := newEnv(t, nil)
 	curl, node, debian, site := e.pushed["alpine-curl"], e.pushed["node-app"], e.pushed["debian-12"], e.pushed["static-site"]
 	curlAtt := attestVEX(t, curl, fixture.OpenVEX("Fixture Vendor", fixture.VEXStatement{Vulnerability: "CVE-2023-38545",
-		Product: fixture.ImagePURL(curl.Repository, curl.Digest), Subcomponent: "pkg:apk/alpine/curl", Status: "not_affected"}), true)
+		Product: vex.ImagePURL(curl.Repository, curl.Digest), Subcomponent: "pkg:apk/alpine/curl", Status: "not_affected"}), true)
 	nodeAtt := attestVEX(t, node, fixture.OpenVEX("Node Team", fixture.VEXStatement{Vulnerability: "CVE-2021-23337",
-		Product: fixture.ImagePURL(node.Repository, node.Digest), Subcomponent: "pkg:npm/lodash", Status: "not_affected"}), false)
+		Product: vex.ImagePURL(node.Repository, node.Digest), Subcomponent: "pkg:npm/lodash", Status: "not_affected"}), false)
 	// debian's referrers cannot be read (the registry has no Referrers
 	// API, and its referrers tag is denied).
 	e.reg.InjectFault(fixture.Fault{Kind: fixture.FaultForbidden, Reference: strings.Replace(debian.Digest, ":", "-", 1)})

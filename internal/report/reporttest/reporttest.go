@@ -18,9 +18,12 @@ import (
 // one image cluster in a few packages (25, four vulnerabilities each), and
 // strings repeat the way they do in a real fleet.
 const (
-	Images   = 2000
-	PerImage = 100
-	Clusters = 12
+	// Vulnerabilities is how many distinct vulnerabilities the findings
+	// draw from (VulnerabilityIDs).
+	Vulnerabilities = 5000
+	Images          = 2000
+	PerImage        = 100
+	Clusters        = 12
 )
 
 var severities = []string{"CRITICAL", "HIGH", "HIGH", "MEDIUM", "MEDIUM", "MEDIUM", "LOW", "LOW", "UNKNOWN"}
@@ -49,7 +52,7 @@ func Result(i int, cycle string, completed time.Time) contract.ScanResult {
 	}
 	for j := range r.Findings {
 		p := (i*7 + j/4) % 300
-		v := (p*17 + (j%4)*1000 + i%5) % 5000
+		v := (p*17 + (j%4)*1000 + i%5) % Vulnerabilities
 		f := contract.Finding{
 			VulnerabilityID: fmt.Sprintf("CVE-2024-%05d", v),
 			PkgName:         fmt.Sprintf("package-%d", p),
@@ -96,3 +99,13 @@ func Entries(c int) []contract.InventoryEntry {
 
 // ClusterName names cluster c.
 func ClusterName(c int) string { return fmt.Sprintf("cluster-%d", c) }
+
+// VulnerabilityIDs are the IDs of the vulnerabilities the fleet's findings
+// draw from, in order (the exploit feeds of benchmarks list them).
+func VulnerabilityIDs() []string {
+	ids := make([]string, Vulnerabilities)
+	for v := range ids {
+		ids[v] = fmt.Sprintf("CVE-2024-%05d", v)
+	}
+	return ids
+}

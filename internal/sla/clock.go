@@ -119,6 +119,11 @@ type Observation struct {
 	// CoversFleet is true when every known cluster was observed; only then
 	// may records that name no cluster be resolved.
 	CoversFleet bool
+	// Retention prunes the records not sighted that were resolved longer
+	// ago than this, and the open ones whose clusters have all gone
+	// unobserved for longer (0: every record is kept). A pruned finding
+	// that comes back is new again.
+	Retention time.Duration
 }
 
 // Ledger is the outcome of an observation: the clock of every sighted
@@ -130,6 +135,9 @@ type Ledger struct {
 	Fixed []Record
 	// Writes counts KV writes performed (zero when not recording).
 	Writes int
+	// Pruned counts the records deleted under Observation.Retention (when
+	// not recording: that would be deleted).
+	Pruned int
 }
 
 // clockEntry is what a report needs of a record; the ledger keeps only this
@@ -166,6 +174,7 @@ type KV interface {
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
+	Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 }
 
 // Clock keeps first-seen records in a KV bucket (topology.FirstSeenBucket).
@@ -208,6 +217,9 @@ func (c *Clock) load(ctx context.Context) (map[string]stored, error) {
 			if e == nil {
 				return out, nil
 			}
+			if e.Key() == clustersKey {
+				continue
+			}
 			var r Record
 			if err := json.Unmarshal(e.Value(), &r); err != nil || r.Identity.Key() != e.Key() {
 				c.log.Warn("ignoring undecodable first-seen record; it will be rewritten when seen",
@@ -242,13 +254,43 @@ func (c *Clock) Observe(ctx context.Context, obs Observation, record bool) (*Led
 	jobs := sightingWrites(sighted, all, asOf, led)
 	jobs = append(jobs, resolutionWrites(obs, sighted, all, asOf, led)...)
 	slices.SortFunc(led.Fixed, func(a, b Record) int { return compareIdentity(a.Identity, b.Identity) })
-	if !record || len(jobs) == 0 {
-		return led, nil
+	if record && len(jobs) > 0 {
+		if err := c.writeAll(ctx, jobs, led); err != nil {
+			return nil, err
+		}
 	}
-	if err := c.writeAll(ctx, jobs, led); err != nil {
-		return nil, err
+	if obs.Retention > 0 {
+		if err := c.retain(ctx, obs, sighted, all, led, record); err != nil {
+			return nil, err
+		}
 	}
 	return led, nil
+}
+
+// retain notes the observed clusters and prunes the records past
+// obs.Retention (with record false it only counts them).
+func (c *Clock) retain(ctx context.Context, obs Observation, sighted map[Identity]Sighting, all map[string]stored, led *Ledger, record bool) error {
+	seen, err := c.loadClusters(ctx)
+	if err != nil {
+		return err
+	}
+	observeClusters(seen, obs, all, led.AsOf) // an observed cluster is not gone
+	list := prunable(obs, sighted, all, seen, led.AsOf)
+	if !record {
+		led.Pruned = len(list)
+		return nil
+	}
+	if err := c.saveClusters(ctx, seen); err != nil {
+		return err
+	}
+	led.Pruned, err = c.prune(ctx, list)
+	if err != nil {
+		return fmt.Errorf("prune first-seen records: %w", err)
+	}
+	if led.Pruned > 0 {
+		c.log.Info("first-seen records pruned", zap.Int("pruned", led.Pruned), zap.Duration("retention", obs.Retention))
+	}
+	return nil
 }
 
 // recordWrite is one first-seen record to write: the transition to apply

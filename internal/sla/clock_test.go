@@ -205,3 +205,72 @@ func TestIdentityKeyIsValidKVKey(t *testing.T) {
 		t.Fatalf("bad key %q", odd.Key())
 	}
 }
+
+// TestClockRetention prunes records past --first-seen-retention: resolved
+// longer ago, or open in clusters unobserved for longer. Younger and
+// sighted records are kept, a dry run only counts, and a pruned finding
+// that comes back is new again with a fresh clock.
+func TestClockRetention(t *testing.T) {
+	env := natstest.Start(t)
+	c := NewClock(env.Res.FirstSeen, zaptest.NewLogger(t))
+	const retention = 100 * 24 * time.Hour
+	obs := func(d int, observed []string, s ...Sighting) Observation {
+		return Observation{AsOf: day(d), Observed: observed, Sightings: s, Retention: retention}
+	}
+	c1 := []string{"c1"}
+	mustObserve(t, c, obs(0, []string{"c1", "c2"}, sight(idA, "HIGH", "c1"), sight(idB, "LOW", "c1"), sight(idC, "LOW", "c2")))
+	// Day 10: B is fixed; c2 is gone from now on, so C stays open.
+	if led := mustObserve(t, c, obs(10, c1, sight(idA, "HIGH", "c1"))); len(led.Fixed) != 1 || led.Pruned != 0 {
+		t.Fatalf("day 10: fixed %+v, pruned %d", led.Fixed, led.Pruned)
+	}
+	exists := func(id Identity) bool {
+		_, err := env.Res.FirstSeen.Get(t.Context(), id.Key())
+		return err == nil
+	}
+	steps := []struct {
+		day    int
+		pruned int
+		gone   []Identity
+		kept   []Identity
+	}{
+		// Cutoff day 5: C's cluster was last observed on day 0; B was
+		// resolved on day 10, younger than the retention.
+		{105, 1, []Identity{idC}, []Identity{idA, idB}},
+		// Cutoff day 15: B is now past it. A, sighted since day 0, stays.
+		{115, 1, []Identity{idB}, []Identity{idA}},
+	}
+	for _, st := range steps {
+		dry, err := c.Observe(t.Context(), obs(st.day, c1, sight(idA, "HIGH", "c1")), false)
+		if err != nil || dry.Pruned != st.pruned {
+			t.Fatalf("day %d dry run: pruned %d (%v), want %d", st.day, dry.Pruned, err, st.pruned)
+		}
+		for _, id := range st.gone {
+			if !exists(id) {
+				t.Fatalf("day %d: the dry run pruned %s", st.day, id)
+			}
+		}
+		led := mustObserve(t, c, obs(st.day, c1, sight(idA, "HIGH", "c1")))
+		if led.Pruned != st.pruned || len(led.Fixed) != 0 {
+			t.Fatalf("day %d: pruned %d fixed %+v, want %d pruned, none fixed", st.day, led.Pruned, led.Fixed, st.pruned)
+		}
+		wantChange(t, led, idA, ChangeStillOpen, day(0))
+		for _, id := range st.gone {
+			if exists(id) {
+				t.Errorf("day %d: %s not pruned", st.day, id)
+			}
+		}
+		for _, id := range st.kept {
+			if !exists(id) {
+				t.Errorf("day %d: %s pruned", st.day, id)
+			}
+		}
+	}
+	// Day 120: B and C come back (c2 too): new, with a fresh clock.
+	led := mustObserve(t, c, obs(120, []string{"c1", "c2"}, sight(idA, "HIGH", "c1"), sight(idB, "LOW", "c1"), sight(idC, "LOW", "c2")))
+	wantChange(t, led, idB, ChangeNew, day(120))
+	wantChange(t, led, idC, ChangeNew, day(120))
+	wantChange(t, led, idA, ChangeStillOpen, day(0))
+	if led.Pruned != 0 {
+		t.Fatalf("day 120 pruned %d", led.Pruned)
+	}
+}

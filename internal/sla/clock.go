@@ -198,24 +198,25 @@ type stored struct {
 	rev uint64
 }
 
-// load reads every record in the bucket.
-func (c *Clock) load(ctx context.Context) (map[string]stored, error) {
+// each streams every record in the bucket to fn, one at a time, so the
+// bucket is never held in memory; rec is nil when the value does not
+// decode (it is rewritten when sighted).
+func (c *Clock) each(ctx context.Context, fn func(key string, rec *Record, rev uint64)) error {
 	w, err := c.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("watch first-seen records: %w", err)
+		return fmt.Errorf("watch first-seen records: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
-	out := map[string]stored{}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("read first-seen records: %w", ctx.Err())
+			return fmt.Errorf("read first-seen records: %w", ctx.Err())
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, errors.New("read first-seen records: watcher closed")
+				return errors.New("read first-seen records: watcher closed")
 			}
 			if e == nil {
-				return out, nil
+				return nil
 			}
 			if e.Key() == clustersKey {
 				continue
@@ -224,10 +225,10 @@ func (c *Clock) load(ctx context.Context) (map[string]stored, error) {
 			if err := json.Unmarshal(e.Value(), &r); err != nil || r.Identity.Key() != e.Key() {
 				c.log.Warn("ignoring undecodable first-seen record; it will be rewritten when seen",
 					zap.String("key", e.Key()), zap.Error(err))
-				out[e.Key()] = stored{rev: e.Revision()}
+				fn(e.Key(), nil, e.Revision())
 				continue
 			}
-			out[e.Key()] = stored{rec: &r, rev: e.Revision()}
+			fn(e.Key(), &r, e.Revision())
 		}
 	}
 }
@@ -236,61 +237,49 @@ func (c *Clock) load(ctx context.Context) (map[string]stored, error) {
 // absent or undecodable); write is false when nothing changed.
 type transition func(prev *Record) (next Record, change Change, write bool)
 
+// writeBatch bounds the new records held before they are written.
+const writeBatch = 20_000
+
 // Observe applies an observation: records new findings, reopens resolved
 // ones that came back, resolves open ones that disappeared from clusters
-// the observation covered. With record false nothing is written and the
-// ledger shows what would have happened.
+// the observation covered, and prunes records past obs.Retention. The
+// stored records are streamed once; only those that change are held until
+// written. With record false nothing is written and the ledger shows what
+// would have happened.
 func (c *Clock) Observe(ctx context.Context, obs Observation, record bool) (*Ledger, error) {
 	if obs.AsOf.IsZero() {
 		return nil, errors.New("observe: as-of time is required")
 	}
-	asOf := obs.AsOf.UTC()
-	all, err := c.load(ctx)
-	if err != nil {
+	p := newPass(obs)
+	if obs.Retention > 0 {
+		seen, err := c.loadClusters(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.retainWith(seen)
+	}
+	if err := c.each(ctx, p.visit); err != nil {
 		return nil, err
 	}
-	sighted := mergeSightings(obs.Sightings)
-	led := &Ledger{AsOf: asOf, records: make(map[Identity]clockEntry, len(sighted))}
-	jobs := sightingWrites(sighted, all, asOf, led)
-	jobs = append(jobs, resolutionWrites(obs, sighted, all, asOf, led)...)
-	slices.SortFunc(led.Fixed, func(a, b Record) int { return compareIdentity(a.Identity, b.Identity) })
-	if record && len(jobs) > 0 {
-		if err := c.writeAll(ctx, jobs, led); err != nil {
-			return nil, err
+	slices.SortFunc(p.led.Fixed, func(a, b Record) int { return compareIdentity(a.Identity, b.Identity) })
+	flush := func(jobs []recordWrite) error {
+		if !record || len(jobs) == 0 {
+			return nil
 		}
+		return c.writeAll(ctx, jobs, p.led)
+	}
+	if err := flush(p.jobs); err != nil {
+		return nil, err
+	}
+	if err := p.newSightings(flush); err != nil {
+		return nil, err
 	}
 	if obs.Retention > 0 {
-		if err := c.retain(ctx, obs, sighted, all, led, record); err != nil {
+		if err := c.retain(ctx, p, record); err != nil {
 			return nil, err
 		}
 	}
-	return led, nil
-}
-
-// retain notes the observed clusters and prunes the records past
-// obs.Retention (with record false it only counts them).
-func (c *Clock) retain(ctx context.Context, obs Observation, sighted map[Identity]Sighting, all map[string]stored, led *Ledger, record bool) error {
-	seen, err := c.loadClusters(ctx)
-	if err != nil {
-		return err
-	}
-	observeClusters(seen, obs, all, led.AsOf) // an observed cluster is not gone
-	list := prunable(obs, sighted, all, seen, led.AsOf)
-	if !record {
-		led.Pruned = len(list)
-		return nil
-	}
-	if err := c.saveClusters(ctx, seen); err != nil {
-		return err
-	}
-	led.Pruned, err = c.prune(ctx, list)
-	if err != nil {
-		return fmt.Errorf("prune first-seen records: %w", err)
-	}
-	if led.Pruned > 0 {
-		c.log.Info("first-seen records pruned", zap.Int("pruned", led.Pruned), zap.Duration("retention", obs.Retention))
-	}
-	return nil
+	return p.led, nil
 }
 
 // recordWrite is one first-seen record to write: the transition to apply
@@ -303,48 +292,85 @@ type recordWrite struct {
 	tr   transition
 }
 
-// sightingWrites puts every sighted identity's clock into the ledger and
-// returns the records that change: new findings, and resolved ones that
-// came back.
-func sightingWrites(sighted map[Identity]Sighting, all map[string]stored, asOf time.Time, led *Ledger) []recordWrite {
+// pass is one observation's walk over the stored records.
+type pass struct {
+	obs                 Observation
+	asOf                time.Time
+	sighted             map[Identity]Sighting
+	observed, uncertain map[string]bool
+	led                 *Ledger
+	// undecodable are the keys whose value did not decode.
+	undecodable map[string]stored
+	// jobs are the records to write: reopened, moved, resolved.
+	jobs []recordWrite
+	// seen are the clusters' last observations (nil without retention);
+	// prunes the records past retention.
+	seen   *clusterSeen
+	prunes []pruning
+}
+
+func newPass(obs Observation) *pass {
+	asOf := obs.AsOf.UTC()
+	sighted := mergeSightings(obs.Sightings)
+	return &pass{obs: obs, asOf: asOf, sighted: sighted, observed: setOf(obs.Observed), uncertain: setOf(obs.Uncertain),
+		led: &Ledger{AsOf: asOf, records: make(map[Identity]clockEntry, len(sighted))}, undecodable: map[string]stored{}}
+}
+
+// visit takes one stored record: a sighted one gets its clock (and is
+// rewritten when it came back or moved), an open one gone from the
+// observed clusters is resolved, and the rest are checked for retention.
+func (p *pass) visit(key string, rec *Record, rev uint64) {
+	if rec == nil {
+		p.undecodable[key] = stored{rev: rev}
+		return
+	}
+	st := stored{rec: rec, rev: rev}
+	if s, ok := p.sighted[rec.Identity]; ok {
+		tr := sightingTransition(s, p.asOf)
+		next, change, write := tr(rec)
+		p.led.records[s.Identity] = clockEntry{firstSeen: next.FirstSeen, change: change}
+		if write {
+			p.jobs = append(p.jobs, recordWrite{key, s.Identity, st, true, tr})
+		}
+		return
+	}
+	if rec.State == StateOpen && resolvable(*rec, p.asOf, p.observed, p.uncertain, p.obs.CoversFleet) {
+		tr := resolveTransition(p.asOf)
+		if next, _, write := tr(rec); write {
+			p.led.Fixed = append(p.led.Fixed, next)
+			p.jobs = append(p.jobs, recordWrite{key, rec.Identity, st, true, tr})
+		}
+		return
+	}
+	if p.seen != nil {
+		p.retainRecord(key, rec, rev)
+	}
+}
+
+// newSightings records the sighted identities no stored record had, in
+// batches of writeBatch passed to flush.
+func (p *pass) newSightings(flush func([]recordWrite) error) error {
 	var jobs []recordWrite
-	for id, s := range sighted {
+	for id, s := range p.sighted {
+		if _, ok := p.led.records[id]; ok {
+			continue
+		}
 		key := id.Key()
-		prev, had := all[key]
-		tr := sightingTransition(s, asOf)
-		next, change, write := tr(prev.rec)
-		led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
+		prev, had := p.undecodable[key]
+		tr := sightingTransition(s, p.asOf)
+		next, change, write := tr(nil)
+		p.led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
 		if write {
 			jobs = append(jobs, recordWrite{key, id, prev, had, tr})
 		}
-	}
-	return jobs
-}
-
-// resolutionWrites resolves the open records that were not sighted in the
-// clusters the observation covered, listing them in led.Fixed.
-func resolutionWrites(obs Observation, sighted map[Identity]Sighting, all map[string]stored, asOf time.Time, led *Ledger) []recordWrite {
-	var jobs []recordWrite
-	observed := setOf(obs.Observed)
-	uncertain := setOf(obs.Uncertain)
-	for key, st := range all {
-		if st.rec == nil || st.rec.State != StateOpen {
-			continue
-		}
-		if _, ok := sighted[st.rec.Identity]; ok {
-			continue
-		}
-		if !resolvable(*st.rec, asOf, observed, uncertain, obs.CoversFleet) {
-			continue
-		}
-		tr := resolveTransition(asOf)
-		next, _, write := tr(st.rec)
-		if write {
-			led.Fixed = append(led.Fixed, next)
-			jobs = append(jobs, recordWrite{key, st.rec.Identity, st, true, tr})
+		if len(jobs) >= writeBatch {
+			if err := flush(jobs); err != nil {
+				return err
+			}
+			jobs = jobs[:0]
 		}
 	}
-	return jobs
+	return flush(jobs)
 }
 
 // writeAll writes the records, c.Concurrency at a time, and counts them in
@@ -378,7 +404,7 @@ func (c *Clock) writeAll(ctx context.Context, jobs []recordWrite, led *Ledger) e
 		}()
 	}
 	wg.Wait()
-	led.Writes = wrote
+	led.Writes += wrote
 	if len(errs) > 0 {
 		return fmt.Errorf("record first-seen dates in KV: %w", errors.Join(errs[:min(len(errs), 5)]...))
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 )
 
 // DefaultRetention is how long a first-seen record is kept after its
@@ -96,49 +97,57 @@ func (c *Clock) saveClusters(ctx context.Context, s *clusterSeen) error {
 	return nil
 }
 
-// observeClusters notes the observed clusters at asOf, and the clusters
-// open records name that were never noted before.
-func observeClusters(s *clusterSeen, obs Observation, all map[string]stored, asOf time.Time) {
-	for _, name := range obs.Observed {
-		s.note(name, asOf)
-	}
-	for _, st := range all {
-		if st.rec == nil || st.rec.State != StateOpen {
-			continue
-		}
-		for _, name := range st.rec.Clusters {
-			if _, ok := s.LastObserved[name]; !ok {
-				s.note(name, asOf)
-			}
-		}
-	}
-}
-
 // pruning is one record to delete: its key and the revision it was read at.
 type pruning struct {
 	key string
 	rev uint64
 }
 
-// prunable lists the records past retention at asOf that this observation
-// did not sight: resolved before asOf − retention, or open with every
-// cluster it was seen in unobserved since before then.
-func prunable(obs Observation, sighted map[Identity]Sighting, all map[string]stored, seen *clusterSeen, asOf time.Time) []pruning {
-	cutoff := asOf.Add(-obs.Retention)
-	var out []pruning
-	for key, st := range all {
-		r := st.rec
-		if r == nil {
-			continue
-		}
-		if _, ok := sighted[r.Identity]; ok {
-			continue
-		}
-		if expired(r, cutoff, seen) {
-			out = append(out, pruning{key, st.rev})
+// retainWith makes the pass check retention against seen, noting the
+// observed clusters first (an observed cluster is not gone).
+func (p *pass) retainWith(seen *clusterSeen) {
+	p.seen = seen
+	for _, name := range p.obs.Observed {
+		seen.note(name, p.asOf)
+	}
+}
+
+// retainRecord lists rec for pruning when it is past retention: resolved
+// before asOf − retention, or open with every cluster it was seen in
+// unobserved since before then. A cluster first named here is noted as
+// observed now.
+func (p *pass) retainRecord(key string, rec *Record, rev uint64) {
+	if rec.State == StateOpen {
+		for _, name := range rec.Clusters {
+			if _, ok := p.seen.LastObserved[name]; !ok {
+				p.seen.note(name, p.asOf)
+			}
 		}
 	}
-	return out
+	if expired(rec, p.asOf.Add(-p.obs.Retention), p.seen) {
+		p.prunes = append(p.prunes, pruning{key, rev})
+	}
+}
+
+// retain stores the clusters' last observations and prunes the records
+// past retention (with record false it only counts them).
+func (c *Clock) retain(ctx context.Context, p *pass, record bool) error {
+	if !record {
+		p.led.Pruned = len(p.prunes)
+		return nil
+	}
+	if err := c.saveClusters(ctx, p.seen); err != nil {
+		return err
+	}
+	var err error
+	p.led.Pruned, err = c.prune(ctx, p.prunes)
+	if err != nil {
+		return fmt.Errorf("prune first-seen records: %w", err)
+	}
+	if p.led.Pruned > 0 {
+		c.log.Info("first-seen records pruned", zap.Int("pruned", p.led.Pruned), zap.Duration("retention", p.obs.Retention))
+	}
+	return nil
 }
 
 // expired reports whether record r is past the retention cutoff.

@@ -66,9 +66,12 @@ type Input struct {
 	// Ledger may be nil: every finding is then first seen at AsOf.
 	Ledger Ledger
 	// Fixed are the records the clock resolved in this report.
-	Fixed   []sla.Record
-	DB      *contract.DBInfo
-	Scanner *contract.ScannerInfo
+	Fixed []sla.Record
+	// FirstSeenPruned counts the first-seen records pruned past the
+	// retention.
+	FirstSeenPruned int
+	DB              *contract.DBInfo
+	Scanner         *contract.ScannerInfo
 	// Enrichment is the loaded exploit feeds (nil: none loaded; the report
 	// says so).
 	Enrichment *feeds.Enrichment
@@ -113,6 +116,7 @@ func Build(in Input) *Report {
 	rows := newRowBuilder(in)
 	r.Findings = sortFindings(rows.build(r.Images))
 	r.Summary = summarize(r, severities)
+	r.Summary.FirstSeenPruned = in.FirstSeenPruned
 	r.Complete = r.Summary.complete()
 	r.ExpiredAcceptances = rows.expiredAcceptances()
 	r.Diff = buildDiff(rows.ids, in.Fixed, severities)
@@ -170,10 +174,12 @@ func newReport(in Input, severities []string) *Report {
 	return r
 }
 
-// diffState is an SLA identity seen in this report and how it changed.
+// diffState is how an SLA identity seen in this report changed (kept
+// small: a report has one per identity; the identity is the map key).
 type diffState struct {
-	entry  DiffEntry
-	change sla.Change
+	severity  string
+	firstSeen time.Time
+	change    sla.Change
 }
 
 // rowBuilder makes the report's rows, and on the way collects the SLA
@@ -284,9 +290,7 @@ func (b *rowBuilder) clock(img *Image, v *Vuln) (time.Time, sla.Change) {
 			seenNew = true
 		}
 		if _, dup := b.ids[id]; !dup {
-			b.ids[id] = diffState{change: ch, entry: DiffEntry{
-				Identity: id, Severity: v.Severity, FirstSeen: first, Reopened: ch == sla.ChangeReopened,
-			}}
+			b.ids[id] = diffState{severity: v.Severity, firstSeen: first, change: ch}
 		}
 	}
 	if firstSeen.IsZero() {
@@ -403,17 +407,18 @@ func (s Summary) complete() bool {
 // previous report (their ledger changes) and lists the fixed ones.
 func buildDiff(ids map[sla.Identity]diffState, fixed []sla.Record, severities []string) Diff {
 	d := Diff{NewFindings: []DiffEntry{}, FixedFindings: []DiffEntry{}}
-	for _, st := range ids {
+	for id, st := range ids {
 		switch st.change {
 		case sla.ChangeStillOpen:
 			d.StillOpen++
+			continue
 		case sla.ChangeReopened:
 			d.Reopened++
-			d.NewFindings = append(d.NewFindings, st.entry)
 		default:
 			d.New++
-			d.NewFindings = append(d.NewFindings, st.entry)
 		}
+		d.NewFindings = append(d.NewFindings, DiffEntry{Identity: id, Severity: st.severity, FirstSeen: st.firstSeen,
+			Reopened: st.change == sla.ChangeReopened})
 	}
 	slices.SortFunc(d.NewFindings, compareDiff)
 	for _, rec := range fixed {

@@ -175,6 +175,10 @@ type Summary struct {
 	// FeedsDegraded counts exploit feeds that are stale or unreadable
 	// (exit status bit 2).
 	FeedsDegraded int `json:"feedsDegraded"`
+	// FirstSeenPruned counts the first-seen records the report pruned:
+	// resolved, or of clusters gone, longer than --first-seen-retention
+	// (absent when none).
+	FirstSeenPruned int `json:"firstSeenPruned,omitempty"`
 }
 
 // Failure is an image whose scan failed.

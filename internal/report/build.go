@@ -2,6 +2,7 @@ package report
 
 import (
 	"cmp"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -77,27 +78,21 @@ type Input struct {
 	Enrichment *feeds.Enrichment
 }
 
-// Sightings lists every (repository, vulnerability, package, path) of the
-// images with the clusters running it, before filters, for the clock.
-func Sightings(images []*Image) []sla.Sighting {
-	n := 0
-	for _, img := range images {
-		n += len(img.Vulns) * max(1, len(img.Repositories))
-	}
-	out := make([]sla.Sighting, 0, n)
-	for _, img := range images {
-		for i := range img.Vulns {
-			v := &img.Vulns[i]
-			for _, repo := range img.Repositories {
-				out = append(out, sla.Sighting{
-					Identity: identity(repo, v),
-					Severity: v.Severity,
-					Clusters: img.Clusters,
-				})
+// Sightings yields every (repository, vulnerability, package, path) of
+// the images with the clusters running it, before filters, for the clock.
+func Sightings(images []*Image) iter.Seq[sla.Sighting] {
+	return func(yield func(sla.Sighting) bool) {
+		for _, img := range images {
+			for i := range img.Vulns {
+				v := &img.Vulns[i]
+				for _, repo := range img.Repositories {
+					if !yield(sla.Sighting{Identity: identity(repo, v), Severity: v.Severity, Clusters: img.Clusters}) {
+						return
+					}
+				}
 			}
 		}
 	}
-	return out
 }
 
 func identity(repo string, v *Vuln) sla.Identity {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -109,8 +110,9 @@ type Sighting struct {
 type Observation struct {
 	// AsOf is the evaluation time (--now).
 	AsOf time.Time
-	// Sightings lists every finding present, before report filters.
-	Sightings []Sighting
+	// Sightings yields every finding present, before report filters
+	// (an iterator: a fleet's list need not be held whole).
+	Sightings iter.Seq[Sighting]
 	// Observed lists the clusters whose current inventory the report covers.
 	Observed []string
 	// Uncertain lists repositories with an image that has no usable result
@@ -538,10 +540,13 @@ func resolvable(r Record, asOf time.Time, observed, uncertain map[string]bool, c
 // mergeSightings merges sightings of the same identity (several images of
 // one repository): worst severity, union of clusters. Cluster slices are
 // shared with the caller unless a merge needs a new one.
-func mergeSightings(in []Sighting) map[Identity]Sighting {
-	out := make(map[Identity]Sighting, len(in))
+func mergeSightings(in iter.Seq[Sighting]) map[Identity]Sighting {
+	out := map[Identity]Sighting{}
+	if in == nil {
+		return out
+	}
 	merged := map[Identity]bool{}
-	for _, s := range in {
+	for s := range in {
 		s.Severity = NormalizeSeverity(s.Severity)
 		prev, ok := out[s.Identity]
 		if !ok {

@@ -3,6 +3,7 @@ package sla
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -81,10 +82,10 @@ func TestClockAcrossRuns(t *testing.T) {
 	// Run 1: everything is new.
 	led := mustObserve(t, c, Observation{
 		AsOf: day(0), Observed: []string{"c1", "c2"}, CoversFleet: true,
-		Sightings: []Sighting{
+		Sightings: slices.Values([]Sighting{
 			sight(idA, "HIGH", "c1"), sight(idA, "critical", "c2"), // merged: worst severity, both clusters
 			sight(idB, "MEDIUM", "c1"), sight(idC, "LOW", "c1"),
-		},
+		}),
 	})
 	for _, id := range []Identity{idA, idB, idC} {
 		wantChange(t, led, id, ChangeNew, day(0))
@@ -100,7 +101,7 @@ func TestClockAcrossRuns(t *testing.T) {
 	// unscanned image → kept open, D new in c2.
 	led = mustObserve(t, c, Observation{
 		AsOf: day(10), Observed: []string{"c1", "c2"}, Uncertain: []string{idC.Repository}, CoversFleet: true,
-		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idD, "HIGH", "c2")},
+		Sightings: slices.Values([]Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idD, "HIGH", "c2")}),
 	})
 	wantChange(t, led, idA, ChangeStillOpen, day(0))
 	wantChange(t, led, idD, ChangeNew, day(10))
@@ -119,7 +120,7 @@ func TestClockAcrossRuns(t *testing.T) {
 	// with nothing uncertain → resolved. B is not listed as fixed again.
 	led = mustObserve(t, c, Observation{
 		AsOf: day(20), Observed: []string{"c1"},
-		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idB, "MEDIUM", "c1")},
+		Sightings: slices.Values([]Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idB, "MEDIUM", "c1")}),
 	})
 	wantChange(t, led, idA, ChangeStillOpen, day(0))
 	wantChange(t, led, idB, ChangeReopened, day(0))
@@ -155,7 +156,7 @@ func TestClockAcrossRuns(t *testing.T) {
 	// earlier and never resolves newer records.
 	led = mustObserve(t, c, Observation{
 		AsOf: day(-5), Observed: []string{"c1", "c2"}, CoversFleet: true,
-		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2")},
+		Sightings: slices.Values([]Sighting{sight(idA, "CRITICAL", "c1", "c2")}),
 	})
 	wantChange(t, led, idA, ChangeStillOpen, day(-5))
 	if len(led.Fixed) != 0 {
@@ -183,12 +184,12 @@ func TestClockConcurrentWriterKeepsEarliestFirstSeen(t *testing.T) {
 	kv := &racingKV{KV: env.Res.FirstSeen}
 	kv.race = func() {
 		// The other reporter saw A a day earlier and wrote first.
-		if _, err := other.Observe(t.Context(), Observation{AsOf: day(-1), Sightings: []Sighting{sight(idA, "HIGH", "c1")}}, true); err != nil {
+		if _, err := other.Observe(t.Context(), Observation{AsOf: day(-1), Sightings: slices.Values([]Sighting{sight(idA, "HIGH", "c1")})}, true); err != nil {
 			t.Error(err)
 		}
 	}
 	c := NewClock(kv, log)
-	led := mustObserve(t, c, Observation{AsOf: day(0), Sightings: []Sighting{sight(idA, "HIGH", "c1")}})
+	led := mustObserve(t, c, Observation{AsOf: day(0), Sightings: slices.Values([]Sighting{sight(idA, "HIGH", "c1")})})
 	first, _, _ := led.Lookup(idA)
 	if !first.Equal(day(-1)) {
 		t.Fatalf("first seen %s, want the other reporter's %s", first, day(-1))
@@ -219,7 +220,7 @@ func TestClockRetention(t *testing.T) {
 	c := NewClock(env.Res.FirstSeen, zaptest.NewLogger(t))
 	const retention = 100 * 24 * time.Hour
 	obs := func(d int, observed []string, s ...Sighting) Observation {
-		return Observation{AsOf: day(d), Observed: observed, Sightings: s, Retention: retention}
+		return Observation{AsOf: day(d), Observed: observed, Sightings: slices.Values(s), Retention: retention}
 	}
 	c1 := []string{"c1"}
 	mustObserve(t, c, obs(0, []string{"c1", "c2"}, sight(idA, "HIGH", "c1"), sight(idB, "LOW", "c1"), sight(idC, "LOW", "c2")))

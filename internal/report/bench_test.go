@@ -31,12 +31,12 @@ func BenchmarkReport200k(b *testing.B) {
 	policy := sla.DefaultPolicy()
 	// Clocks for every identity, spread over the past 200 days.
 	led := mapLedger{}
-	intern := Interner{}
+	intern := &Interner{}
 	for i := range reporttest.Images {
 		img := fleet.Image(reporttest.Key(i), "")
 		img.Vulns = Compact(reporttest.Result(i, "c1", asOf).Findings, intern)
 		for k := range img.Vulns {
-			id := identity(img.Repositories[0], &img.Vulns[k])
+			id := identity(img.Repositories[0], img.Vulns[k])
 			if _, ok := led[id]; !ok {
 				led.set(id, asOf.Add(-time.Duration(len(led)%200)*24*time.Hour), sla.ChangeStillOpen)
 			}
@@ -47,7 +47,7 @@ func BenchmarkReport200k(b *testing.B) {
 	b.ResetTimer()
 	var files []File
 	for b.Loop() {
-		in := Interner{}
+		in := &Interner{}
 		images := make([]*Image, 0, reporttest.Images)
 		for i := range reporttest.Images {
 			res := reporttest.Result(i, "c1", asOf)

@@ -83,8 +83,7 @@ type Input struct {
 func Sightings(images []*Image) iter.Seq[sla.Sighting] {
 	return func(yield func(sla.Sighting) bool) {
 		for _, img := range images {
-			for i := range img.Vulns {
-				v := &img.Vulns[i]
+			for _, v := range img.Vulns {
 				for _, repo := range img.Repositories {
 					if !yield(sla.Sighting{Identity: identity(repo, v), Severity: v.Severity, Clusters: img.Clusters}) {
 						return
@@ -203,8 +202,8 @@ func (b *rowBuilder) build(images []*Image) []Finding {
 	}
 	rows := make([]Finding, 0, n)
 	for _, img := range images {
-		for i := range img.Vulns {
-			if v := &img.Vulns[i]; b.in.Filter.Keep(v) {
+		for _, v := range img.Vulns {
+			if b.in.Filter.Keep(v) {
 				rows = append(rows, b.row(img, v))
 			}
 		}

@@ -401,7 +401,9 @@ type Image struct {
 	// naming conventions rather than looked up (sorted).
 	OwnerInferred []string
 	Scopes        []sla.Scope
-	Vulns         []Vuln
+	// Vulns are shared between images carrying the same finding (see
+	// Interner): do not modify them.
+	Vulns []*Vuln
 	// VEX are the statements attached to the image in its registry (nil:
 	// none).
 	VEX *vex.Set

@@ -31,6 +31,10 @@ import (
 // nor that of the setup that stored the fleet.
 const reporterChildEnv = "FLEETSCAN_BENCH_REPORTER"
 
+// reporterLogEnv, when set, makes the reporter child log to stderr (with
+// GODEBUG=gctrace=1, the live heap by phase).
+const reporterLogEnv = "FLEETSCAN_BENCH_REPORTER_LOG"
+
 // reporterProfileEnv names a file the reporter child writes its heap
 // profile to after the run (for go tool pprof: -sample_index=alloc_space
 // shows what the run allocated).
@@ -158,7 +162,11 @@ func runReporterChild(spec string) error {
 	}
 	cfg := Defaults()
 	cfg.OutDir, cfg.Now, cfg.SLAConfig = job.OutDir, job.Now, job.SLAConfig
-	deps := Deps{Store: store.New(js, res), FirstSeen: res.FirstSeen, Log: zap.NewNop(), Feeds: feeds.ObjectStoreSource(res.Feeds)}
+	log := zap.NewNop()
+	if os.Getenv(reporterLogEnv) != "" {
+		log = zap.NewExample()
+	}
+	deps := Deps{Store: store.New(js, res), FirstSeen: res.FirstSeen, Log: log, Feeds: feeds.ObjectStoreSource(res.Feeds)}
 	o, err := Run(ctx, cfg, deps)
 	if err != nil {
 		return err

@@ -296,9 +296,11 @@ type recordWrite struct {
 
 // pass is one observation's walk over the stored records.
 type pass struct {
-	obs                 Observation
-	asOf                time.Time
-	sighted             map[Identity]Sighting
+	obs     Observation
+	asOf    time.Time
+	sighted map[Identity]sighting
+	// strs are the sighted identities' strings, which the ledger shares.
+	strs                map[string]string
 	observed, uncertain map[string]bool
 	led                 *Ledger
 	// undecodable are the keys whose value did not decode.
@@ -313,8 +315,9 @@ type pass struct {
 
 func newPass(obs Observation) *pass {
 	asOf := obs.AsOf.UTC()
-	sighted := mergeSightings(obs.Sightings)
-	return &pass{obs: obs, asOf: asOf, sighted: sighted, observed: setOf(obs.Observed), uncertain: setOf(obs.Uncertain),
+	strs := map[string]string{}
+	sighted := mergeSightings(obs.Sightings, strs)
+	return &pass{obs: obs, asOf: asOf, sighted: sighted, strs: strs, observed: setOf(obs.Observed), uncertain: setOf(obs.Uncertain),
 		led: &Ledger{AsOf: asOf, records: make(map[Identity]clockEntry, len(sighted))}, undecodable: map[string]stored{}}
 }
 
@@ -328,11 +331,12 @@ func (p *pass) visit(key string, rec *Record, rev uint64) {
 	}
 	st := stored{rec: rec, rev: rev}
 	if s, ok := p.sighted[rec.Identity]; ok {
-		tr := sightingTransition(s, p.asOf)
+		id := p.sightedKey(rec.Identity)
+		tr := sightingTransition(Sighting{Identity: id, Severity: s.severity, Clusters: s.clusters}, p.asOf)
 		next, change, write := tr(rec)
-		p.led.records[s.Identity] = clockEntry{firstSeen: next.FirstSeen, change: change}
+		p.led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
 		if write {
-			p.jobs = append(p.jobs, recordWrite{key, s.Identity, st, true, tr})
+			p.jobs = append(p.jobs, recordWrite{key, id, st, true, tr})
 		}
 		return
 	}
@@ -349,6 +353,19 @@ func (p *pass) visit(key string, rec *Record, rev uint64) {
 	}
 }
 
+// sightedKey is id with the sightings' copies of its strings, so the
+// ledger holds none of the decoded records' strings.
+func (p *pass) sightedKey(id Identity) Identity {
+	share := func(s string) string {
+		if c, ok := p.strs[s]; ok {
+			return c
+		}
+		return s
+	}
+	return Identity{Repository: share(id.Repository), VulnerabilityID: share(id.VulnerabilityID),
+		PkgName: share(id.PkgName), PkgPath: share(id.PkgPath)}
+}
+
 // newSightings records the sighted identities no stored record had, in
 // batches of writeBatch passed to flush.
 func (p *pass) newSightings(flush func([]recordWrite) error) error {
@@ -359,7 +376,7 @@ func (p *pass) newSightings(flush func([]recordWrite) error) error {
 		}
 		key := id.Key()
 		prev, had := p.undecodable[key]
-		tr := sightingTransition(s, p.asOf)
+		tr := sightingTransition(Sighting{Identity: id, Severity: s.severity, Clusters: s.clusters}, p.asOf)
 		next, change, write := tr(nil)
 		p.led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
 		if write {
@@ -537,43 +554,92 @@ func resolvable(r Record, asOf time.Time, observed, uncertain map[string]bool, c
 	return true
 }
 
+// sighting is what the clock keeps of a sighted identity (the map key).
+type sighting struct {
+	severity string
+	clusters []string
+}
+
 // mergeSightings merges sightings of the same identity (several images of
-// one repository): worst severity, union of clusters. Cluster slices are
-// shared with the caller unless a merge needs a new one.
-func mergeSightings(in iter.Seq[Sighting]) map[Identity]Sighting {
-	out := map[Identity]Sighting{}
+// one repository): worst severity, union of clusters. Cluster lists are
+// shared: one copy of each distinct list. strs receives the identities'
+// strings.
+func mergeSightings(in iter.Seq[Sighting], strs map[string]string) map[Identity]sighting {
+	out := map[Identity]sighting{}
 	if in == nil {
 		return out
 	}
-	merged := map[Identity]bool{}
+	lists := clusterLists{bySlice: map[sliceID][]string{}, byKey: map[string][]string{}}
 	for s := range in {
-		s.Severity = NormalizeSeverity(s.Severity)
+		sev := NormalizeSeverity(s.Severity)
 		prev, ok := out[s.Identity]
 		if !ok {
-			out[s.Identity] = s
+			out[s.Identity] = sighting{severity: sev, clusters: lists.canonical(s.Clusters)}
+			for _, part := range []string{s.Repository, s.VulnerabilityID, s.PkgName, s.PkgPath} {
+				strs[part] = part
+			}
 			continue
 		}
-		if SeverityRank(prev.Severity) < SeverityRank(s.Severity) {
-			s.Severity = prev.Severity
+		if SeverityRank(prev.severity) < SeverityRank(sev) {
+			sev = prev.severity
 		}
-		if !slices.Equal(prev.Clusters, s.Clusters) {
-			s.Clusters = append(append(make([]string, 0, len(prev.Clusters)+len(s.Clusters)), prev.Clusters...), s.Clusters...)
-			merged[s.Identity] = true
-		} else {
-			s.Clusters = prev.Clusters
+		clusters := prev.clusters
+		if !slices.Equal(clusters, s.Clusters) {
+			clusters = lists.union(clusters, s.Clusters)
 		}
-		out[s.Identity] = s
-	}
-	for id, s := range out {
-		if merged[id] || !sortedAndUnique(s.Clusters) {
-			s.Clusters = sortedUnique(slices.Clone(s.Clusters))
-		}
-		if len(s.Clusters) == 0 {
-			s.Clusters = nil
-		}
-		out[id] = s
+		out[s.Identity] = sighting{severity: sev, clusters: clusters}
 	}
 	return out
+}
+
+// clusterLists keeps one sorted, duplicate-free copy of each cluster list.
+type clusterLists struct {
+	// bySlice finds the canonical copy of a caller's list (the images
+	// share theirs) by its address and length.
+	bySlice map[sliceID][]string
+	byKey   map[string][]string
+}
+
+// sliceID identifies a slice by its first element's address and length.
+type sliceID struct {
+	first *string
+	n     int
+}
+
+// canonical is the shared sorted, duplicate-free copy of list (nil when
+// empty).
+func (l *clusterLists) canonical(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	id := sliceID{&list[0], len(list)}
+	if c, ok := l.bySlice[id]; ok {
+		return c
+	}
+	c := list
+	if !sortedAndUnique(c) {
+		c = sortedUnique(slices.Clone(c))
+	}
+	c = l.intern(c)
+	l.bySlice[id] = c
+	return c
+}
+
+// union is the shared copy of the union of two canonical lists.
+func (l *clusterLists) union(a, b []string) []string {
+	return l.intern(sortedUnique(append(slices.Clone(a), b...)))
+}
+
+func (l *clusterLists) intern(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	key := strings.Join(list, "\x00")
+	if c, ok := l.byKey[key]; ok {
+		return c
+	}
+	l.byKey[key] = list
+	return list
 }
 
 func sortedAndUnique(s []string) bool {

@@ -113,7 +113,7 @@ func Build(in Input) *Report {
 	r.Summary.FirstSeenPruned = in.FirstSeenPruned
 	r.Complete = r.Summary.complete()
 	r.ExpiredAcceptances = rows.expiredAcceptances()
-	r.Diff = buildDiff(rows.ids, in.Fixed, severities)
+	r.Diff = rows.diff(in.Fixed, severities)
 	r.Tickets = BuildTickets(r.Findings)
 	r.Summary.Tickets = len(r.Tickets)
 	return r
@@ -168,28 +168,24 @@ func newReport(in Input, severities []string) *Report {
 	return r
 }
 
-// diffState is how an SLA identity seen in this report changed (kept
-// small: a report has one per identity; the identity is the map key).
-type diffState struct {
-	severity  string
-	firstSeen time.Time
-	change    sla.Change
-}
-
 // rowBuilder makes the report's rows, and on the way collects the SLA
 // identities they show (for the diff) and the expired acceptances they hit.
 type rowBuilder struct {
-	in      Input
-	asOf    time.Time
-	feeds   *feeds.Memo
-	ids     map[sla.Identity]diffState
+	in    Input
+	asOf  time.Time
+	feeds *feeds.Memo
+	// ids are the SLA identities the rows show, each with its first row's
+	// severity (an index into sevs): a fleet has one per identity, so the
+	// clock and change are looked up again for the diff rather than kept.
+	ids     map[sla.Identity]uint8
+	sevs    []string
 	expired map[*sla.Acceptance]int
 	// byFix marks expired acceptances that ended on a fix (expire_on_fix).
 	byFix map[*sla.Acceptance]bool
 }
 
 func newRowBuilder(in Input) *rowBuilder {
-	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: map[sla.Identity]diffState{},
+	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: map[sla.Identity]uint8{},
 		expired: map[*sla.Acceptance]int{}, byFix: map[*sla.Acceptance]bool{}}
 }
 
@@ -284,7 +280,7 @@ func (b *rowBuilder) clock(img *Image, v *Vuln) (time.Time, sla.Change) {
 			seenNew = true
 		}
 		if _, dup := b.ids[id]; !dup {
-			b.ids[id] = diffState{severity: v.Severity, firstSeen: first, change: ch}
+			b.ids[id] = b.severityIndex(v.Severity)
 		}
 	}
 	if firstSeen.IsZero() {
@@ -397,12 +393,23 @@ func (s Summary) complete() bool {
 		s.FeedsDegraded == 0
 }
 
-// buildDiff compares the identities of this report's rows with the
-// previous report (their ledger changes) and lists the fixed ones.
-func buildDiff(ids map[sla.Identity]diffState, fixed []sla.Record, severities []string) Diff {
+// severityIndex is sev's index in b.sevs (added when new).
+func (b *rowBuilder) severityIndex(sev string) uint8 {
+	i := slices.Index(b.sevs, sev)
+	if i < 0 {
+		i = len(b.sevs)
+		b.sevs = append(b.sevs, sev)
+	}
+	return uint8(i)
+}
+
+// diff compares the identities of this report's rows with the previous
+// report (their ledger changes) and lists the fixed ones.
+func (b *rowBuilder) diff(fixed []sla.Record, severities []string) Diff {
 	d := Diff{NewFindings: []DiffEntry{}, FixedFindings: []DiffEntry{}}
-	for id, st := range ids {
-		switch st.change {
+	for id, sev := range b.ids {
+		first, change := b.lookup(id)
+		switch change {
 		case sla.ChangeStillOpen:
 			d.StillOpen++
 			continue
@@ -411,8 +418,8 @@ func buildDiff(ids map[sla.Identity]diffState, fixed []sla.Record, severities []
 		default:
 			d.New++
 		}
-		d.NewFindings = append(d.NewFindings, DiffEntry{Identity: id, Severity: st.severity, FirstSeen: st.firstSeen,
-			Reopened: st.change == sla.ChangeReopened})
+		d.NewFindings = append(d.NewFindings, DiffEntry{Identity: id, Severity: b.sevs[sev], FirstSeen: first,
+			Reopened: change == sla.ChangeReopened})
 	}
 	slices.SortFunc(d.NewFindings, compareDiff)
 	for _, rec := range fixed {

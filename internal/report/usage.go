@@ -184,7 +184,8 @@ func (in *Interner) vuln(v Vuln) *Vuln {
 	if in.vulns == nil {
 		in.vulns = map[Vuln]*Vuln{}
 	}
-	p := &v
+	p := new(Vuln) // a copy only when new: v itself stays on the stack
+	*p = v
 	in.vulns[v] = p
 	return p
 }

@@ -32,6 +32,15 @@ const (
 	benchNodes          = 50
 )
 
+// benchShape is a synthetic fleet: clusters × podsPerCluster pods, each
+// Deployment of replicas pods running one of images app images.
+type benchShape struct {
+	clusters, podsPerCluster, images, replicas, nodes int
+}
+
+// shape100k is BenchmarkDispatch100kPods' fleet.
+var shape100k = benchShape{benchClusters, benchPodsPerCluster, benchImages, benchReplicas, benchNodes}
+
 func benchDigest(image int) string {
 	h := sha256.Sum256([]byte("image-" + strconv.Itoa(image)))
 	return "sha256:" + hex.EncodeToString(h[:])
@@ -39,10 +48,10 @@ func benchDigest(image int) string {
 
 // writeBenchFleet writes one kubectl-style pods file and one nodes file per
 // cluster, streaming (the files are ~40 MB each).
-func writeBenchFleet(b *testing.B, dir string) (podFiles, nodeFiles []string) {
+func writeBenchFleet(b *testing.B, dir string, sh benchShape) (podFiles, nodeFiles []string) {
 	b.Helper()
 	sidecar := benchDigest(-1)
-	for c := range benchClusters {
+	for c := range sh.clusters {
 		name := fmt.Sprintf("cluster-%02d", c)
 		podsPath := filepath.Join(dir, name+".json")
 		f, err := os.Create(podsPath)
@@ -51,9 +60,9 @@ func writeBenchFleet(b *testing.B, dir string) (podFiles, nodeFiles []string) {
 		}
 		w := bufio.NewWriterSize(f, 1<<20)
 		w.WriteString(`{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":[`)
-		for p := range benchPodsPerCluster {
-			deploy := p / benchReplicas
-			image := (c*benchImages/benchClusters + deploy) % benchImages
+		for p := range sh.podsPerCluster {
+			deploy := p / sh.replicas
+			image := (c*sh.images/sh.clusters + deploy) % sh.images
 			hash := fmt.Sprintf("%08x", uint32(deploy*2654435761))[:9-1]
 			if p > 0 {
 				w.WriteByte(',')
@@ -73,7 +82,7 @@ func writeBenchFleet(b *testing.B, dir string) (podFiles, nodeFiles []string) {
 				`%[10]s"containerStatuses":[{"containerID":"containerd://%064[1]d","image":"registry.example.com/team-%[5]d/app-%[6]d:v%[7]d","imageID":"registry.example.com/team-%[5]d/app-%[6]d@%[11]s","lastState":{},"name":"app","ready":true,"restartCount":0,"started":true,"state":{"running":{"startedAt":"2026-11-20T08:00:11Z"}}},`+
 				`{"containerID":"containerd://%064[1]d","image":"docker.io/istio/proxyv2:1.28.0","imageID":"docker.io/istio/proxyv2@%[12]s","lastState":{},"name":"istio-proxy","ready":true,"restartCount":0,"started":true,"state":{"running":{"startedAt":"2026-11-20T08:00:11Z"}}}],`+
 				`"hostIP":"10.0.%[8]d.10","phase":"Running","podIP":"10.244.%[8]d.%[13]d","qosClass":"Burstable","startTime":"2026-11-20T07:59:00Z"}}`,
-				p, c, deploy, hash, image%40, image, image%7, p%benchNodes, init, initStatus, benchDigest(image), sidecar, p%250)
+				p, c, deploy, hash, image%40, image, image%7, p%sh.nodes, init, initStatus, benchDigest(image), sidecar, p%250)
 		}
 		w.WriteString("]}\n")
 		if err := w.Flush(); err != nil {
@@ -84,7 +93,7 @@ func writeBenchFleet(b *testing.B, dir string) (podFiles, nodeFiles []string) {
 		nodesPath := filepath.Join(dir, name+"-nodes.json")
 		var nb bytes.Buffer
 		nb.WriteString(`{"apiVersion":"v1","kind":"List","items":[`)
-		for n := range benchNodes {
+		for n := range sh.nodes {
 			if n > 0 {
 				nb.WriteByte(',')
 			}
@@ -116,7 +125,7 @@ func BenchmarkDispatch100kPods(b *testing.B) {
 		b.Fatal(err)
 	}
 	genStart := time.Now()
-	podFiles, nodeFiles := writeBenchFleet(b, dir)
+	podFiles, nodeFiles := writeBenchFleet(b, dir, shape100k)
 	var total int64
 	for _, f := range podFiles {
 		st, _ := os.Stat(f[len("cluster-00="):])

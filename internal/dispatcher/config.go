@@ -62,7 +62,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.RegistryConfig, "registry-config", c.RegistryConfig, "Docker config JSON with registry credentials for --resolve-tags (default $DOCKER_CONFIG or ~/.docker/config.json)")
 	fs.StringArrayVar(&c.InsecureRegistries, "insecure-registry", c.InsecureRegistries, "registry host[:port] reached over plain HTTP (repeatable)")
 	fs.DurationVar(&c.RegistryTimeout, "registry-timeout", c.RegistryTimeout, "timeout of one registry lookup")
-	fs.IntVar(&c.ClusterConcurrency, "cluster-concurrency", c.ClusterConcurrency, "clusters enumerated at the same time (each holds its inventory in memory until stored)")
+	fs.IntVar(&c.ClusterConcurrency, "cluster-concurrency", c.ClusterConcurrency, "clusters enumerated at the same time (each streams its inventory to the store a chunk at a time: memory grows with this, not with cluster size)")
 	fs.BoolVar(&c.Rescan, "rescan", c.Rescan, "scan every image again in full, from its registry: do not skip images whose stored result has the workers' scanner and DB")
 }
 

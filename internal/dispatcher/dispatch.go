@@ -3,8 +3,10 @@
 // digest and platform across pods, tags, repositories and clusters, and
 // publishes one scan job per unique key to JetStream with the Nats-Msg-Id of
 // its key and cycle — so several dispatchers of one cycle (one per cluster,
-// say) store each job once. It stores each cluster's inventory snapshot and
-// a run manifest listing the expected keys and which clusters succeeded.
+// say) store each job once. It stores each cluster's inventory snapshot —
+// streamed to the store a chunk at a time while the cluster is listed, so
+// memory is bounded by the clusters in flight, not by their size — and a
+// run manifest listing the expected keys and which clusters succeeded.
 //
 // A cluster that cannot be enumerated (unreachable, forbidden) is recorded
 // in the manifest and the others continue. Run fails only when no cluster
@@ -45,9 +47,10 @@ type Publisher interface {
 	Publish(ctx context.Context, jobs []contract.ScanJob) (queue.PublishStats, error)
 }
 
-// Store keeps inventories and run manifests (store.Store).
+// Store keeps inventories and run manifests (store.Store). WriteInventory
+// stores a cluster's inventory as fill streams its entries in.
 type Store interface {
-	PutInventory(ctx context.Context, inv contract.Inventory) error
+	WriteInventory(ctx context.Context, h contract.InventoryHeader, fill store.InventoryFill) error
 	PutManifest(ctx context.Context, m contract.RunManifest) error
 }
 
@@ -93,17 +96,20 @@ func (d Deps) log() *zap.Logger {
 }
 
 // Collect enumerates every source, cfg.ClusterConcurrency at a time, into a
-// plan. onCluster, when not nil, is called with each enumerated cluster's
-// full inventory (to store it) before its entries are dropped; its errors
-// are joined into the returned error, which is otherwise ErrNoCluster when
-// no cluster succeeded.
-func Collect(ctx context.Context, cfg Config, deps Deps, onCluster func(context.Context, inventory.Result) error) (*Plan, error) {
+// plan. With a store (deps.Store, cfg.RunID), each cluster's inventory is
+// stored as it is enumerated, a chunk at a time, so memory is bounded by
+// the clusters in flight, not the fleet; a dry run's plan (no store) is
+// Detailed instead. Errors storing inventories are joined into the
+// returned error, which is otherwise ErrNoCluster when no cluster
+// succeeded.
+func Collect(ctx context.Context, cfg Config, deps Deps) (*Plan, error) {
 	log := deps.log()
 	filter, err := cfg.Sources.Filter()
 	if err != nil {
 		return nil, err
 	}
 	plan := NewPlan(cfg.Cycle)
+	plan.Detailed = deps.Store == nil
 	for _, f := range deps.Failed {
 		log.Error("cluster unavailable; continuing with the others", logging.Cluster(f.Cluster), zap.Error(f.Err))
 		plan.Fail(f.Cluster, f.Err)
@@ -127,25 +133,11 @@ func Collect(ctx context.Context, cfg Config, deps Deps, onCluster func(context.
 				return
 			}
 			defer func() { <-sem }()
-			start := time.Now()
 			c := &inventory.Collector{Filter: filter, Resolver: deps.Resolver, Log: log}
-			res, err := c.Collect(ctx, src)
-			if err != nil {
-				log.Error("cluster could not be enumerated; continuing with the others",
-					logging.Cluster(src.Cluster()), zap.Error(err))
-				plan.Fail(src.Cluster(), err)
-				return
-			}
-			plan.Add(res)
-			log.Info("cluster enumerated", logging.Cluster(res.Cluster), zap.Int("pods", res.Pods),
-				zap.Int("containers", len(res.Entries)), zap.Int("unresolved", res.Unresolved()),
-				zap.Int("resolved_from_tag", res.FromTag), logging.Took(time.Since(start)))
-			if onCluster != nil {
-				if err := onCluster(ctx, res); err != nil {
-					errMu.Lock()
-					errs = append(errs, err)
-					errMu.Unlock()
-				}
+			if err := collectCluster(ctx, cfg, deps, plan, c, src); err != nil {
+				errMu.Lock()
+				errs = append(errs, err)
+				errMu.Unlock()
 			}
 		}()
 	}
@@ -154,6 +146,61 @@ func Collect(ctx context.Context, cfg Config, deps Deps, onCluster func(context.
 		errs = append(errs, ErrNoCluster)
 	}
 	return plan, errors.Join(errs...)
+}
+
+// storeError marks an error of the store while a cluster was streamed in.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// collectCluster enumerates one cluster into the plan and, with a store,
+// its inventory. A cluster that cannot be enumerated is recorded as
+// failed and its previous inventory stays the latest; so is one whose
+// inventory could not be stored, and that error is returned.
+func collectCluster(ctx context.Context, cfg Config, deps Deps, plan *Plan, c *inventory.Collector, src inventory.Source) error {
+	log, start := deps.log(), time.Now()
+	cp := plan.Begin(src.Cluster())
+	var (
+		res        inventory.Result
+		collectErr error
+		storeErr   error
+	)
+	stream := func(emit func([]contract.InventoryEntry) error) (int, error) {
+		res, collectErr = c.Stream(ctx, src, func(chunk []contract.InventoryEntry) error {
+			cp.Add(chunk)
+			if err := emit(chunk); err != nil {
+				return &storeError{err}
+			}
+			return nil
+		})
+		return res.Pods, collectErr
+	}
+	if deps.Store == nil {
+		_, collectErr = stream(func([]contract.InventoryEntry) error { return nil })
+	} else {
+		h := contract.InventoryHeader{RunID: cfg.RunID, Cycle: cfg.Cycle, Cluster: src.Cluster(), CollectedAt: deps.now().UTC()}
+		storeErr = deps.Store.WriteInventory(ctx, h, func(enc *contract.InventoryEncoder) (int, error) {
+			return stream(func(chunk []contract.InventoryEntry) error { return enc.Add(chunk...) })
+		})
+	}
+	var se *storeError
+	switch {
+	case collectErr != nil && !errors.As(collectErr, &se):
+		log.Error("cluster could not be enumerated; continuing with the others",
+			logging.Cluster(src.Cluster()), zap.Error(collectErr))
+		plan.Fail(src.Cluster(), collectErr)
+		return nil
+	case storeErr != nil:
+		log.Error("cluster inventory could not be stored; cluster recorded as failed", logging.Cluster(src.Cluster()), zap.Error(storeErr))
+		plan.Fail(src.Cluster(), storeErr)
+		return storeErr
+	}
+	plan.Commit(cp, res)
+	log.Info("cluster enumerated", logging.Cluster(res.Cluster), zap.Int("pods", res.Pods),
+		zap.Int("containers", res.Containers), zap.Int("unresolved", res.Unresolved()),
+		zap.Int("resolved_from_tag", res.FromTag), logging.Took(time.Since(start)))
+	return nil
 }
 
 // Run enumerates, stores each cluster's inventory, publishes one job per
@@ -171,16 +218,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, erro
 	deps.Log = log
 	log.Info("dispatch started", zap.Int("clusters", len(deps.Sources)+len(deps.Failed)))
 
-	plan, collectErr := Collect(ctx, cfg, deps, func(ctx context.Context, res inventory.Result) error {
-		inv := contract.Inventory{
-			SchemaVersion: contract.InventorySchemaVersion, RunID: cfg.RunID, Cycle: cfg.Cycle,
-			Cluster: res.Cluster, CollectedAt: deps.now().UTC(), Pods: res.Pods, Entries: res.Entries,
-		}
-		if err := deps.Store.PutInventory(ctx, inv); err != nil {
-			return fmt.Errorf("store inventory of cluster %s: %w", res.Cluster, err)
-		}
-		return nil
-	})
+	plan, collectErr := Collect(ctx, cfg, deps)
 	m := contract.RunManifest{
 		SchemaVersion: contract.ManifestSchemaVersion, RunID: cfg.RunID, Cycle: cfg.Cycle,
 		CreatedAt: started.UTC(),
@@ -225,7 +263,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (contract.RunManifest, erro
 	}
 	log.Info("dispatch finished", zap.Int("clusters_ok", plan.OKClusters()), zap.Int("clusters", len(m.Clusters)),
 		zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused), zap.Int("published", m.Published), zap.Int("duplicates", m.Duplicates),
-		zap.Int("unresolved", len(plan.Unresolved())), logging.Took(deps.now().Sub(started)))
+		zap.Int("unresolved", plan.UnresolvedCount()), logging.Took(deps.now().Sub(started)))
 	return m, errors.Join(errs...)
 }
 
@@ -266,7 +304,8 @@ func skipReusable(ctx context.Context, deps Deps, m *contract.RunManifest, jobs 
 // plan is written all the same).
 func DryRun(ctx context.Context, cfg Config, deps Deps, out, summary io.Writer) (*Plan, error) {
 	cfg.Complete(deps.now())
-	plan, err := Collect(ctx, cfg, deps, nil)
+	deps.Store = nil
+	plan, err := Collect(ctx, cfg, deps)
 	if plan == nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,14 +45,19 @@ type podSource struct {
 	pods    []*corev1.Pod
 	nodes   map[string]contract.Platform
 	err     error
+	// failAfter > 0 fails the listing with err after that many pods.
+	failAfter int
 }
 
 func (s *podSource) Cluster() string { return s.cluster }
 func (s *podSource) EachPod(_ context.Context, sel labels.Selector, fn func(*corev1.Pod) error) error {
-	if s.err != nil {
+	if s.err != nil && s.failAfter == 0 {
 		return s.err
 	}
-	for _, p := range s.pods {
+	for i, p := range s.pods {
+		if s.failAfter > 0 && i == s.failAfter {
+			return s.err
+		}
 		if sel != nil && !sel.Matches(labels.Set(p.Labels)) {
 			continue
 		}
@@ -308,6 +314,44 @@ func TestRunRecordsFailedClusters(t *testing.T) {
 	})
 }
 
+// TestClusterFailingMidwayContributesNothing: a cluster whose listing
+// fails after several chunks were streamed into the plan and the store is
+// recorded as failed; its keys are not expected and its previous complete
+// inventory stays the latest.
+func TestClusterFailingMidwayContributesNothing(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := t.Context()
+	eu := &podSource{cluster: "eu", nodes: amdNodes}
+	for i := range 2500 {
+		d := dA
+		if i == 1500 {
+			d = dC // only in the second chunk of eu
+		}
+		eu.pods = append(eu.pods, pod("web", fmt.Sprintf("a-%d", i), "n1", "nginx:1.25", "docker.io/library/nginx@"+d))
+	}
+	cfg := testConfig("c1")
+	cfg.RunID = "run-1"
+	if _, err := Run(ctx, cfg, runDeps(t, env, []inventory.Source{eu})); err != nil {
+		t.Fatal(err)
+	}
+	eu.failAfter, eu.err = 2200, errors.New("stream error: connection reset")
+	cfg.RunID = "run-2"
+	m, err := Run(ctx, cfg, runDeps(t, env, []inventory.Source{eu, fleet()[2]}))
+	if err != nil {
+		t.Fatalf("one cluster ok must not fail the run: %v", err)
+	}
+	if len(m.Clusters) != 2 || m.Clusters[1].Name != "eu" || m.Clusters[1].OK || !strings.Contains(m.Clusters[1].Error, "connection reset") {
+		t.Fatalf("clusters %+v", m.Clusters)
+	}
+	if len(m.Expected) != 1 || m.Expected[0].Digest != dA {
+		t.Fatalf("expected %v, want only %s (the failed cluster's %s left out)", m.Expected, dA, dC)
+	}
+	inv, err := store.New(env.JS, env.Res).Inventory(ctx, "eu")
+	if err != nil || inv.RunID != "run-1" || len(inv.Entries) != 2500 || inv.Pods != 2500 {
+		t.Fatalf("eu inventory after a failed run: run %q, %d entries, %v; want run-1's 2,500", inv.RunID, len(inv.Entries), err)
+	}
+}
+
 type failingPublisher struct{ published int }
 
 func (f *failingPublisher) Publish(_ context.Context, jobs []contract.ScanJob) (queue.PublishStats, error) {
@@ -321,13 +365,42 @@ type memStore struct {
 	failInv     error
 }
 
-func (s *memStore) PutInventory(_ context.Context, inv contract.Inventory) error {
+// WriteInventory encodes the inventory as the store does and keeps it
+// decoded.
+func (s *memStore) WriteInventory(_ context.Context, h contract.InventoryHeader, fill store.InventoryFill) error {
+	if s.failInv != nil {
+		return fmt.Errorf("store inventory of cluster %s: %w", h.Cluster, s.failInv)
+	}
+	var buf bytes.Buffer
+	enc, err := contract.NewInventoryEncoder(&buf, h, 2)
+	if err != nil {
+		return err
+	}
+	pods, err := fill(enc)
+	if err == nil {
+		err = enc.Close(pods)
+	}
+	if err != nil {
+		return err
+	}
+	dec, err := contract.NewInventoryDecoder(&buf)
+	if err != nil {
+		return err
+	}
+	inv := contract.Inventory{RunID: h.RunID, Cycle: h.Cycle, Cluster: h.Cluster, CollectedAt: h.CollectedAt}
+	for {
+		entries, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		inv.Entries = append(inv.Entries, entries...)
+	}
+	inv.Pods = dec.End().Pods
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failInv != nil {
-		return s.failInv
-	}
-
 	if s.inventories == nil {
 		s.inventories = map[string]contract.Inventory{}
 	}

@@ -16,17 +16,25 @@ import (
 )
 
 // Plan is the deduplicated outcome of enumerating the clusters: one job per
-// unique (digest, platform) with every reference and workload that runs it,
-// the containers left without a digest, and each cluster's status.
+// unique (digest, platform) with every reference that runs it, the
+// containers left without a digest, and each cluster's status. Clusters are
+// added a chunk of entries at a time (Begin, ClusterPlan.Add, Commit): the
+// plan keeps compact per-key state, never the entries. The workloads of
+// each key and the unresolved containers themselves are kept only for a
+// dry run's plan (Detailed).
 type Plan struct {
 	Cycle string
+	// Detailed keeps the workloads of every key and every unresolved
+	// container, for PlannedJobs and Unresolved (a dry run's plan).
+	Detailed bool
 
-	mu         sync.Mutex
-	clusters   map[string]contract.ClusterStatus
-	digests    map[string]int // unique keys per cluster
-	jobs       map[contract.ImageKey]*planJob
-	unresolved []UnresolvedContainer
-	refCache   map[refKey][]string
+	mu          sync.Mutex
+	clusters    map[string]contract.ClusterStatus
+	digests     map[string]int // unique keys per cluster
+	jobs        map[contract.ImageKey]*planJob
+	unresolved  []UnresolvedContainer
+	nUnresolved int
+	refCache    map[refKey][]string
 }
 
 type planJob struct {
@@ -81,41 +89,93 @@ func NewPlan(cycle string) *Plan {
 	}
 }
 
-// Add merges one cluster's inventory. It is safe for concurrent use.
-func (p *Plan) Add(res inventory.Result) {
+// ClusterPlan is what one cluster contributes while it is enumerated; the
+// plan takes it in only when the cluster is complete (Commit), so a
+// cluster that fails midway contributes nothing. It is used by one
+// goroutine.
+type ClusterPlan struct {
+	plan       *Plan
+	cluster    string
+	jobs       map[contract.ImageKey]*planJob
+	unresolved []UnresolvedContainer
+	nUnres     int
+}
+
+// Begin starts taking in cluster's entries.
+func (p *Plan) Begin(cluster string) *ClusterPlan {
+	return &ClusterPlan{plan: p, cluster: cluster, jobs: map[contract.ImageKey]*planJob{}}
+}
+
+// Add takes in a chunk of the cluster's entries; it keeps nothing of the
+// slice but strings.
+func (c *ClusterPlan) Add(entries []contract.InventoryEntry) {
+	p := c.plan
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	keys := map[contract.ImageKey]struct{}{}
-	unresolved := 0
-	for i := range res.Entries {
-		e := &res.Entries[i]
+	for i := range entries {
+		e := &entries[i]
 		key, ok := e.Key()
 		if !ok {
-			unresolved++
-			p.unresolved = append(p.unresolved, UnresolvedContainer{
-				Cluster: res.Cluster, Namespace: e.Namespace, Pod: e.Pod, Container: e.Container,
-				Workload: e.Workload, Image: e.Image, ImageID: e.ImageID, Reason: e.Reason,
-			})
+			c.nUnres++
+			if p.Detailed {
+				c.unresolved = append(c.unresolved, UnresolvedContainer{
+					Cluster: c.cluster, Namespace: e.Namespace, Pod: e.Pod, Container: e.Container,
+					Workload: e.Workload, Image: e.Image, ImageID: e.ImageID, Reason: e.Reason,
+				})
+			}
 			continue
 		}
-		keys[key] = struct{}{}
-		j := p.jobs[key]
+		j := c.jobs[key]
 		if j == nil {
 			j = &planJob{refs: map[string]int{}, workloads: map[WorkloadRef]struct{}{}}
-			p.jobs[key] = j
+			c.jobs[key] = j
 		}
 		for _, r := range p.references(e) {
 			j.refs[r]++
 		}
-		j.workloads[WorkloadRef{
-			Cluster: res.Cluster, Namespace: e.Namespace, Kind: e.Workload.Kind, Name: e.Workload.Name,
-			Container: e.Container, Inferred: e.Workload.Inferred,
-		}] = struct{}{}
+		if p.Detailed {
+			j.workloads[WorkloadRef{
+				Cluster: c.cluster, Namespace: e.Namespace, Kind: e.Workload.Kind, Name: e.Workload.Name,
+				Container: e.Container, Inferred: e.Workload.Inferred,
+			}] = struct{}{}
+		}
 	}
-	p.clusters[res.Cluster] = contract.ClusterStatus{
-		Name: res.Cluster, OK: true, Pods: res.Pods, Containers: len(res.Entries), Unresolved: unresolved,
+}
+
+// Commit merges the enumerated cluster into the plan. It is safe for
+// concurrent use.
+func (p *Plan) Commit(c *ClusterPlan, res inventory.Result) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, cj := range c.jobs {
+		j := p.jobs[key]
+		if j == nil {
+			p.jobs[key] = cj
+			continue
+		}
+		for r, n := range cj.refs {
+			j.refs[r] += n
+		}
+		for w := range cj.workloads {
+			j.workloads[w] = struct{}{}
+		}
 	}
-	p.digests[res.Cluster] = len(keys)
+	p.unresolved = append(p.unresolved, c.unresolved...)
+	p.nUnresolved += c.nUnres
+	p.clusters[c.cluster] = contract.ClusterStatus{
+		Name: c.cluster, OK: true, Pods: res.Pods, Containers: res.Containers, Unresolved: c.nUnres,
+	}
+	p.digests[c.cluster] = len(c.jobs)
+}
+
+// Add merges one cluster's whole inventory (Begin, Add, Commit).
+func (p *Plan) Add(res inventory.Result) {
+	c := p.Begin(res.Cluster)
+	c.Add(res.Entries)
+	if res.Containers == 0 {
+		res.Containers = len(res.Entries)
+	}
+	p.Commit(c, res)
 }
 
 // references caches inventory.EntryReferences: a fleet has few distinct
@@ -212,7 +272,8 @@ func (p *Plan) Jobs(runID string, now time.Time) []contract.ScanJob {
 	return jobs
 }
 
-// PlannedJobs returns the jobs with their workloads, sorted by key.
+// PlannedJobs returns the jobs with their workloads (a Detailed plan's),
+// sorted by key.
 func (p *Plan) PlannedJobs() []PlannedJob {
 	keys := p.Expected()
 	p.mu.Lock()
@@ -233,8 +294,15 @@ func (p *Plan) PlannedJobs() []PlannedJob {
 	return out
 }
 
+// UnresolvedCount counts the containers without a digest.
+func (p *Plan) UnresolvedCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nUnresolved
+}
+
 // Unresolved returns the containers without a digest, sorted by cluster,
-// namespace, pod and container.
+// namespace, pod and container (a Detailed plan's; empty otherwise).
 func (p *Plan) Unresolved() []UnresolvedContainer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -286,6 +354,6 @@ func (p *Plan) WriteSummary(w io.Writer) error {
 		}
 	}
 	_, err := fmt.Fprintf(w, "total: %d clusters ok of %d, %d jobs (unique digest+platform), %d unresolved containers\n",
-		p.OKClusters(), len(p.Clusters()), len(p.Expected()), len(p.Unresolved()))
+		p.OKClusters(), len(p.Clusters()), len(p.Expected()), p.UnresolvedCount())
 	return err
 }

@@ -236,7 +236,17 @@ func TestCollectResolvesTags(t *testing.T) {
 		waiting("b", reg.host+"/team/app:1.0", "sha256:"+strings.Repeat("ab", 32)),
 		waiting("c", reg.host+"/team/app:2.0", ""),
 	}}
-	res, err := (&Collector{Resolver: mustResolver(t), Log: zaptest.NewLogger(t)}).Collect(t.Context(), src)
+	// Chunks of one entry: the tag app:1.0 of pods a and b is looked up
+	// once for the cluster, though their entries are handed over apart.
+	for _, chunk := range []int{0, 1} {
+		reg.heads.Store(0)
+		checkResolvedTags(t, reg, src, digest, chunk)
+	}
+}
+
+func checkResolvedTags(t *testing.T, reg *testRegistry, src Source, digest string, chunk int) {
+	t.Helper()
+	res, err := (&Collector{Resolver: mustResolver(t), ChunkSize: chunk, Log: zaptest.NewLogger(t)}).Collect(t.Context(), src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +265,7 @@ func TestCollectResolvesTags(t *testing.T) {
 		}
 	}
 	if res.FromTag != 2 || reg.heads.Load() != 2 {
-		t.Fatalf("from tag %d, HEADs %d: want 2 and 2 (one per unique tag)", res.FromTag, reg.heads.Load())
+		t.Fatalf("chunk %d: from tag %d, HEADs %d: want 2 and 2 (one per unique tag)", chunk, res.FromTag, reg.heads.Load())
 	}
 }
 

@@ -100,6 +100,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 		return err
 	}
 	row := make([]string, len(CSVColumns))
+	ex := newExploitText()
 	// Rows of one image share these cells; join them once per image.
 	var last *Image
 	var clusters, namespaces, workloads string
@@ -127,7 +128,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 			csvText(f.Img.Key.Digest), csvText(f.Img.Platform), date(f.FirstSeen), strconv.Itoa(f.DaysRemaining), csvText(f.Title), cvss, date(f.Published),
 			csvText(string(f.Status)), csvText(clusters), csvText(namespaces), csvText(workloads),
 		)
-		row = appendExploitCells(row, f)
+		row = appendExploitCells(row, f, ex)
 		row = append(row, csvText(f.VEXStatus()), csvText(f.VEXJustification()), csvText(f.VEXSource()))
 		if err := cw.Write(row); err != nil {
 			return err
@@ -141,19 +142,12 @@ func WriteCSV(w io.Writer, r *Report) error {
 }
 
 // appendExploitCells appends the exploit columns (kev … os_eol): KEV
-// listing and due date, ransomware use, EPSS score and percentile, the rule
-// that set the deadline and the image's end-of-life flag.
-func appendExploitCells(row []string, f *Finding) []string {
-	var due, epss, pct string
-	ransomware := false
-	if k := f.Exploit.KEV; k != nil {
-		due, ransomware = date(k.DueDate), k.Ransomware()
-	}
-	if f.Exploit.HasEPSS {
-		epss = strconv.FormatFloat(f.Exploit.EPSS.Score, 'f', -1, 64)
-		pct = strconv.FormatFloat(f.Exploit.EPSS.Percentile, 'f', -1, 64)
-	}
-	return append(row, strconv.FormatBool(f.Exploit.InKEV()), due, strconv.FormatBool(ransomware), epss, pct,
+// listing and due date, ransomware use, EPSS score and percentile (rendered
+// once per vulnerability by ex), the rule that set the deadline and the
+// image's end-of-life flag.
+func appendExploitCells(row []string, f *Finding, ex *exploitText) []string {
+	c := ex.of(f)
+	return append(row, c.kev, c.due, c.ransomware, c.epss, c.percentile,
 		csvText(f.DeadlineRule), strconv.FormatBool(f.Img.EOL()))
 }
 

@@ -2,7 +2,9 @@ package report
 
 import (
 	"bufio"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"io"
@@ -15,6 +17,18 @@ import (
 
 //go:embed html.tmpl
 var htmlSource string
+
+// htmlScript is the page's script: static, so the page's Content Security
+// Policy allows exactly it (by hash) and nothing else.
+//
+//go:embed html.js
+var htmlScript string
+
+// htmlScriptHash is the CSP source of htmlScript.
+var htmlScriptHash = func() string {
+	sum := sha256.Sum256([]byte(htmlScript))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}()
 
 var htmlTemplates = template.Must(template.New("report").Funcs(template.FuncMap{
 	"date":   date,
@@ -85,6 +99,11 @@ type htmlView struct {
 	// MultiPlatform: the fleet runs images of more than one platform, so
 	// the tables show each row's platform.
 	MultiPlatform bool
+	// Script is the page's script; ScriptHash its CSP source.
+	Script     template.JS
+	ScriptHash string
+	// Vulns, Images and Namespaces count the groups of each view.
+	Vulns, Images, Namespaces int
 }
 
 const (
@@ -95,9 +114,11 @@ const (
 	deadlineN  = 12 // weekly buckets after the overdue one
 )
 
-func buildHTMLView(r *Report) *htmlView {
+// buildHTMLView is the page's view of the report: r gives everything but
+// the rows (r.Findings is not read), g what is drawn from the rows.
+func buildHTMLView(r *Report, g *HTMLGroups) *htmlView {
 	v := &htmlView{R: r, Verdict: Verdict(r), Scope: scopeLine(r),
-		Policy: policyLines(r)}
+		Policy: policyLines(r), Script: template.JS(htmlScript), ScriptHash: htmlScriptHash}
 	switch {
 	case r.Summary.BreachedUnaccepted > 0:
 		v.Class = "breach"
@@ -106,18 +127,13 @@ func buildHTMLView(r *Report) *htmlView {
 	default:
 		v.Class = "ok"
 	}
-	v.MultiPlatform = multiPlatform(r)
-	v.severityBars(r)
-	v.deadlineColumns(r, deadlineBuckets(r))
-	for i := range r.Findings {
-		if r.Findings[i].Gating() {
-			if len(v.Gating) < MarkdownLimit*2 {
-				v.Gating = append(v.Gating, &r.Findings[i])
-			} else {
-				v.GatingMore++
-			}
-		}
+	v.MultiPlatform = multiPlatform(r, g)
+	v.severityBars(r, g)
+	v.deadlineColumns(r, g.deadlineBuckets())
+	for i := range g.gating {
+		v.Gating = append(v.Gating, &g.gating[i])
 	}
+	v.GatingMore = g.gateN - len(g.gating)
 	for _, c := range r.Clusters {
 		if c.Status == ClusterUnreachable {
 			v.Unreach = append(v.Unreach, c)
@@ -129,14 +145,20 @@ func buildHTMLView(r *Report) *htmlView {
 	v.FixedList, v.FixedMore = head(r.Diff.FixedFindings, MarkdownLimit*2)
 	v.Tickets, v.TicketMore = head(r.Tickets, MarkdownLimit*2)
 	v.EOL, v.EOLMore = head(eolImages(r), MarkdownLimit*2)
+	v.Vulns, v.Images, v.Namespaces = len(g.vulns), len(g.images), g.namespaces()
 	return v
 }
 
 // multiPlatform reports whether the report's images run on more than one
 // platform.
-func multiPlatform(r *Report) bool {
+func multiPlatform(r *Report, g *HTMLGroups) bool {
 	for _, img := range r.Images {
 		if img.Platform != r.Images[0].Platform {
+			return true
+		}
+	}
+	for i := range g.images {
+		if g.images[i].platform != g.images[0].platform {
 			return true
 		}
 	}
@@ -144,8 +166,13 @@ func multiPlatform(r *Report) bool {
 }
 
 // severityBars is the bar chart of findings per severity.
-func (v *htmlView) severityBars(r *Report) {
-	counts, breached := severityCounts(r)
+func (v *htmlView) severityBars(r *Report, g *HTMLGroups) {
+	counts, breached := r.Summary.BySeverity, map[string]int{}
+	for rank, n := range g.gateBySev {
+		if n > 0 {
+			breached[sla.Severities[rank]] = n
+		}
+	}
 	top := 1
 	for _, sev := range r.Policy.Severities {
 		top = max(top, counts[sev])
@@ -164,30 +191,23 @@ type deadlineBucket struct {
 	counts map[string]int
 }
 
-// deadlineBuckets sorts the upcoming deadlines of findings that still
-// count: overdue, then one bucket per week from as-of, then everything
-// later.
-func deadlineBuckets(r *Report) []deadlineBucket {
+// deadlineBuckets are the upcoming deadlines of the rows that still count
+// (counted by Add): overdue, then one bucket per week from as-of, then
+// everything later.
+func (g *HTMLGroups) deadlineBuckets() []deadlineBucket {
 	buckets := make([]deadlineBucket, deadlineN+2)
 	buckets[0].label = "overdue"
 	for i := 1; i <= deadlineN; i++ {
-		buckets[i].label = r.AsOf.Add(time.Duration(i-1) * 7 * 24 * time.Hour).Format("01-02")
+		buckets[i].label = g.asOf.Add(time.Duration(i-1) * 7 * 24 * time.Hour).Format("01-02")
 	}
 	buckets[deadlineN+1].label = "later"
 	for i := range buckets {
 		buckets[i].counts = map[string]int{}
-	}
-	for i := range r.Findings {
-		f := &r.Findings[i]
-		if f.Status == sla.StatusAccepted || f.Status == sla.StatusNotAffected || f.Status == sla.StatusFixed {
-			continue
+		for rank, n := range g.buckets[i] {
+			if n > 0 {
+				buckets[i].counts[sla.Severities[rank]] = n
+			}
 		}
-		idx := 0
-		if !f.Breached {
-			idx = 1 + int(f.Deadline.Sub(r.AsOf)/(7*24*time.Hour))
-			idx = min(idx, deadlineN+1)
-		}
-		buckets[idx].counts[f.Severity]++
 	}
 	return buckets
 }
@@ -239,126 +259,32 @@ func head[T any](s []T, n int) ([]T, int) {
 
 // WriteHTML writes one self-contained HTML page (inline CSS, JavaScript and
 // SVG; nothing is fetched): verdict, severity chart, upcoming deadlines,
-// breached findings, failures, changes, tickets and a filterable table of
-// every finding.
+// breached findings, failures, changes, tickets, and the findings grouped
+// by vulnerability, by image and by namespace, each group expanding on
+// demand to its rows. It aggregates r.Findings with HTMLGroups.
 func WriteHTML(w io.Writer, r *Report) error {
+	g := NewHTMLGroups(r.AsOf)
+	g.byPtr = make(map[*Image]int32, len(r.Images))
+	for i := range r.Findings {
+		g.Add(&r.Findings[i])
+	}
+	return g.WriteHTML(w, r)
+}
+
+// WriteHTML writes the page of r with the rows g aggregated; r.Findings is
+// not read, so a reporter that streams its rows passes a Report without
+// them.
+func (g *HTMLGroups) WriteHTML(w io.Writer, r *Report) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	v := buildHTMLView(r)
+	v := buildHTMLView(r, g)
 	if err := htmlTemplates.ExecuteTemplate(bw, "head", v); err != nil {
 		return err
 	}
-	if err := writeTableData(bw, r); err != nil {
+	if err := g.writeData(bw, r.Policy.Severities); err != nil {
 		return err
 	}
 	if err := htmlTemplates.ExecuteTemplate(bw, "tail", v); err != nil {
 		return err
 	}
 	return bw.Flush()
-}
-
-// appendExploitData appends a table row's exploit cells: KEV (0/1), KEV
-// due date, ransomware (0/1), EPSS score and percentile (null without),
-// the deadline's rule.
-func appendExploitData(b []byte, f *Finding) []byte {
-	kev, due, ransom := byte('0'), "", byte('0')
-	if k := f.Exploit.KEV; k != nil {
-		kev, due = '1', date(k.DueDate)
-		if k.Ransomware() {
-			ransom = '1'
-		}
-	}
-	b = append(b, ',', kev, ',')
-	b = appendJSONString(b, due, true)
-	b = append(b, ',', ransom, ',')
-	if f.Exploit.HasEPSS {
-		b = strconv.AppendFloat(b, f.Exploit.EPSS.Score, 'f', -1, 64)
-		b = append(b, ',')
-		b = strconv.AppendFloat(b, f.Exploit.EPSS.Percentile, 'f', -1, 64)
-	} else {
-		b = append(b, "null,null"...)
-	}
-	b = append(b, ',')
-	return appendJSONString(b, f.DeadlineRule, true)
-}
-
-// writeTableData embeds the findings for the filterable table as compact
-// JSON inside a <script type="application/json"> element. Strings are
-// encoded with '<', '>' and '&' escaped, so no value can close the element.
-// Images are listed once; rows refer to them by index.
-func writeTableData(w *bufio.Writer, r *Report) error {
-	index := map[*Image]int{}
-	b := []byte(`<script type="application/json" id="fleetscan-data">{"images":[`)
-	for i := range r.Findings {
-		img := r.Findings[i].Img
-		if _, ok := index[img]; ok {
-			continue
-		}
-		if len(index) > 0 {
-			b = append(b, ',')
-		}
-		index[img] = len(index)
-		b = append(b, '[')
-		b = appendJSONString(b, img.Reference, true)
-		b = append(b, ',')
-		b = appendJSONString(b, img.Key.Digest, true)
-		b = append(b, ',')
-		b = appendJSONString(b, strings.Join(img.WorkloadLabels(), " "), true)
-		b = append(b, ',')
-		b = appendJSONString(b, img.Platform, true)
-		b = append(b, ']')
-		if len(b) > 64<<10 {
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-			b = b[:0]
-		}
-	}
-	b = append(b, `],"rows":[`...)
-	for i := range r.Findings {
-		f := &r.Findings[i]
-		if i > 0 {
-			b = append(b, ',', '\n')
-		}
-		b = append(b, '[')
-		b = strconv.AppendInt(b, int64(index[f.Img]), 10)
-		for _, s := range []string{f.ID, f.Severity, pkgLabel(f.PkgName, f.PkgPath), f.PkgVersion, f.FixedVersion, date(f.Deadline)} {
-			b = append(b, ',')
-			b = appendJSONString(b, s, true)
-		}
-		b = append(b, ',')
-		if f.Breached {
-			b = append(b, '1')
-		} else {
-			b = append(b, '0')
-		}
-		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(f.DaysRemaining), 10)
-		b = append(b, ',')
-		b = appendJSONString(b, string(f.Status), true)
-		b = append(b, ',')
-		b = appendJSONString(b, f.Title, true)
-		b = append(b, ',')
-		if f.HasCVSS {
-			b = strconv.AppendFloat(b, f.CVSS, 'f', -1, 64)
-		} else {
-			b = append(b, "null"...)
-		}
-		b = append(b, ',')
-		b = appendJSONString(b, f.PrimaryURL, true)
-		b = appendExploitData(b, f)
-		for _, s := range []string{f.VEXStatus(), f.VEXJustification(), f.VEXSource()} {
-			b = append(b, ',')
-			b = appendJSONString(b, s, true)
-		}
-		b = append(b, ']')
-		if len(b) > 64<<10 {
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-			b = b[:0]
-		}
-	}
-	b = append(b, "]}</script>\n"...)
-	_, err := w.Write(b)
-	return err
 }

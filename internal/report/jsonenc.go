@@ -146,7 +146,7 @@ func (o *object) strs(k string, ss []string) {
 }
 
 // appendFinding encodes one row as the schema's "finding".
-func appendFinding(b []byte, f *Finding) []byte {
+func appendFinding(b []byte, f *Finding, ex *exploitText) []byte {
 	o := beginObject(b)
 	o.str("image", f.Img.Reference)
 	o.str("digest", f.Img.Key.Digest)
@@ -206,26 +206,16 @@ func appendFinding(b []byte, f *Finding) []byte {
 		o.b = vo.end()
 	}
 	o.str("change", string(f.Change))
-	appendExploit(&o, f)
+	appendExploit(&o, f, ex)
 	return o.end()
 }
 
 // appendExploit encodes a row's exploit fields: the rule that set its
-// deadline, its KEV listing, EPSS score and the image's end-of-life flag.
-func appendExploit(o *object, f *Finding) {
+// deadline, its KEV listing and EPSS score (rendered once per vulnerability
+// by ex) and the image's end-of-life flag.
+func appendExploit(o *object, f *Finding, ex *exploitText) {
 	o.str("slaDeadlineRule", f.DeadlineRule)
-	o.bool("kev", f.Exploit.InKEV())
-	if k := f.Exploit.KEV; k != nil {
-		o.timeOpt("kevDateAdded", k.DateAdded.UTC())
-		o.timeOpt("kevDueDate", k.DueDate.UTC())
-		if k.Ransomware() {
-			o.bool("ransomware", true)
-		}
-	}
-	if f.Exploit.HasEPSS {
-		o.float("epss", f.Exploit.EPSS.Score)
-		o.float("epssPercentile", f.Exploit.EPSS.Percentile)
-	}
+	o.b = append(o.b, ex.of(f).json...)
 	o.bool("osEol", f.Img.EOL())
 }
 

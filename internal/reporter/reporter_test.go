@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -587,6 +588,78 @@ func TestUnreadableInventoryIsUnreachableNotFatal(t *testing.T) {
 	}
 	if !strings.Contains(o.Report.Clusters[0].Error, "unreadable") {
 		t.Fatalf("error %q", o.Report.Clusters[0].Error)
+	}
+}
+
+// TestChunkedAndSingleDocumentInventories: the reporter reads inventories
+// in the chunked form (what the dispatcher stores) and in the single-
+// document form of schema 1.0 (stored before chunking) alike, in the fleet
+// and the run view; a chunked inventory cut before its end record (its
+// writer died midway) is unreadable, never a shorter inventory.
+func TestChunkedAndSingleDocumentInventories(t *testing.T) {
+	f := newFleet(t)
+	f.st.InventoryChunk = 1
+	wall := time.Now().UTC()
+	web := func(name string, k contract.ImageKey) container {
+		return container{ns: "web", kind: "Deployment", name: name, image: "docker.io/library/nginx:1.25", key: k}
+	}
+	m := f.dispatch("run-1", "c1", wall.Add(-time.Minute), map[string][]container{
+		"chunked": {web("a", key('a')), web("b", key('b')), web("c", key('a'))},
+		"legacy":  {web("d", key('b')), web("e", key('c'))},
+		"partial": {web("f", key('a'))},
+	}, nil)
+	for _, k := range m.Expected {
+		f.scanned(k, "c1", wall)
+	}
+	old, err := f.st.Inventory(f.ctx, "legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.SchemaVersion = "1.0"
+	doc, err := old.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, err := contract.Inventory{RunID: "run-1", Cycle: "c1", Cluster: "partial", CollectedAt: wall.Add(-time.Minute),
+		Entries: make([]contract.InventoryEntry, 3)}.EncodeChunked(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut = cut[:bytes.LastIndex(bytes.TrimSuffix(cut, []byte("\n")), []byte("\n"))+1] // the end record lost
+	zw, _ := zstd.NewWriter(nil)
+	for name, data := range map[string][]byte{"legacy": doc, "partial": zw.EncodeAll(cut, nil)} {
+		if _, err := f.env.Res.Inventories.PutBytes(f.ctx, name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, runID := range []string{"", "run-1"} {
+		cfg := f.config("")
+		cfg.RunID = runID
+		o, err := Run(f.ctx, cfg, f.deps(nil))
+		if runID != "" {
+			// The run view reads the run's inventories as it finds them:
+			// the unreadable one fails the report.
+			if err == nil || !strings.Contains(err.Error(), "partial") {
+				t.Fatalf("run view with an unreadable inventory: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range o.Report.Clusters {
+			got = append(got, fmt.Sprintf("%s=%s/%d/%d", c.Name, c.Status, c.Pods, c.Containers))
+		}
+		if ids(got) != "chunked=ok/3/3,legacy=ok/2/2,partial=unreachable/0/0" {
+			t.Fatalf("clusters %v", got)
+		}
+		if !strings.Contains(o.Report.Clusters[2].Error, "unreadable") || !strings.Contains(o.Report.Clusters[2].Error, "end record") {
+			t.Fatalf("partial: %q", o.Report.Clusters[2].Error)
+		}
+		if o.Report.Summary.Images != 3 {
+			t.Fatalf("%d images, want 3", o.Report.Summary.Images)
+		}
 	}
 }
 

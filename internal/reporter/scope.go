@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -23,7 +24,11 @@ type Store interface {
 	Runs(ctx context.Context) (map[string]time.Time, error)
 	Manifest(ctx context.Context, runID string) (contract.RunManifest, error)
 	Clusters(ctx context.Context) (map[string]time.Time, error)
-	Inventory(ctx context.Context, cluster string) (contract.Inventory, error)
+	// InventoryHeader reads a cluster's inventory through without decoding
+	// its entries: its header and counts, once it is known complete.
+	InventoryHeader(ctx context.Context, cluster string) (contract.InventoryHeader, contract.InventoryEnd, error)
+	// OpenInventory reads a cluster's inventory chunk by chunk.
+	OpenInventory(ctx context.Context, cluster string) (*store.InventoryReader, error)
 	Result(ctx context.Context, key contract.ImageKey) (contract.ScanResult, error)
 	// EachResult streams the latest result of every key; the first pass
 	// uses it instead of one request per key.
@@ -93,43 +98,75 @@ func newScopeBuilder(mode report.Scope) *scopeBuilder {
 	}
 }
 
-// addInventory takes a cluster's inventory into the report; q is the run
-// its keys must be current for, reused the keys that run reused.
-func (b *scopeBuilder) addInventory(inv contract.Inventory, q requirement, reused map[contract.ImageKey]bool) {
+// storedInventory is a cluster's stored inventory as the first pass read
+// it: its header and counts, checked complete, without its entries.
+type storedInventory struct {
+	contract.InventoryHeader
+	end contract.InventoryEnd
+}
+
+// addInventory takes a cluster's inventory into the report, reading its
+// entries chunk by chunk; q is the run its keys must be current for,
+// reused the keys that run reused. The inventory must still be the one
+// the first pass checked.
+func (b *scopeBuilder) addInventory(ctx context.Context, st Store, inv storedInventory, q requirement, reused map[contract.ImageKey]bool) error {
+	r, err := st.OpenInventory(ctx, inv.Cluster)
+	if err != nil {
+		return fmt.Errorf("read inventory of cluster %s: %w", inv.Cluster, err)
+	}
+	defer r.Close()
+	if h := r.Header(); h.RunID != inv.RunID || !h.CollectedAt.Equal(inv.CollectedAt) {
+		return fmt.Errorf("inventory of cluster %s: replaced by run %s while the report was read; run the reporter again", inv.Cluster, h.RunID)
+	}
 	containers := 0
-	for _, e := range inv.Entries {
-		containers++
-		key, ok := e.Key()
-		if !ok {
-			k := [2]string{e.Image, e.Reason}
-			ns := b.unresolved[k]
-			if ns == nil {
-				reason := "not scanned: " + e.Reason
-				if e.Reason == "" {
-					reason = "not scanned: the image was never resolved to a digest"
-				}
-				ns = &report.NotScanned{Image: e.Image, Reason: reason}
-				b.unresolved[k] = ns
-			}
-			w := report.WorkloadName(inv.Cluster, e)
-			if !slices.Contains(ns.Workloads, w) {
-				ns.Workloads = append(ns.Workloads, w)
-			}
-			continue
+	for {
+		entries, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		b.sc.fleet.Add(inv.Cluster, e)
-		if prev, ok := b.sc.req[key]; !ok || q.createdAt.After(prev.createdAt) {
-			kq := q
-			kq.reused = reused[key]
-			b.sc.req[key] = kq
+		if err != nil {
+			return fmt.Errorf("read inventory of cluster %s: %w", inv.Cluster, err)
+		}
+		containers += len(entries)
+		for i := range entries {
+			b.addEntry(inv.Cluster, entries[i], q, reused)
 		}
 	}
 	b.sc.clusters = append(b.sc.clusters, report.Cluster{
 		Name: inv.Cluster, Status: report.ClusterOK, RunID: inv.RunID, CollectedAt: inv.CollectedAt.UTC(),
-		Pods: inv.Pods, Containers: containers,
+		Pods: r.End().Pods, Containers: containers,
 	})
 	b.sc.observed = append(b.sc.observed, inv.Cluster)
 	b.addRun(q, inv.Cluster)
+	return nil
+}
+
+// addEntry takes one container of cluster into the report.
+func (b *scopeBuilder) addEntry(cluster string, e contract.InventoryEntry, q requirement, reused map[contract.ImageKey]bool) {
+	key, ok := e.Key()
+	if !ok {
+		k := [2]string{e.Image, e.Reason}
+		ns := b.unresolved[k]
+		if ns == nil {
+			reason := "not scanned: " + e.Reason
+			if e.Reason == "" {
+				reason = "not scanned: the image was never resolved to a digest"
+			}
+			ns = &report.NotScanned{Image: e.Image, Reason: reason}
+			b.unresolved[k] = ns
+		}
+		w := report.WorkloadName(cluster, e)
+		if !slices.Contains(ns.Workloads, w) {
+			ns.Workloads = append(ns.Workloads, w)
+		}
+		return
+	}
+	b.sc.fleet.Add(cluster, e)
+	if prev, ok := b.sc.req[key]; !ok || q.createdAt.After(prev.createdAt) {
+		kq := q
+		kq.reused = reused[key]
+		b.sc.req[key] = kq
+	}
 }
 
 func (b *scopeBuilder) addRun(q requirement, cluster string) {
@@ -204,7 +241,9 @@ func fleetScope(ctx context.Context, st Store, maxAge time.Duration, wall time.T
 			log.Warn("no run manifest for an inventory; results must be newer than the inventory",
 				logging.Cluster(name), logging.RunID(inv.RunID))
 		}
-		b.addInventory(inv, q, reused)
+		if err := b.addInventory(ctx, st, inv, q, reused); err != nil {
+			return nil, err
+		}
 	}
 	latest := missingClusters(manifests, fresh, maxAge, wall)
 	for _, name := range sortedNames(unreadable) {
@@ -227,18 +266,20 @@ func fleetScope(ctx context.Context, st Store, maxAge time.Duration, wall time.T
 	return sc, nil
 }
 
-// freshInventories reads the latest inventory of every cluster and keeps
-// those collected within maxAge; unreadable ones are returned apart (their
-// clusters are unreachable: one corrupt object must not hide the rest of
-// the fleet).
-func freshInventories(ctx context.Context, st Store, maxAge time.Duration, wall time.Time, log *zap.Logger) (fresh map[string]contract.Inventory, unreadable map[string]string, err error) {
+// freshInventories reads the header of the latest inventory of every
+// cluster, checking it is complete, and keeps those collected within
+// maxAge; unreadable ones — incomplete included — are returned apart
+// (their clusters are unreachable: one corrupt object must not hide the
+// rest of the fleet). The entries are read later, one cluster at a time.
+func freshInventories(ctx context.Context, st Store, maxAge time.Duration, wall time.Time, log *zap.Logger) (fresh map[string]storedInventory, unreadable map[string]string, err error) {
 	names, err := st.Clusters(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list cluster inventories: %w", err)
 	}
-	fresh, unreadable = map[string]contract.Inventory{}, map[string]string{}
+	fresh, unreadable = map[string]storedInventory{}, map[string]string{}
 	for _, name := range sortedNames(names) {
-		inv, err := st.Inventory(ctx, name)
+		var inv storedInventory
+		inv.InventoryHeader, inv.end, err = st.InventoryHeader(ctx, name)
 		var bad *contract.DecodeError
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -262,7 +303,7 @@ func freshInventories(ctx context.Context, st Store, maxAge time.Duration, wall 
 
 // recentManifests reads the manifests of the runs stored within maxAge and
 // of the runs the fresh inventories belong to.
-func recentManifests(ctx context.Context, st Store, maxAge time.Duration, wall time.Time, fresh map[string]contract.Inventory) (map[string]contract.RunManifest, error) {
+func recentManifests(ctx context.Context, st Store, maxAge time.Duration, wall time.Time, fresh map[string]storedInventory) (map[string]contract.RunManifest, error) {
 	runs, err := st.Runs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list run manifests: %w", err)
@@ -298,7 +339,7 @@ type mention struct {
 
 // missingClusters is the latest recent mention of every cluster without a
 // fresh inventory.
-func missingClusters(manifests map[string]contract.RunManifest, fresh map[string]contract.Inventory, maxAge time.Duration, wall time.Time) map[string]mention {
+func missingClusters(manifests map[string]contract.RunManifest, fresh map[string]storedInventory, maxAge time.Duration, wall time.Time) map[string]mention {
 	latest := map[string]mention{}
 	for _, m := range manifests {
 		if wall.Sub(m.CreatedAt) > maxAge {
@@ -340,10 +381,13 @@ func runScope(ctx context.Context, st Store, runID string, log *zap.Logger) (*sc
 			b.addRun(q, cs.Name)
 			continue
 		}
-		inv, err := st.Inventory(ctx, cs.Name)
+		var inv storedInventory
+		inv.InventoryHeader, inv.end, err = st.InventoryHeader(ctx, cs.Name)
 		switch {
 		case err == nil && inv.RunID == runID:
-			b.addInventory(inv, q, reused)
+			if err := b.addInventory(ctx, st, inv, q, reused); err != nil {
+				return nil, err
+			}
 			continue
 		case err == nil:
 			log.Warn("the cluster's inventory now belongs to a later run; its workloads are unknown for this run",

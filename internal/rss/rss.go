@@ -1,5 +1,5 @@
-// Package rss reads the process's peak resident set size, which the
-// benchmarks report next to their timings.
+// Package rss reads the process's resource usage — peak resident set
+// size and CPU time — which the benchmarks report next to their timings.
 package rss
 
 import (

@@ -1,6 +1,7 @@
 // Package store keeps fleetscan's shared state on JetStream: the latest scan
 // result per image key (large ones in the object store, claim-check style),
-// the latest inventory per cluster, run manifests, and the workers' scanner
+// the latest inventory per cluster (chunked and streamed, see
+// WriteInventory), run manifests, and the workers' scanner
 // identity with which stored results are found reusable. It is the only
 // code that knows how these are laid out on the wire.
 package store
@@ -35,6 +36,9 @@ type Store struct {
 	res *topology.Resources
 	// InlineLimit is the claim-check threshold in bytes.
 	InlineLimit int
+	// InventoryChunk is how many entries an inventory chunk holds
+	// (contract.DefaultInventoryChunk when 0).
+	InventoryChunk int
 	// Worker is stamped on failure results recorded through RecordFailure.
 	Worker string
 	// Now is the clock (tests).
@@ -168,34 +172,6 @@ func (s *Store) RecordFailure(ctx context.Context, job contract.ScanJob, class c
 	r := contract.NewFailedResult(job, class, reason, attempts, s.Now())
 	r.Worker = s.Worker
 	return s.PutResult(ctx, r)
-}
-
-// PutInventory stores inv as the latest inventory of its cluster.
-func (s *Store) PutInventory(ctx context.Context, inv contract.Inventory) error {
-	data, err := inv.Encode()
-	if err != nil {
-		return fmt.Errorf("encode inventory of %s: %w", inv.Cluster, err)
-	}
-	if _, err := s.res.Inventories.PutBytes(ctx, inv.Cluster, data); err != nil {
-		return fmt.Errorf("store inventory of %s (%d bytes): %w", inv.Cluster, len(data), err)
-	}
-	return nil
-}
-
-// Inventory returns the latest inventory of cluster.
-func (s *Store) Inventory(ctx context.Context, cluster string) (contract.Inventory, error) {
-	data, err := s.res.Inventories.GetBytes(ctx, cluster)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return contract.Inventory{}, fmt.Errorf("inventory of %s: %w", cluster, ErrNotFound)
-	}
-	if err != nil {
-		return contract.Inventory{}, fmt.Errorf("get inventory of %s: %w", cluster, err)
-	}
-	inv, err := contract.DecodeInventory(data)
-	if err != nil {
-		return contract.Inventory{}, fmt.Errorf("inventory of %s: %w", cluster, err)
-	}
-	return inv, nil
 }
 
 // Clusters lists the clusters with a stored inventory and when it was stored.

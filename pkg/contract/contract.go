@@ -45,7 +45,7 @@ import (
 const (
 	JobSchemaVersion       = "1.0"
 	ResultSchemaVersion    = "1.2" // 1.1: findings[].pkgPurl; 1.2: vexAttestations
-	InventorySchemaVersion = "1.0"
+	InventorySchemaVersion = "1.1" // 1.1: the chunked form (InventoryEncoder)
 	ManifestSchemaVersion  = "1.1" // 1.1: reusedKeys
 	IdentitySchemaVersion  = "1.0"
 

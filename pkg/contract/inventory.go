@@ -70,7 +70,9 @@ func (e InventoryEntry) Key() (ImageKey, bool) {
 }
 
 // Inventory is the snapshot of what one cluster runs, taken by one
-// dispatcher run.
+// dispatcher run. Encode writes it as one document; the dispatcher stores
+// it chunked (InventoryEncoder), which InventoryDecoder reads, as it reads
+// single documents.
 type Inventory struct {
 	SchemaVersion string           `json:"schemaVersion"`
 	RunID         string           `json:"runId"`
@@ -95,12 +97,9 @@ func (v *Inventory) validate() error {
 	if err := requiredTime(k, "collectedAt", v.CollectedAt); err != nil {
 		return err
 	}
-	for i, e := range v.Entries {
-		if e.Digest != "" && !ValidDigest(e.Digest) {
-			return &DecodeError{Kind: k, Field: fmt.Sprintf("entries[%d].digest", i), Err: fmt.Errorf("not an OCI digest: %q", e.Digest)}
-		}
-		if e.Digest == "" && e.Resolution != Unresolved {
-			return &DecodeError{Kind: k, Field: fmt.Sprintf("entries[%d].resolution", i), Err: errors.New("an entry without a digest must be unresolved")}
+	for i := range v.Entries {
+		if err := validateEntry(&v.Entries[i]); err != nil {
+			return &DecodeError{Kind: k, Field: fmt.Sprintf("entries[%d].%s", i, err.field), Err: err.err}
 		}
 	}
 	return nil

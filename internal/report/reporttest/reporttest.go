@@ -20,9 +20,12 @@ import (
 // one image cluster in a few packages (25, four vulnerabilities each), and
 // strings repeat the way they do in a real fleet.
 const (
-	Images   = 2000
-	PerImage = 100
-	Clusters = 12
+	// Vulnerabilities is how many distinct vulnerabilities the findings
+	// draw from (VulnerabilityIDs).
+	Vulnerabilities = 5000
+	Images          = 2000
+	PerImage        = 100
+	Clusters        = 12
 )
 
 // Fleet sizes a synthetic fleet. Image i runs under repository
@@ -39,7 +42,7 @@ type Fleet struct {
 
 // Default is the default fleet: 200,000 findings, 12 clusters, one pod per
 // image and cluster it runs in (3,999 pods).
-var Default = Fleet{Images: Images, PerImage: PerImage, Clusters: Clusters, Vulns: 5000, Packages: 300, Repositories: 400}
+var Default = Fleet{Images: Images, PerImage: PerImage, Clusters: Clusters, Vulns: Vulnerabilities, Packages: 300, Repositories: 400}
 
 // Large is the fleet of issue 20: 10,000 digests with 1,000,000 findings
 // drawn from 25,000 vulnerabilities in 1,500 packages, across 2,000
@@ -171,3 +174,13 @@ func (f Fleet) PodCount() int { return max(f.Pods, placementsBefore(f.Images)) }
 
 // ClusterName names cluster c.
 func ClusterName(c int) string { return fmt.Sprintf("cluster-%d", c) }
+
+// VulnerabilityIDs are the IDs of the vulnerabilities the fleet's findings
+// draw from, in order (the exploit feeds of benchmarks list them).
+func VulnerabilityIDs() []string {
+	ids := make([]string, Vulnerabilities)
+	for v := range ids {
+		ids[v] = fmt.Sprintf("CVE-2024-%05d", v)
+	}
+	return ids
+}

@@ -41,6 +41,10 @@ const reporterLogEnv = "FLEETSCAN_BENCH_REPORTER_LOG"
 // shows what the run allocated).
 const reporterProfileEnv = "FLEETSCAN_BENCH_REPORTER_MEMPROFILE"
 
+// reporterCPUProfileEnv names a file the reporter child writes the CPU
+// profile of its run to.
+const reporterCPUProfileEnv = "FLEETSCAN_BENCH_REPORTER_CPUPROFILE"
+
 // reporterChildJob is what the child process runs and reports.
 type reporterChildJob struct {
 	URL, OutDir, Now, SLAConfig string
@@ -172,7 +176,12 @@ func runReporterChild(spec string) error {
 		log = zap.NewExample()
 	}
 	deps := Deps{Store: store.New(js, res), FirstSeen: res.FirstSeen, Log: log, Feeds: feeds.ObjectStoreSource(res.Feeds)}
+	stop, err := startCPUProfile(os.Getenv(reporterCPUProfileEnv))
+	if err != nil {
+		return err
+	}
 	o, err := Run(ctx, cfg, deps)
+	stop()
 	if err != nil {
 		return err
 	}
@@ -187,6 +196,23 @@ func runReporterChild(spec string) error {
 		}
 	}
 	return json.NewEncoder(os.Stdout).Encode(job)
+}
+
+// startCPUProfile profiles the CPU into path until stop is called (path
+// empty: nothing).
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 func writeHeapProfile(path string) error {

@@ -156,6 +156,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		r.S3.RegisterFlags(s)
 		r.RegisterSBOMFlags(s)
 		r.RegisterVEXFlags(s)
+		c.Worker.RegisterVEXFlags(s)
 		s.StringArrayVar(&c.VEXRepos, "vex-repo", c.VEXRepos, "VEX repository URL (VEX Hub format: <url>/.well-known/vex-repository.json); repeatable. Fetched into --cache-dir with the DB (last good copy kept; not with --skip-db-update) and applied to the report")
 		r.RegisterReachFlags(s)
 	})

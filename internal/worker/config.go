@@ -61,6 +61,10 @@ type Config struct {
 	// Rescan scans every job in full, ignoring stored results and
 	// recorded analyses.
 	Rescan bool
+	// VEXOCI discovers the OpenVEX attestations attached to each scanned
+	// digest in its registry (OCI referrers, then the cosign ".att" tag)
+	// and stores them with the result, where the reporter applies them.
+	VEXOCI bool
 }
 
 // Layer cache kinds (--layer-cache).
@@ -105,6 +109,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address for /metrics, /healthz and /readyz (empty disables)")
 	fs.StringVar(&c.WorkerName, "worker-name", c.WorkerName, "name stamped on results and logs (default: host name)")
 	c.RegisterIncrementalFlags(fs)
+	c.RegisterVEXFlags(fs)
+}
+
+// RegisterVEXFlags binds --vex-oci, which the all-in-one shares.
+func (c *Config) RegisterVEXFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&c.VEXOCI, "vex-oci", c.VEXOCI, "discover the OpenVEX attestations attached to each scanned image in its registry (OCI referrers, then the cosign sha256-<digest>.att tag), once per digest, and store them with the result; the reporter applies them to that digest's findings. A lookup that fails is logged and the result records none (the image is scanned again next run)")
 }
 
 // RegisterRetryFlags binds the retry flags the all-in-one shares.

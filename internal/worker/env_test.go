@@ -123,7 +123,18 @@ func (e *env) start(t testing.TB, cfg Config, scanner Scanner) *running {
 	if scanner == nil {
 		scanner = e.engine
 	}
-	w, err := New(cfg, Deps{Conn: e.nats.Conn, Resources: e.nats.Res, Store: e.store, Scanner: scanner, Log: zaptest.NewLogger(t)})
+	return e.startWith(t, cfg, Deps{Scanner: scanner})
+}
+
+// startWith runs a worker with deps (completed with the env's NATS, store
+// and logger) until the test ends.
+func (e *env) startWith(t testing.TB, cfg Config, deps Deps) *running {
+	t.Helper()
+	deps.Conn, deps.Resources, deps.Store = e.nats.Conn, e.nats.Res, e.store
+	if deps.Log == nil {
+		deps.Log = zaptest.NewLogger(t)
+	}
+	w, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

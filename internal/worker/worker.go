@@ -82,6 +82,9 @@ type Deps struct {
 	// Packages stores each scanned image's package record (the package
 	// index's input); nil means the store over Resources.
 	Packages PackageStore
+	// Attestations discovers the VEX attestations of scanned images
+	// (--vex-oci); nil means the scanner's (*scan.Trivy has them).
+	Attestations scan.AttestationFinder
 	// Metrics registers the worker's collectors; nil means a private
 	// registry (served on Config.Listen).
 	Metrics prometheus.Registerer
@@ -104,6 +107,8 @@ type Worker struct {
 	store   ResultStore
 	scanner Scanner
 	pkgs    PackageStore
+	finder  scan.AttestationFinder
+	attest  attestMemo
 	log     *zap.Logger
 	metrics *metrics
 	gather  prometheus.Gatherer
@@ -163,11 +168,16 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	case deps.Scanner == nil:
 		return nil, errors.New("worker: a scanner is required")
 	}
+	finder, ok := finderOf(deps)
+	if cfg.VEXOCI && !ok {
+		return nil, errors.New("--vex-oci: the scanner cannot discover attestations (worker.Deps.Attestations)")
+	}
 	log := deps.Log
 	if log == nil {
 		log = zap.NewNop()
 	}
 	w := &Worker{
+		finder:  finder,
 		cfg:     cfg,
 		conn:    deps.Conn,
 		res:     deps.Resources,
@@ -341,7 +351,7 @@ func (w *Worker) Handle(ctx context.Context, d queue.Delivery) error {
 	timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
 	if err == nil {
-		err = w.publish(ctx, job, rep, start)
+		err = w.publish(ctx, job, rep, start, log)
 	}
 	if err == nil {
 		w.countScanned(rep, time.Since(start), log)
@@ -423,7 +433,7 @@ func (w *Worker) decided(d queue.Decision) {
 // with the same options, against the DB now open. Only the result's
 // fingerprint header is compared; a result of another DB is not decoded.
 func (w *Worker) reusable(ctx context.Context, job contract.ScanJob, log *zap.Logger) (contract.ScanResult, bool) {
-	prev, ok, err := w.store.ReusableResult(ctx, job.ImageKey, contract.Fingerprint(w.scanner.Info(), w.scanner.DBInfo()))
+	prev, ok, err := w.store.ReusableResult(ctx, job.ImageKey, contract.Fingerprint(w.scannerInfo(), w.scanner.DBInfo()))
 	if err != nil {
 		log.Warn("could not read the stored result; scanning", zap.Error(err))
 		return contract.ScanResult{}, false
@@ -435,7 +445,7 @@ func (w *Worker) reusable(ctx context.Context, job contract.ScanJob, log *zap.Lo
 func (w *Worker) identity() contract.ScannerIdentity {
 	return contract.ScannerIdentity{
 		SchemaVersion: contract.IdentitySchemaVersion,
-		Scanner:       w.scanner.Info(),
+		Scanner:       w.scannerInfo(),
 		DB:            w.scanner.DBInfo(),
 		Worker:        w.cfg.WorkerName,
 		PublishedAt:   time.Now().UTC(),
@@ -469,8 +479,14 @@ func (w *Worker) publishReused(ctx context.Context, job contract.ScanJob, prev c
 	return nil
 }
 
-// publish stores the findings of a successful scan.
-func (w *Worker) publish(ctx context.Context, job contract.ScanJob, rep scan.Report, start time.Time) error {
+// publish stores the findings of a successful scan, with the image's VEX
+// attestations under --vex-oci.
+func (w *Worker) publish(ctx context.Context, job contract.ScanJob, rep scan.Report, start time.Time, log *zap.Logger) error {
+	var atts []contract.VEXAttestation
+	discovered := false
+	if w.cfg.VEXOCI {
+		atts, discovered = w.attestations(ctx, job, rep.Reference, log)
+	}
 	r := contract.ScanResult{
 		SchemaVersion: contract.ResultSchemaVersion,
 		RunID:         job.RunID,
@@ -480,11 +496,13 @@ func (w *Worker) publish(ctx context.Context, job contract.ScanJob, rep scan.Rep
 		Status:        contract.StatusScanned,
 		StartedAt:     start.UTC(),
 		CompletedAt:   time.Now().UTC(),
-		Scanner:       rep.Scanner,
+		Scanner:       withVEXOCI(rep.Scanner, discovered),
 		DB:            rep.DB,
 		OS:            rep.OS,
 		Findings:      rep.Findings,
 		Worker:        w.cfg.WorkerName,
+
+		VEXAttestations: atts,
 	}
 	if err := w.store.PutResult(ctx, r); err != nil {
 		return contract.Retryable(contract.FailureInternal, fmt.Errorf("publish result: %w", err))
@@ -516,7 +534,7 @@ func (r recorder) RecordFailure(ctx context.Context, job contract.ScanJob, class
 	r.w.retries.done(job.ID())
 	res := contract.NewFailedResult(job, class, reason, attempts, time.Now())
 	res.Worker = r.w.cfg.WorkerName
-	res.Scanner = r.w.scanner.Info()
+	res.Scanner = r.w.scannerInfo()
 	res.DB = *r.w.dbInfo.Load()
 	if err := r.w.store.PutResult(ctx, res); err != nil {
 		return err

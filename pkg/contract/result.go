@@ -152,13 +152,17 @@ type ScanResult struct {
 	Reused bool `json:"reused,omitempty"`
 	// VEXAttestations are the OpenVEX documents attached to the image in
 	// its registry (OCI referrers or the legacy attestation tag), found
-	// when the worker runs with --vex-oci (schema 1.2).
+	// when the worker runs with --vex-oci (schema 1.2). A result whose
+	// lookup completed, attestations found or not, has "vex-oci=on" among
+	// its Scanner.Options, so it is only reused under --vex-oci.
 	VEXAttestations []VEXAttestation `json:"vexAttestations,omitempty"`
 }
 
 // VEXAttestation is one OpenVEX document attached to an image.
 type VEXAttestation struct {
-	// Source is where it was found: the attestation's manifest reference.
+	// Source is where it was found: the attestation's manifest reference,
+	// "<registry>/<repository>@sha256:..." for a referrer or
+	// "<registry>/<repository>:sha256-<hex>.att" for the cosign tag.
 	Source string `json:"source"`
 	// Document is the OpenVEX JSON document (the in-toto predicate).
 	Document json.RawMessage `json:"document"`

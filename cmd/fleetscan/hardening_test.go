@@ -191,6 +191,7 @@ func TestBadInputBeforeAnyWork(t *testing.T) {
 		{[]string{"--workers", "0"}, "--workers 0"},
 		{[]string{"--scan-wait", "-1s"}, "--scan-wait"},
 		{[]string{"--grace-period", "0s"}, "--grace-period"},
+		{[]string{"--first-seen-retention", "-24h"}, "--first-seen-retention -24h0m0s"},
 	} {
 		state := filepath.Join(t.TempDir(), "state")
 		stdout.Reset()

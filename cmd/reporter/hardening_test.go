@@ -68,6 +68,7 @@ func TestBadInputBeforeWork(t *testing.T) {
 		{[]string{"--sla", "HIGH=3,high=4"}, "HIGH is given twice"},
 		{[]string{"--now", "0001-01-01"}, `--now "0001-01-01": want a time between 1970 and 2200`},
 		{[]string{"--now", "9999-12-31"}, `--now "9999-12-31"`},
+		{[]string{"--first-seen-retention", "1h"}, "--first-seen-retention 1h0m0s: want at least 24h0m0s"},
 	} {
 		// NATS is unreachable: a message about it would mean the input was
 		// only checked after connecting.

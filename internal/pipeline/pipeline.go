@@ -150,6 +150,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		s.StringSliceVar(&r.Severities, "severity", r.Severities, "severities to report and gate, as Trivy names them")
 		s.BoolVar(&r.IgnoreUnfixed, "ignore-unfixed", r.IgnoreUnfixed, "leave out vulnerabilities without a fixed version (as Trivy does)")
 		s.StringVar(&r.AcceptFile, "accept-file", r.AcceptFile, "risk acceptances YAML (vulnerability, repository glob, optional package, expires, reason)")
+		r.RegisterRetentionFlag(s)
 		s.StringVar(&r.OutDir, "out-dir", r.OutDir, "directory the report files are written to")
 		s.StringSliceVar(&r.Formats, "format", r.Formats, "report formats: csv, json, html, md, tickets")
 		r.S3.RegisterFlags(s)

@@ -73,12 +73,12 @@ func benchReport(b *testing.B, enrichment *feeds.Enrichment) {
 	}
 	// Clocks for every identity, spread over the past 200 days.
 	led := mapLedger{}
-	intern := Interner{}
+	intern := &Interner{}
 	for i := range reporttest.Images {
 		img := fleet.Image(reporttest.Key(i), "")
 		img.Vulns = Compact(reporttest.Result(i, "c1", asOf).Findings, intern)
 		for k := range img.Vulns {
-			id := identity(img.Repositories[0], &img.Vulns[k])
+			id := identity(img.Repositories[0], img.Vulns[k])
 			if _, ok := led[id]; !ok {
 				led.set(id, asOf.Add(-time.Duration(len(led)%200)*24*time.Hour), sla.ChangeStillOpen)
 			}
@@ -92,7 +92,7 @@ func benchReport(b *testing.B, enrichment *feeds.Enrichment) {
 	n := 0
 	for b.Loop() {
 		n++
-		in := Interner{}
+		in := &Interner{}
 		images := make([]*Image, 0, reporttest.Images)
 		for i := range reporttest.Images {
 			res := reporttest.Result(i, "c1", asOf)

@@ -2,6 +2,7 @@ package report
 
 import (
 	"cmp"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -66,35 +67,31 @@ type Input struct {
 	// Ledger may be nil: every finding is then first seen at AsOf.
 	Ledger Ledger
 	// Fixed are the records the clock resolved in this report.
-	Fixed   []sla.Record
-	DB      *contract.DBInfo
-	Scanner *contract.ScannerInfo
+	Fixed []sla.Record
+	// FirstSeenPruned counts the first-seen records pruned past the
+	// retention.
+	FirstSeenPruned int
+	DB              *contract.DBInfo
+	Scanner         *contract.ScannerInfo
 	// Enrichment is the loaded exploit feeds (nil: none loaded; the report
 	// says so).
 	Enrichment *feeds.Enrichment
 }
 
-// Sightings lists every (repository, vulnerability, package, path) of the
-// images with the clusters running it, before filters, for the clock.
-func Sightings(images []*Image) []sla.Sighting {
-	n := 0
-	for _, img := range images {
-		n += len(img.Vulns) * max(1, len(img.Repositories))
-	}
-	out := make([]sla.Sighting, 0, n)
-	for _, img := range images {
-		for i := range img.Vulns {
-			v := &img.Vulns[i]
-			for _, repo := range img.Repositories {
-				out = append(out, sla.Sighting{
-					Identity: identity(repo, v),
-					Severity: v.Severity,
-					Clusters: img.Clusters,
-				})
+// Sightings yields every (repository, vulnerability, package, path) of
+// the images with the clusters running it, before filters, for the clock.
+func Sightings(images []*Image) iter.Seq[sla.Sighting] {
+	return func(yield func(sla.Sighting) bool) {
+		for _, img := range images {
+			for _, v := range img.Vulns {
+				for _, repo := range img.Repositories {
+					if !yield(sla.Sighting{Identity: identity(repo, v), Severity: v.Severity, Clusters: img.Clusters}) {
+						return
+					}
+				}
 			}
 		}
 	}
-	return out
 }
 
 func identity(repo string, v *Vuln) sla.Identity {
@@ -113,9 +110,10 @@ func Build(in Input) *Report {
 	rows := newRowBuilder(in)
 	r.Findings = sortFindings(rows.build(r.Images))
 	r.Summary = summarize(r, severities)
+	r.Summary.FirstSeenPruned = in.FirstSeenPruned
 	r.Complete = r.Summary.complete()
 	r.ExpiredAcceptances = rows.expiredAcceptances()
-	r.Diff = buildDiff(rows.ids, in.Fixed, severities)
+	r.Diff = rows.diff(in.Fixed, severities)
 	r.Tickets = BuildTickets(r.Findings)
 	r.Summary.Tickets = len(r.Tickets)
 	return r
@@ -170,26 +168,24 @@ func newReport(in Input, severities []string) *Report {
 	return r
 }
 
-// diffState is an SLA identity seen in this report and how it changed.
-type diffState struct {
-	entry  DiffEntry
-	change sla.Change
-}
-
 // rowBuilder makes the report's rows, and on the way collects the SLA
 // identities they show (for the diff) and the expired acceptances they hit.
 type rowBuilder struct {
-	in      Input
-	asOf    time.Time
-	feeds   *feeds.Memo
-	ids     map[sla.Identity]diffState
+	in    Input
+	asOf  time.Time
+	feeds *feeds.Memo
+	// ids are the SLA identities the rows show, each with its first row's
+	// severity (an index into sevs): a fleet has one per identity, so the
+	// clock and change are looked up again for the diff rather than kept.
+	ids     map[sla.Identity]uint8
+	sevs    []string
 	expired map[*sla.Acceptance]int
 	// byFix marks expired acceptances that ended on a fix (expire_on_fix).
 	byFix map[*sla.Acceptance]bool
 }
 
 func newRowBuilder(in Input) *rowBuilder {
-	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: map[sla.Identity]diffState{},
+	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: map[sla.Identity]uint8{},
 		expired: map[*sla.Acceptance]int{}, byFix: map[*sla.Acceptance]bool{}}
 }
 
@@ -202,8 +198,8 @@ func (b *rowBuilder) build(images []*Image) []Finding {
 	}
 	rows := make([]Finding, 0, n)
 	for _, img := range images {
-		for i := range img.Vulns {
-			if v := &img.Vulns[i]; b.in.Filter.Keep(v) {
+		for _, v := range img.Vulns {
+			if b.in.Filter.Keep(v) {
 				rows = append(rows, b.row(img, v))
 			}
 		}
@@ -284,9 +280,7 @@ func (b *rowBuilder) clock(img *Image, v *Vuln) (time.Time, sla.Change) {
 			seenNew = true
 		}
 		if _, dup := b.ids[id]; !dup {
-			b.ids[id] = diffState{change: ch, entry: DiffEntry{
-				Identity: id, Severity: v.Severity, FirstSeen: first, Reopened: ch == sla.ChangeReopened,
-			}}
+			b.ids[id] = b.severityIndex(v.Severity)
 		}
 	}
 	if firstSeen.IsZero() {
@@ -399,21 +393,33 @@ func (s Summary) complete() bool {
 		s.FeedsDegraded == 0
 }
 
-// buildDiff compares the identities of this report's rows with the
-// previous report (their ledger changes) and lists the fixed ones.
-func buildDiff(ids map[sla.Identity]diffState, fixed []sla.Record, severities []string) Diff {
+// severityIndex is sev's index in b.sevs (added when new).
+func (b *rowBuilder) severityIndex(sev string) uint8 {
+	i := slices.Index(b.sevs, sev)
+	if i < 0 {
+		i = len(b.sevs)
+		b.sevs = append(b.sevs, sev)
+	}
+	return uint8(i)
+}
+
+// diff compares the identities of this report's rows with the previous
+// report (their ledger changes) and lists the fixed ones.
+func (b *rowBuilder) diff(fixed []sla.Record, severities []string) Diff {
 	d := Diff{NewFindings: []DiffEntry{}, FixedFindings: []DiffEntry{}}
-	for _, st := range ids {
-		switch st.change {
+	for id, sev := range b.ids {
+		first, change := b.lookup(id)
+		switch change {
 		case sla.ChangeStillOpen:
 			d.StillOpen++
+			continue
 		case sla.ChangeReopened:
 			d.Reopened++
-			d.NewFindings = append(d.NewFindings, st.entry)
 		default:
 			d.New++
-			d.NewFindings = append(d.NewFindings, st.entry)
 		}
+		d.NewFindings = append(d.NewFindings, DiffEntry{Identity: id, Severity: b.sevs[sev], FirstSeen: first,
+			Reopened: change == sla.ChangeReopened})
 	}
 	slices.SortFunc(d.NewFindings, compareDiff)
 	for _, rec := range fixed {

@@ -199,12 +199,12 @@ func fixture(t testing.TB) Input {
 	first := map[string]string{"CVE-2024-0001": "2025-02-20T06:00:00Z", "CVE-2024-0002": "2025-03-01T06:00:00Z",
 		"CVE-2024-0003": "2025-01-15T06:00:00Z", "CVE-2023-9999": "2024-06-01T06:00:00Z", "CVE-2024-0004": "2025-01-01T06:00:00Z"}
 	for _, v := range nginxImg.Vulns {
-		led.set(identity(nginxRepos[0], &v), ts(first[v.ID]), sla.ChangeStillOpen)
+		led.set(identity(nginxRepos[0], v), ts(first[v.ID]), sla.ChangeStillOpen)
 		// The mirror saw it later: the row keeps the earlier clock.
-		led.set(identity(nginxRepos[1], &v), ts(first[v.ID]).AddDate(0, 0, 3), sla.ChangeStillOpen)
+		led.set(identity(nginxRepos[1], v), ts(first[v.ID]).AddDate(0, 0, 3), sla.ChangeStillOpen)
 	}
-	led.set(identity("ghcr.io/acme/api", &apiImg.Vulns[0]), ts("2025-03-05T06:00:00Z"), sla.ChangeReopened)
-	led.set(identity("ghcr.io/acme/api", &apiImg.Vulns[1]), asOf, sla.ChangeNew)
+	led.set(identity("ghcr.io/acme/api", apiImg.Vulns[0]), ts("2025-03-05T06:00:00Z"), sla.ChangeReopened)
+	led.set(identity("ghcr.io/acme/api", apiImg.Vulns[1]), asOf, sla.ChangeNew)
 
 	policy, err := sla.ParsePolicy([]byte(fixturePolicy))
 	if err != nil {

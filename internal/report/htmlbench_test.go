@@ -135,7 +135,7 @@ func htmlAttrMS(dom []byte, attr string) (float64, bool) {
 func BenchmarkHTMLGroupsAdd(b *testing.B) {
 	asOf := ts("2025-03-10T06:00:00Z")
 	s := newScaleFleet(2_000, 50, asOf)
-	r := Build(s.input(0, s.n, Interner{}))
+	r := Build(s.input(0, s.n, &Interner{}))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

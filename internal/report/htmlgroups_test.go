@@ -99,7 +99,7 @@ func TestHTMLGroupsMatchRows(t *testing.T) {
 	t.Parallel()
 	asOf := ts("2025-03-10T06:00:00Z")
 	s := newScaleFleet(300, 12, asOf)
-	in := s.input(0, s.n, Interner{})
+	in := s.input(0, s.n, &Interner{})
 	in.Images[7].Vulns[3].Title = `</script><script>alert(1)</script><!--`
 	r := Build(in)
 	page := render(t, r, WriteHTML)

@@ -56,7 +56,7 @@ func newScaleFleet(n, clusters int, asOf time.Time) *scaleFleet {
 }
 
 // input is the report input of images [from, to).
-func (s *scaleFleet) input(from, to int, in Interner) Input {
+func (s *scaleFleet) input(from, to int, in *Interner) Input {
 	images := make([]*Image, 0, to-from)
 	for i := from; i < to; i++ {
 		res := reporttest.Result(i, "c1", s.asOf)
@@ -72,7 +72,7 @@ func (s *scaleFleet) input(from, to int, in Interner) Input {
 // would, and returns the report's header (everything but the rows) with the
 // summary counted from the rows.
 func (s *scaleFleet) stream(g *HTMLGroups) *Report {
-	in := Interner{}
+	in := &Interner{}
 	head := Build(Input{GeneratedAt: s.asOf, AsOf: s.asOf, Scope: Scope{Mode: "fleet"}, Policy: sla.DefaultPolicy()})
 	for i := range s.n {
 		r := Build(s.input(i, i+1, in))

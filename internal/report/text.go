@@ -458,6 +458,10 @@ func WriteConsole(w io.Writer, r *Report) error {
 	}
 	d := r.Diff
 	m.printf("Changes:  %d new (%d reopened) · %d still open · %d fixed\n", d.New+d.Reopened, d.Reopened, d.StillOpen, d.Fixed)
+	if s.FirstSeenPruned > 0 {
+		m.printf("Pruned:   %s past --first-seen-retention (findings resolved, or clusters gone, longer ago)\n",
+			plural(s.FirstSeenPruned, "first-seen record", "first-seen records"))
+	}
 	for _, a := range r.ExpiredAcceptances {
 		if a.FixAvailable {
 			m.printf("Expired acceptance: %s in %s (a fix is available; %s)\n", a.Vulnerability, a.Repository, a.Reason)

@@ -67,27 +67,25 @@ func TicketRepository(f *Finding) string {
 }
 
 // ticketGroup gathers the findings of one (repository, package) ticket.
+// A fleet has one per repository and package, so the sets are lists
+// (duplicates are dropped when the ticket is completed) rather than maps.
 type ticketGroup struct {
 	t         *Ticket
-	installed map[string]bool
-	fixes     map[string]bool
-	unfixed   map[string]bool
-	kev       map[string]bool
-	images    map[*Image]bool
+	installed []string
+	fixes     []string
+	unfixed   []string
+	kev       []string
+	images    []*Image
 	targets   []string
 }
 
 // newTicketGroup starts the ticket of repo's package with its first
 // finding f.
 func newTicketGroup(repo string, f *Finding) *ticketGroup {
-	return &ticketGroup{
-		t: &Ticket{
-			ID: TicketID(repo, f.PkgName), Repository: repo, Package: f.PkgName,
-			Severity: f.Severity, Deadline: f.Deadline,
-		},
-		installed: map[string]bool{}, fixes: map[string]bool{}, unfixed: map[string]bool{}, kev: map[string]bool{},
-		images: map[*Image]bool{},
-	}
+	return &ticketGroup{t: &Ticket{
+		ID: TicketID(repo, f.PkgName), Repository: repo, Package: f.PkgName,
+		Severity: f.Severity, Deadline: f.Deadline,
+	}}
 }
 
 // add folds f into the ticket: the worst severity, the earliest deadline,
@@ -102,52 +100,66 @@ func (g *ticketGroup) add(f *Finding) {
 	}
 	t.Breached = t.Breached || f.Breached
 	if f.Exploit.InKEV() {
-		g.kev[f.ID] = true
+		g.kev = appendNew(g.kev, f.ID)
 	}
 	if f.PkgVersion != "" {
-		g.installed[f.PkgVersion] = true
+		g.installed = appendNew(g.installed, f.PkgVersion)
 	}
 	if target := fixTarget(f.PkgVersion, f.FixedVersion); target != "" {
-		g.fixes[f.ID] = true
-		g.targets = append(g.targets, target)
+		g.fixes = appendNew(g.fixes, f.ID)
+		g.targets = appendNew(g.targets, target)
 	} else {
-		g.unfixed[f.ID] = true
+		g.unfixed = appendNew(g.unfixed, f.ID)
 	}
-	g.images[f.Img] = true
+	if n := len(g.images); n == 0 || g.images[n-1] != f.Img {
+		g.images = append(g.images, f.Img)
+	}
+}
+
+// appendNew appends s unless it is the last element (the rest of the
+// duplicates are dropped by sortedSet).
+func appendNew(list []string, s string) []string {
+	if n := len(list); n > 0 && list[n-1] == s {
+		return list
+	}
+	return append(list, s)
+}
+
+// sortedSet sorts list and drops duplicates, in place.
+func sortedSet(list []string) []string {
+	slices.Sort(list)
+	return slices.Compact(list)
 }
 
 // ticket completes the ticket: the highest upgrade target, the fixed and
 // unfixed vulnerabilities, the images and workloads, the summary line.
 func (g *ticketGroup) ticket() Ticket {
 	t := g.t
-	t.Installed = sortedVersions(g.installed)
+	t.Installed = sortedVersions(sortedSet(g.installed))
 	for _, v := range g.targets {
 		if t.FixedVersion == "" || CompareVersions(v, t.FixedVersion) > 0 {
 			t.FixedVersion = v
 		}
 	}
-	t.Fixes = sortedKeys(g.fixes)
-	for id := range g.fixes {
-		delete(g.unfixed, id) // fixed in one image, so the upgrade covers it
-	}
-	t.Unfixed = sortedKeys(g.unfixed)
-	t.KEVVulnerabilities = sortedKeys(g.kev)
+	t.Fixes = nonNil(sortedSet(g.fixes))
+	// Fixed in one image, so the upgrade covers it.
+	t.Unfixed = nonNil(slices.DeleteFunc(sortedSet(g.unfixed), func(id string) bool {
+		_, fixed := slices.BinarySearch(t.Fixes, id)
+		return fixed
+	}))
+	t.KEVVulnerabilities = nonNil(sortedSet(g.kev))
 	t.KEV = len(t.KEVVulnerabilities) > 0
-	digests, platforms, workloads, inferred := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for img := range g.images {
-		digests[img.Key.Digest] = true
-		platforms[img.Platform] = true
-		for _, w := range img.Workloads {
-			workloads[w] = true
-		}
-		for _, w := range img.OwnerInferred {
-			inferred[w] = true
-		}
+	var digests, platforms, workloads, inferred []string
+	for _, img := range g.images {
+		digests = append(digests, img.Key.Digest)
+		platforms = append(platforms, img.Platform)
+		workloads = append(workloads, img.Workloads...)
+		inferred = append(inferred, img.OwnerInferred...)
 	}
-	t.Images = sortedKeys(digests)
-	t.Platforms = sortedKeys(platforms)
-	t.Workloads = sortedKeys(workloads)
-	t.OwnerInferred = sortedKeys(inferred)
+	t.Images = nonNil(sortedSet(digests))
+	t.Platforms = nonNil(sortedSet(platforms))
+	t.Workloads = nonNil(sortedSet(workloads))
+	t.OwnerInferred = nonNil(sortedSet(inferred))
 	t.Summary = ticketSummary(t)
 	return *t
 }
@@ -205,8 +217,9 @@ func fixTarget(installed, fixed string) string {
 	return highest
 }
 
-func sortedVersions(m map[string]bool) []string {
-	out := sortedKeys(m)
+// sortedVersions orders a sorted set of versions by CompareVersions.
+func sortedVersions(set []string) []string {
+	out := nonNil(set)
 	slices.SortStableFunc(out, CompareVersions)
 	return out
 }

@@ -152,44 +152,66 @@ func sortedKeys[T any](m map[string]T) []string {
 	return out
 }
 
-// Interner shares repeated strings (titles, versions, package names) across
-// findings of different images.
-type Interner map[string]string
+// Interner shares repeated strings (titles, versions, package names) and
+// whole findings across images: the same vulnerability in the same package
+// version is one Vuln however many images carry it. The zero value is
+// ready to use.
+type Interner struct {
+	strs  map[string]string
+	vulns map[Vuln]*Vuln
+}
 
 // Intern returns the shared copy of s.
-func (in Interner) Intern(s string) string {
+func (in *Interner) Intern(s string) string {
 	if s == "" {
 		return ""
 	}
-	if v, ok := in[s]; ok {
+	if v, ok := in.strs[s]; ok {
 		return v
 	}
-	in[s] = s
+	if in.strs == nil {
+		in.strs = map[string]string{}
+	}
+	in.strs[s] = s
 	return s
 }
 
+// vuln returns the shared copy of v.
+func (in *Interner) vuln(v Vuln) *Vuln {
+	if p, ok := in.vulns[v]; ok {
+		return p
+	}
+	if in.vulns == nil {
+		in.vulns = map[Vuln]*Vuln{}
+	}
+	p := new(Vuln) // a copy only when new: v itself stays on the stack
+	*p = v
+	in.vulns[v] = p
+	return p
+}
+
 // Compact converts a result's findings to Vulns. in may be nil.
-func Compact(findings []contract.Finding, in Interner) []Vuln {
+func Compact(findings []contract.Finding, in *Interner) []*Vuln {
 	return compact(findings, nil, in)
 }
 
 // CompactResult converts a result's findings to Vulns, with package URLs
 // computed from the result's OS where the worker did not record them.
-func CompactResult(res contract.ScanResult, in Interner) []Vuln {
+func CompactResult(res contract.ScanResult, in *Interner) []*Vuln {
 	return compact(res.Findings, res.OS, in)
 }
 
-func compact(findings []contract.Finding, os *contract.OSInfo, in Interner) []Vuln {
+func compact(findings []contract.Finding, os *contract.OSInfo, in *Interner) []*Vuln {
 	if in == nil {
-		in = Interner{}
+		in = &Interner{}
 	}
-	out := make([]Vuln, 0, len(findings))
+	out := make([]*Vuln, 0, len(findings))
 	for _, f := range findings {
 		v := Vuln{
 			ID:           in.Intern(f.VulnerabilityID),
 			PkgName:      in.Intern(f.PkgName),
 			PkgVersion:   in.Intern(f.PkgVersion),
-			PkgPath:      f.PkgPath,
+			PkgPath:      in.Intern(f.PkgPath),
 			PkgType:      in.Intern(f.PkgType),
 			PURL:         in.Intern(f.PURL(os)),
 			FixedVersion: in.Intern(f.FixedVersion),
@@ -204,7 +226,7 @@ func compact(findings []contract.Finding, os *contract.OSInfo, in Interner) []Vu
 		if f.PublishedDate != nil {
 			v.Published = f.PublishedDate.UTC()
 		}
-		out = append(out, v)
+		out = append(out, in.vuln(v))
 	}
 	return out
 }

@@ -31,6 +31,9 @@ import (
 const natsStoreEnv = "FLEETSCAN_BENCH_NATS_STORE"
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(reporterChildEnv); spec != "" {
+		exitChild(runReporterChild(spec))
+	}
 	if dir := os.Getenv(natsStoreEnv); dir != "" {
 		srv, err := natsembed.Start(natsembed.Config{StoreDir: dir}, nil)
 		if err != nil {

@@ -19,6 +19,10 @@ var (
 	latestNow   = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// minRetention is the shortest --first-seen-retention: a day, so a
+// finding fixed today keeps its clock if it comes back tomorrow.
+const minRetention = 24 * time.Hour
+
 // Check validates the configuration and everything it names before any
 // work: the flags (Validate), --now between 1970 and 2200, the --sla-config
 // and --accept-file documents (parsed and validated in full), and that
@@ -27,6 +31,9 @@ var (
 // recorded.
 func (c Config) Check() error {
 	errs := []error{c.Validate()}
+	if c.FirstSeenRetention < minRetention {
+		errs = append(errs, fmt.Errorf("--first-seen-retention %s: want at least %s", c.FirstSeenRetention, minRetention))
+	}
 	if c.Now != "" {
 		if t, err := sla.ParseTime(c.Now); err == nil && (t.Before(earliestNow) || !t.Before(latestNow)) {
 			errs = append(errs, fmt.Errorf("--now %q: want a time between 1970 and 2200", c.Now))

@@ -76,7 +76,7 @@ type collector struct {
 	pending map[contract.ImageKey]*pendingKey
 	tokens  map[string]contract.ImageKey
 	out     *collected
-	intern  report.Interner
+	intern  *report.Interner
 	failed  int
 }
 
@@ -86,7 +86,7 @@ func newCollector(st Store, sc *scope, log *zap.Logger) *collector {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareKeys)
-	c := &collector{st: st, sc: sc, log: log, keys: keys, out: &collected{}, intern: report.Interner{},
+	c := &collector{st: st, sc: sc, log: log, keys: keys, out: &collected{}, intern: &report.Interner{},
 		pending: make(map[contract.ImageKey]*pendingKey, len(keys)), tokens: make(map[string]contract.ImageKey, len(keys))}
 	for _, k := range keys {
 		c.pending[k] = &pendingKey{}

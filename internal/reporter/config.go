@@ -54,6 +54,9 @@ type Config struct {
 	Formats []string
 	// Record updates the first-seen clocks (false: evaluate only).
 	Record bool
+	// FirstSeenRetention prunes the first-seen records of findings
+	// resolved longer ago, and of clusters gone (unobserved) for longer.
+	FirstSeenRetention time.Duration
 	// S3 uploads the files when S3.URL is set.
 	S3 s3upload.Config
 	// Metrics is where the report's Prometheus metrics go.
@@ -102,9 +105,11 @@ func Defaults() Config {
 		OutDir:       "./fleetscan-report",
 		Formats:      formats,
 		Record:       true,
-		S3:           s3upload.Defaults(),
-		Metrics:      metrics.Defaults(),
-		Tickets:      tickets.Defaults(),
+
+		FirstSeenRetention: sla.DefaultRetention,
+		S3:                 s3upload.Defaults(),
+		Metrics:            metrics.Defaults(),
+		Tickets:            tickets.Defaults(),
 
 		MaxEnrichmentAge: feeds.DefaultMaxAge,
 	}
@@ -124,6 +129,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.OutDir, "out-dir", c.OutDir, "directory the report files are written to (always)")
 	fs.StringSliceVar(&c.Formats, "format", c.Formats, "report formats: csv, json, html, md, tickets")
 	fs.BoolVar(&c.Record, "record", c.Record, "record first-seen dates and resolutions in JetStream (--record=false evaluates only)")
+	c.RegisterRetentionFlag(fs)
 	c.S3.RegisterFlags(fs)
 	c.RegisterSBOMFlags(fs)
 	c.RegisterVEXFlags(fs)
@@ -145,6 +151,12 @@ func (c *Config) RegisterReachFlags(fs *pflag.FlagSet) {
 	c.Metrics.RegisterFlags(fs)
 	c.Tickets.RegisterFlags(fs)
 	c.Notify.RegisterFlags(fs)
+}
+
+// RegisterRetentionFlag binds --first-seen-retention (the all-in-one
+// registers it too).
+func (c *Config) RegisterRetentionFlag(fs *pflag.FlagSet) {
+	fs.DurationVar(&c.FirstSeenRetention, "first-seen-retention", c.FirstSeenRetention, "prune the first-seen records of findings resolved longer ago than this, and of clusters not observed for longer (9600h: 400 days; a pruned finding that comes back is new again)")
 }
 
 // RegisterSBOMFlags binds --sbom (the all-in-one registers it too).

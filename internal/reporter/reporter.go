@@ -142,6 +142,8 @@ type Outcome struct {
 	Notified int
 	// Tickets is what the ticket sync did, per tracker.
 	Tickets []tickets.Result
+	// FirstSeenWrites counts the first-seen records written.
+	FirstSeenWrites int
 	// MetricsFile is the metrics file written (metrics.prom).
 	MetricsFile string
 	// DeliveryFailures name the deliveries beyond the files that failed
@@ -244,7 +246,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	}
 	led, err := sla.NewClock(d.FirstSeen, log).Observe(ctx, sla.Observation{
 		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,
-		Uncertain: col.uncertain, CoversFleet: sc.coversFleet,
+		Uncertain: col.uncertain, CoversFleet: sc.coversFleet, Retention: cfg.FirstSeenRetention,
 	}, cfg.Record)
 	if err != nil {
 		return Outcome{}, err
@@ -253,7 +255,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
 		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
 		Policy: set.policy, Acceptances: set.acceptances, VEX: set.vex, Filter: set.filter,
-		Ledger: led, Fixed: led.Fixed, DB: col.db, Scanner: col.scanner, Enrichment: enrichment,
+		Ledger: led, Fixed: led.Fixed, FirstSeenPruned: led.Pruned, DB: col.db, Scanner: col.scanner, Enrichment: enrichment,
 	})
 	if cfg.VEXOut != "" {
 		if err := writeVEXOut(cfg.VEXOut, set.acceptances, r, asOf, log); err != nil {
@@ -275,10 +277,11 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return out, err
 	}
+	out.FirstSeenWrites = led.Writes
 	reach(ctx, cfg, d, &out, sc.namespaces, log)
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
 		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
-		zap.Int("first_seen_writes", led.Writes), zap.Int("exit_status", out.ExitCode()),
+		zap.Int("first_seen_writes", led.Writes), zap.Int("first_seen_pruned", led.Pruned), zap.Int("exit_status", out.ExitCode()),
 		logging.Took(d.now().Sub(started).Round(time.Millisecond)))
 	if d.Out != nil {
 		if err := writeConsole(d.Out, cfg, out, set.uploader); err != nil {

@@ -167,6 +167,62 @@ func TestSLAClockAcrossRuns(t *testing.T) {
 	}
 }
 
+// TestFirstSeenRetention runs the reporter under --now across a fix, a
+// pruning and a return: a record resolved longer ago than
+// --first-seen-retention is pruned (counted in the summary and on the
+// console, not listed as fixed again), a younger one is kept, and when both
+// findings come back the pruned one is new with a fresh clock while the
+// kept one is reopened with its old clock.
+func TestFirstSeenRetention(t *testing.T) {
+	f := newFleet(t)
+	wall := time.Now().UTC()
+	web := func(k contract.ImageKey, tag string) map[string][]container {
+		return map[string][]container{"prod": {{ns: "web", kind: "Deployment", name: "frontend", image: "docker.io/library/nginx:" + tag, key: k}}}
+	}
+	crit := vuln{"CVE-2025-0001", "CRITICAL", "openssl", "3.1.3-r0", "3.1.4-r0"}
+	high := vuln{"CVE-2025-0002", "HIGH", "zlib", "1.3-r2", "1.3.1-r0"}
+	low := vuln{"CVE-2025-0003", "LOW", "busybox", "1.36.1-r5", ""}
+	step := func(n int, now string, k contract.ImageKey, vulns ...vuln) Outcome {
+		at := wall.Add(time.Duration(n-10) * time.Minute)
+		f.dispatch(fmt.Sprintf("run-%d", n), fmt.Sprintf("c%d", n), at, web(k, fmt.Sprintf("1.%d", n)), nil)
+		f.scanned(k, fmt.Sprintf("c%d", n), at.Add(time.Second), vulns...)
+		cfg := f.config(now)
+		cfg.FirstSeenRetention = 30 * 24 * time.Hour
+		var out bytes.Buffer
+		o, err := Run(f.ctx, cfg, f.deps(&out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pruned := o.Report.Summary.FirstSeenPruned; (pruned > 0) != strings.Contains(out.String(), "past --first-seen-retention") {
+			t.Fatalf("run %d: %d pruned, console:\n%s", n, pruned, out.String())
+		}
+		return o
+	}
+	step(1, "2025-01-01T06:00:00Z", key('a'), crit, high)
+	step(2, "2025-01-09T06:00:00Z", key('b'), crit, low) // HIGH fixed on 01-09
+	o := step(3, "2025-02-20T06:00:00Z", key('c'), crit) // LOW fixed on 02-20; HIGH pruned (cutoff 01-21)
+	if d, s := o.Report.Diff, o.Report.Summary; s.FirstSeenPruned != 1 || d.Fixed != 1 || d.FixedFindings[0].VulnerabilityID != low.id || d.StillOpen != 1 {
+		t.Fatalf("run 3: pruned %d, diff %+v", s.FirstSeenPruned, d)
+	}
+	o = step(4, "2025-03-01T06:00:00Z", key('d'), crit, high, low) // cutoff 01-30: LOW's record (02-20) is kept
+	d := o.Report.Diff
+	if o.Report.Summary.FirstSeenPruned != 0 || d.New != 1 || d.Reopened != 1 || d.StillOpen != 1 || d.Fixed != 0 {
+		t.Fatalf("run 4: pruned %d, diff %+v", o.Report.Summary.FirstSeenPruned, d)
+	}
+	for _, e := range d.NewFindings {
+		switch e.VulnerabilityID {
+		case high.id:
+			if e.Reopened || !e.FirstSeen.Equal(must(sla.ParseTime("2025-03-01T06:00:00Z"))) {
+				t.Errorf("pruned HIGH came back as %+v, want new as of 03-01", e)
+			}
+		case low.id:
+			if !e.Reopened || !e.FirstSeen.Equal(must(sla.ParseTime("2025-01-09T06:00:00Z"))) {
+				t.Errorf("kept LOW came back as %+v, want reopened, first seen 01-09", e)
+			}
+		}
+	}
+}
+
 func TestAcceptanceExpiryTripsTheGate(t *testing.T) {
 	f := newFleet(t)
 	wall := time.Now().UTC()
@@ -395,6 +451,8 @@ func TestConfigErrorsMeanNoReport(t *testing.T) {
 		{"missing accept file", func(c *Config) { c.AcceptFile = "/nonexistent/accept.yaml" }, "--accept-file /nonexistent/accept.yaml"},
 		{"invalid sla config", func(c *Config) { c.SLAConfig = bad }, bad},
 		{"bad s3 url", func(c *Config) { c.S3.URL = "bucket" }, "--s3-url"},
+		{"short --first-seen-retention", func(c *Config) { c.FirstSeenRetention = time.Hour }, "--first-seen-retention 1h0m0s"},
+		{"negative --first-seen-retention", func(c *Config) { c.FirstSeenRetention = -24 * time.Hour }, "--first-seen-retention"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

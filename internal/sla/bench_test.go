@@ -2,6 +2,7 @@ package sla
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"go.uber.org/zap"
@@ -30,7 +31,7 @@ func BenchmarkObserve200k(b *testing.B) {
 				b.StopTimer()
 				env := natstest.Start(b)
 				c := NewClock(env.Res.FirstSeen, zap.NewNop())
-				obs := Observation{AsOf: day(0), Sightings: sightings, Observed: []string{"x"}}
+				obs := Observation{AsOf: day(0), Sightings: slices.Values(sightings), Observed: []string{"x"}}
 				if phase == "unchanged" {
 					if _, err := c.Observe(b.Context(), obs, true); err != nil {
 						b.Fatal(err)

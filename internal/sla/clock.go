@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -109,8 +110,9 @@ type Sighting struct {
 type Observation struct {
 	// AsOf is the evaluation time (--now).
 	AsOf time.Time
-	// Sightings lists every finding present, before report filters.
-	Sightings []Sighting
+	// Sightings yields every finding present, before report filters
+	// (an iterator: a fleet's list need not be held whole).
+	Sightings iter.Seq[Sighting]
 	// Observed lists the clusters whose current inventory the report covers.
 	Observed []string
 	// Uncertain lists repositories with an image that has no usable result
@@ -119,6 +121,11 @@ type Observation struct {
 	// CoversFleet is true when every known cluster was observed; only then
 	// may records that name no cluster be resolved.
 	CoversFleet bool
+	// Retention prunes the records not sighted that were resolved longer
+	// ago than this, and the open ones whose clusters have all gone
+	// unobserved for longer (0: every record is kept). A pruned finding
+	// that comes back is new again.
+	Retention time.Duration
 }
 
 // Ledger is the outcome of an observation: the clock of every sighted
@@ -130,6 +137,9 @@ type Ledger struct {
 	Fixed []Record
 	// Writes counts KV writes performed (zero when not recording).
 	Writes int
+	// Pruned counts the records deleted under Observation.Retention (when
+	// not recording: that would be deleted).
+	Pruned int
 }
 
 // clockEntry is what a report needs of a record; the ledger keeps only this
@@ -166,6 +176,7 @@ type KV interface {
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
+	Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 }
 
 // Clock keeps first-seen records in a KV bucket (topology.FirstSeenBucket).
@@ -189,33 +200,37 @@ type stored struct {
 	rev uint64
 }
 
-// load reads every record in the bucket.
-func (c *Clock) load(ctx context.Context) (map[string]stored, error) {
+// each streams every record in the bucket to fn, one at a time, so the
+// bucket is never held in memory; rec is nil when the value does not
+// decode (it is rewritten when sighted).
+func (c *Clock) each(ctx context.Context, fn func(key string, rec *Record, rev uint64)) error {
 	w, err := c.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("watch first-seen records: %w", err)
+		return fmt.Errorf("watch first-seen records: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
-	out := map[string]stored{}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("read first-seen records: %w", ctx.Err())
+			return fmt.Errorf("read first-seen records: %w", ctx.Err())
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, errors.New("read first-seen records: watcher closed")
+				return errors.New("read first-seen records: watcher closed")
 			}
 			if e == nil {
-				return out, nil
+				return nil
+			}
+			if e.Key() == clustersKey {
+				continue
 			}
 			var r Record
 			if err := json.Unmarshal(e.Value(), &r); err != nil || r.Identity.Key() != e.Key() {
 				c.log.Warn("ignoring undecodable first-seen record; it will be rewritten when seen",
 					zap.String("key", e.Key()), zap.Error(err))
-				out[e.Key()] = stored{rev: e.Revision()}
+				fn(e.Key(), nil, e.Revision())
 				continue
 			}
-			out[e.Key()] = stored{rec: &r, rev: e.Revision()}
+			fn(e.Key(), &r, e.Revision())
 		}
 	}
 }
@@ -224,31 +239,49 @@ func (c *Clock) load(ctx context.Context) (map[string]stored, error) {
 // absent or undecodable); write is false when nothing changed.
 type transition func(prev *Record) (next Record, change Change, write bool)
 
+// writeBatch bounds the new records held before they are written.
+const writeBatch = 20_000
+
 // Observe applies an observation: records new findings, reopens resolved
 // ones that came back, resolves open ones that disappeared from clusters
-// the observation covered. With record false nothing is written and the
-// ledger shows what would have happened.
+// the observation covered, and prunes records past obs.Retention. The
+// stored records are streamed once; only those that change are held until
+// written. With record false nothing is written and the ledger shows what
+// would have happened.
 func (c *Clock) Observe(ctx context.Context, obs Observation, record bool) (*Ledger, error) {
 	if obs.AsOf.IsZero() {
 		return nil, errors.New("observe: as-of time is required")
 	}
-	asOf := obs.AsOf.UTC()
-	all, err := c.load(ctx)
-	if err != nil {
+	p := newPass(obs)
+	if obs.Retention > 0 {
+		seen, err := c.loadClusters(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.retainWith(seen)
+	}
+	if err := c.each(ctx, p.visit); err != nil {
 		return nil, err
 	}
-	sighted := mergeSightings(obs.Sightings)
-	led := &Ledger{AsOf: asOf, records: make(map[Identity]clockEntry, len(sighted))}
-	jobs := sightingWrites(sighted, all, asOf, led)
-	jobs = append(jobs, resolutionWrites(obs, sighted, all, asOf, led)...)
-	slices.SortFunc(led.Fixed, func(a, b Record) int { return compareIdentity(a.Identity, b.Identity) })
-	if !record || len(jobs) == 0 {
-		return led, nil
+	slices.SortFunc(p.led.Fixed, func(a, b Record) int { return compareIdentity(a.Identity, b.Identity) })
+	flush := func(jobs []recordWrite) error {
+		if !record || len(jobs) == 0 {
+			return nil
+		}
+		return c.writeAll(ctx, jobs, p.led)
 	}
-	if err := c.writeAll(ctx, jobs, led); err != nil {
+	if err := flush(p.jobs); err != nil {
 		return nil, err
 	}
-	return led, nil
+	if err := p.newSightings(flush); err != nil {
+		return nil, err
+	}
+	if obs.Retention > 0 {
+		if err := c.retain(ctx, p, record); err != nil {
+			return nil, err
+		}
+	}
+	return p.led, nil
 }
 
 // recordWrite is one first-seen record to write: the transition to apply
@@ -261,48 +294,102 @@ type recordWrite struct {
 	tr   transition
 }
 
-// sightingWrites puts every sighted identity's clock into the ledger and
-// returns the records that change: new findings, and resolved ones that
-// came back.
-func sightingWrites(sighted map[Identity]Sighting, all map[string]stored, asOf time.Time, led *Ledger) []recordWrite {
+// pass is one observation's walk over the stored records.
+type pass struct {
+	obs     Observation
+	asOf    time.Time
+	sighted map[Identity]sighting
+	// strs are the sighted identities' strings, which the ledger shares.
+	strs                map[string]string
+	observed, uncertain map[string]bool
+	led                 *Ledger
+	// undecodable are the keys whose value did not decode.
+	undecodable map[string]stored
+	// jobs are the records to write: reopened, moved, resolved.
+	jobs []recordWrite
+	// seen are the clusters' last observations (nil without retention);
+	// prunes the records past retention.
+	seen   *clusterSeen
+	prunes []pruning
+}
+
+func newPass(obs Observation) *pass {
+	asOf := obs.AsOf.UTC()
+	strs := map[string]string{}
+	sighted := mergeSightings(obs.Sightings, strs)
+	return &pass{obs: obs, asOf: asOf, sighted: sighted, strs: strs, observed: setOf(obs.Observed), uncertain: setOf(obs.Uncertain),
+		led: &Ledger{AsOf: asOf, records: make(map[Identity]clockEntry, len(sighted))}, undecodable: map[string]stored{}}
+}
+
+// visit takes one stored record: a sighted one gets its clock (and is
+// rewritten when it came back or moved), an open one gone from the
+// observed clusters is resolved, and the rest are checked for retention.
+func (p *pass) visit(key string, rec *Record, rev uint64) {
+	if rec == nil {
+		p.undecodable[key] = stored{rev: rev}
+		return
+	}
+	st := stored{rec: rec, rev: rev}
+	if s, ok := p.sighted[rec.Identity]; ok {
+		id := p.sightedKey(rec.Identity)
+		tr := sightingTransition(Sighting{Identity: id, Severity: s.severity, Clusters: s.clusters}, p.asOf)
+		next, change, write := tr(rec)
+		p.led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
+		if write {
+			p.jobs = append(p.jobs, recordWrite{key, id, st, true, tr})
+		}
+		return
+	}
+	if rec.State == StateOpen && resolvable(*rec, p.asOf, p.observed, p.uncertain, p.obs.CoversFleet) {
+		tr := resolveTransition(p.asOf)
+		if next, _, write := tr(rec); write {
+			p.led.Fixed = append(p.led.Fixed, next)
+			p.jobs = append(p.jobs, recordWrite{key, rec.Identity, st, true, tr})
+		}
+		return
+	}
+	if p.seen != nil {
+		p.retainRecord(key, rec, rev)
+	}
+}
+
+// sightedKey is id with the sightings' copies of its strings, so the
+// ledger holds none of the decoded records' strings.
+func (p *pass) sightedKey(id Identity) Identity {
+	share := func(s string) string {
+		if c, ok := p.strs[s]; ok {
+			return c
+		}
+		return s
+	}
+	return Identity{Repository: share(id.Repository), VulnerabilityID: share(id.VulnerabilityID),
+		PkgName: share(id.PkgName), PkgPath: share(id.PkgPath)}
+}
+
+// newSightings records the sighted identities no stored record had, in
+// batches of writeBatch passed to flush.
+func (p *pass) newSightings(flush func([]recordWrite) error) error {
 	var jobs []recordWrite
-	for id, s := range sighted {
+	for id, s := range p.sighted {
+		if _, ok := p.led.records[id]; ok {
+			continue
+		}
 		key := id.Key()
-		prev, had := all[key]
-		tr := sightingTransition(s, asOf)
-		next, change, write := tr(prev.rec)
-		led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
+		prev, had := p.undecodable[key]
+		tr := sightingTransition(Sighting{Identity: id, Severity: s.severity, Clusters: s.clusters}, p.asOf)
+		next, change, write := tr(nil)
+		p.led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
 		if write {
 			jobs = append(jobs, recordWrite{key, id, prev, had, tr})
 		}
-	}
-	return jobs
-}
-
-// resolutionWrites resolves the open records that were not sighted in the
-// clusters the observation covered, listing them in led.Fixed.
-func resolutionWrites(obs Observation, sighted map[Identity]Sighting, all map[string]stored, asOf time.Time, led *Ledger) []recordWrite {
-	var jobs []recordWrite
-	observed := setOf(obs.Observed)
-	uncertain := setOf(obs.Uncertain)
-	for key, st := range all {
-		if st.rec == nil || st.rec.State != StateOpen {
-			continue
-		}
-		if _, ok := sighted[st.rec.Identity]; ok {
-			continue
-		}
-		if !resolvable(*st.rec, asOf, observed, uncertain, obs.CoversFleet) {
-			continue
-		}
-		tr := resolveTransition(asOf)
-		next, _, write := tr(st.rec)
-		if write {
-			led.Fixed = append(led.Fixed, next)
-			jobs = append(jobs, recordWrite{key, st.rec.Identity, st, true, tr})
+		if len(jobs) >= writeBatch {
+			if err := flush(jobs); err != nil {
+				return err
+			}
+			jobs = jobs[:0]
 		}
 	}
-	return jobs
+	return flush(jobs)
 }
 
 // writeAll writes the records, c.Concurrency at a time, and counts them in
@@ -336,7 +423,7 @@ func (c *Clock) writeAll(ctx context.Context, jobs []recordWrite, led *Ledger) e
 		}()
 	}
 	wg.Wait()
-	led.Writes = wrote
+	led.Writes += wrote
 	if len(errs) > 0 {
 		return fmt.Errorf("record first-seen dates in KV: %w", errors.Join(errs[:min(len(errs), 5)]...))
 	}
@@ -467,40 +554,92 @@ func resolvable(r Record, asOf time.Time, observed, uncertain map[string]bool, c
 	return true
 }
 
+// sighting is what the clock keeps of a sighted identity (the map key).
+type sighting struct {
+	severity string
+	clusters []string
+}
+
 // mergeSightings merges sightings of the same identity (several images of
-// one repository): worst severity, union of clusters. Cluster slices are
-// shared with the caller unless a merge needs a new one.
-func mergeSightings(in []Sighting) map[Identity]Sighting {
-	out := make(map[Identity]Sighting, len(in))
-	merged := map[Identity]bool{}
-	for _, s := range in {
-		s.Severity = NormalizeSeverity(s.Severity)
+// one repository): worst severity, union of clusters. Cluster lists are
+// shared: one copy of each distinct list. strs receives the identities'
+// strings.
+func mergeSightings(in iter.Seq[Sighting], strs map[string]string) map[Identity]sighting {
+	out := map[Identity]sighting{}
+	if in == nil {
+		return out
+	}
+	lists := clusterLists{bySlice: map[sliceID][]string{}, byKey: map[string][]string{}}
+	for s := range in {
+		sev := NormalizeSeverity(s.Severity)
 		prev, ok := out[s.Identity]
 		if !ok {
-			out[s.Identity] = s
+			out[s.Identity] = sighting{severity: sev, clusters: lists.canonical(s.Clusters)}
+			for _, part := range []string{s.Repository, s.VulnerabilityID, s.PkgName, s.PkgPath} {
+				strs[part] = part
+			}
 			continue
 		}
-		if SeverityRank(prev.Severity) < SeverityRank(s.Severity) {
-			s.Severity = prev.Severity
+		if SeverityRank(prev.severity) < SeverityRank(sev) {
+			sev = prev.severity
 		}
-		if !slices.Equal(prev.Clusters, s.Clusters) {
-			s.Clusters = append(append(make([]string, 0, len(prev.Clusters)+len(s.Clusters)), prev.Clusters...), s.Clusters...)
-			merged[s.Identity] = true
-		} else {
-			s.Clusters = prev.Clusters
+		clusters := prev.clusters
+		if !slices.Equal(clusters, s.Clusters) {
+			clusters = lists.union(clusters, s.Clusters)
 		}
-		out[s.Identity] = s
-	}
-	for id, s := range out {
-		if merged[id] || !sortedAndUnique(s.Clusters) {
-			s.Clusters = sortedUnique(slices.Clone(s.Clusters))
-		}
-		if len(s.Clusters) == 0 {
-			s.Clusters = nil
-		}
-		out[id] = s
+		out[s.Identity] = sighting{severity: sev, clusters: clusters}
 	}
 	return out
+}
+
+// clusterLists keeps one sorted, duplicate-free copy of each cluster list.
+type clusterLists struct {
+	// bySlice finds the canonical copy of a caller's list (the images
+	// share theirs) by its address and length.
+	bySlice map[sliceID][]string
+	byKey   map[string][]string
+}
+
+// sliceID identifies a slice by its first element's address and length.
+type sliceID struct {
+	first *string
+	n     int
+}
+
+// canonical is the shared sorted, duplicate-free copy of list (nil when
+// empty).
+func (l *clusterLists) canonical(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	id := sliceID{&list[0], len(list)}
+	if c, ok := l.bySlice[id]; ok {
+		return c
+	}
+	c := list
+	if !sortedAndUnique(c) {
+		c = sortedUnique(slices.Clone(c))
+	}
+	c = l.intern(c)
+	l.bySlice[id] = c
+	return c
+}
+
+// union is the shared copy of the union of two canonical lists.
+func (l *clusterLists) union(a, b []string) []string {
+	return l.intern(sortedUnique(append(slices.Clone(a), b...)))
+}
+
+func (l *clusterLists) intern(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	key := strings.Join(list, "\x00")
+	if c, ok := l.byKey[key]; ok {
+		return c
+	}
+	l.byKey[key] = list
+	return list
 }
 
 func sortedAndUnique(s []string) bool {

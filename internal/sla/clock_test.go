@@ -3,6 +3,7 @@ package sla
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,16 @@ func stored1(t *testing.T, kv jetstream.KeyValue, id Identity) Record {
 	return r
 }
 
+// revisions are the stored records' revisions by key.
+func revisions(t *testing.T, c *Clock) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	if err := c.each(t.Context(), func(key string, _ *Record, rev uint64) { out[key] = rev }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func wantChange(t *testing.T, led *Ledger, id Identity, change Change, firstSeen time.Time) {
 	t.Helper()
 	first, ch, ok := led.Lookup(id)
@@ -71,10 +82,10 @@ func TestClockAcrossRuns(t *testing.T) {
 	// Run 1: everything is new.
 	led := mustObserve(t, c, Observation{
 		AsOf: day(0), Observed: []string{"c1", "c2"}, CoversFleet: true,
-		Sightings: []Sighting{
+		Sightings: slices.Values([]Sighting{
 			sight(idA, "HIGH", "c1"), sight(idA, "critical", "c2"), // merged: worst severity, both clusters
 			sight(idB, "MEDIUM", "c1"), sight(idC, "LOW", "c1"),
-		},
+		}),
 	})
 	for _, id := range []Identity{idA, idB, idC} {
 		wantChange(t, led, id, ChangeNew, day(0))
@@ -90,7 +101,7 @@ func TestClockAcrossRuns(t *testing.T) {
 	// unscanned image → kept open, D new in c2.
 	led = mustObserve(t, c, Observation{
 		AsOf: day(10), Observed: []string{"c1", "c2"}, Uncertain: []string{idC.Repository}, CoversFleet: true,
-		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idD, "HIGH", "c2")},
+		Sightings: slices.Values([]Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idD, "HIGH", "c2")}),
 	})
 	wantChange(t, led, idA, ChangeStillOpen, day(0))
 	wantChange(t, led, idD, ChangeNew, day(10))
@@ -109,7 +120,7 @@ func TestClockAcrossRuns(t *testing.T) {
 	// with nothing uncertain → resolved. B is not listed as fixed again.
 	led = mustObserve(t, c, Observation{
 		AsOf: day(20), Observed: []string{"c1"},
-		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idB, "MEDIUM", "c1")},
+		Sightings: slices.Values([]Sighting{sight(idA, "CRITICAL", "c1", "c2"), sight(idB, "MEDIUM", "c1")}),
 	})
 	wantChange(t, led, idA, ChangeStillOpen, day(0))
 	wantChange(t, led, idB, ChangeReopened, day(0))
@@ -126,10 +137,7 @@ func TestClockAcrossRuns(t *testing.T) {
 
 	// A dry run (record=false) reports what would change and writes nothing.
 	ctx := t.Context()
-	before, err := c.load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := revisions(t, c)
 	dry, err := c.Observe(ctx, Observation{AsOf: day(30), Observed: []string{"c1", "c2"}, CoversFleet: true}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -137,12 +145,9 @@ func TestClockAcrossRuns(t *testing.T) {
 	if len(dry.Fixed) != 3 || dry.Writes != 0 {
 		t.Fatalf("dry run fixed %d writes %d, want 3 and 0", len(dry.Fixed), dry.Writes)
 	}
-	after, err := c.load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := revisions(t, c)
 	for k, v := range before {
-		if after[k].rev != v.rev {
+		if after[k] != v {
 			t.Fatalf("dry run changed %s", k)
 		}
 	}
@@ -151,7 +156,7 @@ func TestClockAcrossRuns(t *testing.T) {
 	// earlier and never resolves newer records.
 	led = mustObserve(t, c, Observation{
 		AsOf: day(-5), Observed: []string{"c1", "c2"}, CoversFleet: true,
-		Sightings: []Sighting{sight(idA, "CRITICAL", "c1", "c2")},
+		Sightings: slices.Values([]Sighting{sight(idA, "CRITICAL", "c1", "c2")}),
 	})
 	wantChange(t, led, idA, ChangeStillOpen, day(-5))
 	if len(led.Fixed) != 0 {
@@ -179,12 +184,12 @@ func TestClockConcurrentWriterKeepsEarliestFirstSeen(t *testing.T) {
 	kv := &racingKV{KV: env.Res.FirstSeen}
 	kv.race = func() {
 		// The other reporter saw A a day earlier and wrote first.
-		if _, err := other.Observe(t.Context(), Observation{AsOf: day(-1), Sightings: []Sighting{sight(idA, "HIGH", "c1")}}, true); err != nil {
+		if _, err := other.Observe(t.Context(), Observation{AsOf: day(-1), Sightings: slices.Values([]Sighting{sight(idA, "HIGH", "c1")})}, true); err != nil {
 			t.Error(err)
 		}
 	}
 	c := NewClock(kv, log)
-	led := mustObserve(t, c, Observation{AsOf: day(0), Sightings: []Sighting{sight(idA, "HIGH", "c1")}})
+	led := mustObserve(t, c, Observation{AsOf: day(0), Sightings: slices.Values([]Sighting{sight(idA, "HIGH", "c1")})})
 	first, _, _ := led.Lookup(idA)
 	if !first.Equal(day(-1)) {
 		t.Fatalf("first seen %s, want the other reporter's %s", first, day(-1))
@@ -203,5 +208,74 @@ func TestIdentityKeyIsValidKVKey(t *testing.T) {
 	}
 	if odd.Key() == idA.Key() || len(odd.Key()) != 64 {
 		t.Fatalf("bad key %q", odd.Key())
+	}
+}
+
+// TestClockRetention prunes records past --first-seen-retention: resolved
+// longer ago, or open in clusters unobserved for longer. Younger and
+// sighted records are kept, a dry run only counts, and a pruned finding
+// that comes back is new again with a fresh clock.
+func TestClockRetention(t *testing.T) {
+	env := natstest.Start(t)
+	c := NewClock(env.Res.FirstSeen, zaptest.NewLogger(t))
+	const retention = 100 * 24 * time.Hour
+	obs := func(d int, observed []string, s ...Sighting) Observation {
+		return Observation{AsOf: day(d), Observed: observed, Sightings: slices.Values(s), Retention: retention}
+	}
+	c1 := []string{"c1"}
+	mustObserve(t, c, obs(0, []string{"c1", "c2"}, sight(idA, "HIGH", "c1"), sight(idB, "LOW", "c1"), sight(idC, "LOW", "c2")))
+	// Day 10: B is fixed; c2 is gone from now on, so C stays open.
+	if led := mustObserve(t, c, obs(10, c1, sight(idA, "HIGH", "c1"))); len(led.Fixed) != 1 || led.Pruned != 0 {
+		t.Fatalf("day 10: fixed %+v, pruned %d", led.Fixed, led.Pruned)
+	}
+	exists := func(id Identity) bool {
+		_, err := env.Res.FirstSeen.Get(t.Context(), id.Key())
+		return err == nil
+	}
+	steps := []struct {
+		day    int
+		pruned int
+		gone   []Identity
+		kept   []Identity
+	}{
+		// Cutoff day 5: C's cluster was last observed on day 0; B was
+		// resolved on day 10, younger than the retention.
+		{105, 1, []Identity{idC}, []Identity{idA, idB}},
+		// Cutoff day 15: B is now past it. A, sighted since day 0, stays.
+		{115, 1, []Identity{idB}, []Identity{idA}},
+	}
+	for _, st := range steps {
+		dry, err := c.Observe(t.Context(), obs(st.day, c1, sight(idA, "HIGH", "c1")), false)
+		if err != nil || dry.Pruned != st.pruned {
+			t.Fatalf("day %d dry run: pruned %d (%v), want %d", st.day, dry.Pruned, err, st.pruned)
+		}
+		for _, id := range st.gone {
+			if !exists(id) {
+				t.Fatalf("day %d: the dry run pruned %s", st.day, id)
+			}
+		}
+		led := mustObserve(t, c, obs(st.day, c1, sight(idA, "HIGH", "c1")))
+		if led.Pruned != st.pruned || len(led.Fixed) != 0 {
+			t.Fatalf("day %d: pruned %d fixed %+v, want %d pruned, none fixed", st.day, led.Pruned, led.Fixed, st.pruned)
+		}
+		wantChange(t, led, idA, ChangeStillOpen, day(0))
+		for _, id := range st.gone {
+			if exists(id) {
+				t.Errorf("day %d: %s not pruned", st.day, id)
+			}
+		}
+		for _, id := range st.kept {
+			if !exists(id) {
+				t.Errorf("day %d: %s pruned", st.day, id)
+			}
+		}
+	}
+	// Day 120: B and C come back (c2 too): new, with a fresh clock.
+	led := mustObserve(t, c, obs(120, []string{"c1", "c2"}, sight(idA, "HIGH", "c1"), sight(idB, "LOW", "c1"), sight(idC, "LOW", "c2")))
+	wantChange(t, led, idB, ChangeNew, day(120))
+	wantChange(t, led, idC, ChangeNew, day(120))
+	wantChange(t, led, idA, ChangeStillOpen, day(0))
+	if led.Pruned != 0 {
+		t.Fatalf("day 120 pruned %d", led.Pruned)
 	}
 }

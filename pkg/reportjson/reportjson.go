@@ -259,6 +259,10 @@ type Summary struct {
 	KEVBreached   int `json:"kevBreached"`
 	EOLImages     int `json:"eolImages"`
 	FeedsDegraded int `json:"feedsDegraded"`
+	// FirstSeenPruned counts the first-seen records the report pruned:
+	// findings resolved, or clusters gone, longer than the reporter's
+	// --first-seen-retention. Absent when none were.
+	FirstSeenPruned int `json:"firstSeenPruned,omitempty"`
 }
 
 // Failure is an image whose scan failed.

@@ -86,13 +86,12 @@ func Input() report.Input {
 	}
 	first := map[string]string{"CVE-2024-0001": "2025-02-20T06:00:00Z", "CVE-2024-0002": "2025-03-01T06:00:00Z",
 		"CVE-2024-0003": "2025-01-15T06:00:00Z", "CVE-2023-9999": "2024-06-01T06:00:00Z", "CVE-2024-0004": "2025-01-01T06:00:00Z"}
-	for i := range nginxImg.Vulns {
-		v := &nginxImg.Vulns[i]
+	for _, v := range nginxImg.Vulns {
 		set("docker.io/library/nginx", v, ts(first[v.ID]), sla.ChangeStillOpen)
 		set("mirror.example.com/library/nginx", v, ts(first[v.ID]).AddDate(0, 0, 3), sla.ChangeStillOpen)
 	}
-	set("ghcr.io/acme/api", &apiImg.Vulns[0], ts("2025-03-05T06:00:00Z"), sla.ChangeReopened)
-	set("ghcr.io/acme/api", &apiImg.Vulns[1], AsOf, sla.ChangeNew)
+	set("ghcr.io/acme/api", apiImg.Vulns[0], ts("2025-03-05T06:00:00Z"), sla.ChangeReopened)
+	set("ghcr.io/acme/api", apiImg.Vulns[1], AsOf, sla.ChangeNew)
 	pol, err := sla.ParsePolicy([]byte(policy))
 	if err != nil {
 		panic(err)

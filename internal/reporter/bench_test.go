@@ -22,7 +22,6 @@ import (
 	"github.com/fleetscan/fleetscan/internal/rss"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
-	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
 // natsStoreEnv makes the test binary serve NATS JetStream instead of
@@ -102,26 +101,7 @@ func BenchmarkRun200k(b *testing.B) {
 	js, res := startNATSProcess(b)
 	st := store.New(js, res)
 	ctx := b.Context()
-	now := time.Now().UTC()
-	m := contract.RunManifest{RunID: "bench-run", Cycle: "c1", CreatedAt: now.Add(-time.Hour)}
-	for c := range reporttest.Clusters {
-		inv := contract.Inventory{RunID: m.RunID, Cycle: m.Cycle, Cluster: reporttest.ClusterName(c),
-			CollectedAt: m.CreatedAt, Entries: reporttest.Entries(c)}
-		inv.Pods = len(inv.Entries)
-		if err := st.PutInventory(ctx, inv); err != nil {
-			b.Fatal(err)
-		}
-		m.Clusters = append(m.Clusters, contract.ClusterStatus{Name: inv.Cluster, OK: true, Pods: inv.Pods})
-	}
-	for i := range reporttest.Images {
-		m.Expected = append(m.Expected, reporttest.Key(i))
-		if err := st.PutResult(ctx, reporttest.Result(i, m.Cycle, now)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := st.PutManifest(ctx, m); err != nil {
-		b.Fatal(err)
-	}
+	storeFleet(b, st, reporttest.Default)
 	publishBenchFeeds(b, res)
 	cfg := Defaults()
 	cfg.OutDir = filepath.Join(b.TempDir(), "report")

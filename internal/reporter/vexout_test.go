@@ -3,9 +3,7 @@ package reporter
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,41 +22,19 @@ import (
 )
 
 // cliFinding is a finding of `trivy image --format json` with its PURL.
-type cliFinding struct {
-	ID, Pkg, PURL string
-}
+type cliFinding = fixturetest.PURLFinding
 
 // trivyImage runs the Trivy CLI against ref with the fixture DB, plus
 // extra flags, and returns its findings.
 func trivyImage(t *testing.T, ctx context.Context, bin, cacheDir, ref string, extra ...string) []cliFinding {
 	t.Helper()
-	args := append([]string{"image", "--quiet", "--format", "json", "--cache-dir", cacheDir, "--cache-backend", "memory",
-		"--skip-db-update", "--skip-java-db-update", "--offline-scan", "--skip-version-check", "--insecure",
-		"--scanners", "vuln", "--image-src", "remote"}, extra...)
-	cmd := exec.CommandContext(ctx, bin, append(args, ref)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(cacheDir, ".no-docker-config"), "TRIVY_NO_PROGRESS=true")
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("trivy %v: %v: %s", args, err, stderr.String())
-	}
-	var rep struct {
-		Results []struct {
-			Vulnerabilities []struct {
-				VulnerabilityID string
-				PkgName         string
-				PkgIdentifier   struct{ PURL string }
-			}
-		}
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+	data, err := fixturetest.CLIReport(ctx, bin, cacheDir, ref, extra...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var out []cliFinding
-	for _, r := range rep.Results {
-		for _, v := range r.Vulnerabilities {
-			out = append(out, cliFinding{v.VulnerabilityID, v.PkgName, v.PkgIdentifier.PURL})
-		}
+	out, err := fixturetest.ParsePURLFindings(data)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

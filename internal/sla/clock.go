@@ -395,34 +395,26 @@ func (p *pass) newSightings(flush func([]recordWrite) error) error {
 // writeAll writes the records, c.Concurrency at a time, and counts them in
 // led.Writes; a concurrent writer's earlier first-seen wins in the ledger.
 func (c *Clock) writeAll(ctx context.Context, jobs []recordWrite, led *Ledger) error {
-	sem := make(chan struct{}, max(1, c.Concurrency))
 	var (
-		wg    sync.WaitGroup
 		mu    sync.Mutex
 		errs  []error
 		wrote int
 	)
-	for _, j := range jobs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			rec, err := c.write(ctx, j.key, j.prev, j.had, j.tr)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("first-seen record %s: %w", j.id, err))
-				return
-			}
-			wrote++
-			if e, ok := led.records[j.id]; ok && rec != nil {
-				// A concurrent writer may have set an earlier first-seen.
-				e.firstSeen = rec.FirstSeen
-				led.records[j.id] = e
-			}
-		}()
-	}
-	wg.Wait()
+	forEachBounded(c.Concurrency, jobs, func(j recordWrite) {
+		rec, err := c.write(ctx, j.key, j.prev, j.had, j.tr)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("first-seen record %s: %w", j.id, err))
+			return
+		}
+		wrote++
+		if e, ok := led.records[j.id]; ok && rec != nil {
+			// A concurrent writer may have set an earlier first-seen.
+			e.firstSeen = rec.FirstSeen
+			led.records[j.id] = e
+		}
+	})
 	led.Writes += wrote
 	if len(errs) > 0 {
 		return fmt.Errorf("record first-seen dates in KV: %w", errors.Join(errs[:min(len(errs), 5)]...))
@@ -675,4 +667,20 @@ func cmpChain(cs ...int) int {
 		}
 	}
 	return 0
+}
+
+// forEachBounded calls fn for every item, at most limit (at least one) at a
+// time, and returns when all calls have.
+func forEachBounded[T any](limit int, items []T, fn func(T)) {
+	sem := make(chan struct{}, max(1, limit))
+	var wg sync.WaitGroup
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(it)
+		}()
+	}
+	wg.Wait()
 }

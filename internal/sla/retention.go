@@ -173,32 +173,24 @@ func expired(r *Record, cutoff time.Time, seen *clusterSeen) bool {
 // unchanged since it was read (another reporter may have reopened it). It
 // returns how many it deleted.
 func (c *Clock) prune(ctx context.Context, list []pruning) (int, error) {
-	sem := make(chan struct{}, max(1, c.Concurrency))
 	var (
-		wg      sync.WaitGroup
 		mu      sync.Mutex
 		errs    []error
 		deleted int
 	)
-	for _, p := range list {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := c.kv.Delete(ctx, p.key, jetstream.LastRevision(p.rev))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				deleted++
-			case revisionMismatch(err):
-				// Changed since it was read: kept.
-			default:
-				errs = append(errs, fmt.Errorf("prune first-seen record %s: %w", p.key, err))
-			}
-		}()
-	}
-	wg.Wait()
+	forEachBounded(c.Concurrency, list, func(p pruning) {
+		err := c.kv.Delete(ctx, p.key, jetstream.LastRevision(p.rev))
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			deleted++
+		case revisionMismatch(err):
+			// Changed since it was read: kept.
+		default:
+			errs = append(errs, fmt.Errorf("prune first-seen record %s: %w", p.key, err))
+		}
+	})
 	if len(errs) > 0 {
 		return deleted, errors.Join(errs[:min(len(errs), 5)]...)
 	}

@@ -174,17 +174,16 @@ type rowBuilder struct {
 	asOf  time.Time
 	feeds *feeds.Memo
 	// ids are the SLA identities the rows show, each with its first row's
-	// severity (an index into sevs): a fleet has one per identity, so the
+	// severity (compactly: a fleet has one per identity), so the
 	// clock and change are looked up again for the diff rather than kept.
-	ids     map[sla.Identity]uint8
-	sevs    []string
+	ids     *identitySet
 	expired map[*sla.Acceptance]int
 	// byFix marks expired acceptances that ended on a fix (expire_on_fix).
 	byFix map[*sla.Acceptance]bool
 }
 
 func newRowBuilder(in Input) *rowBuilder {
-	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: map[sla.Identity]uint8{},
+	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: newIdentitySet(),
 		expired: map[*sla.Acceptance]int{}, byFix: map[*sla.Acceptance]bool{}}
 }
 
@@ -281,9 +280,7 @@ func (b *rowBuilder) clock(img *Image, v *Vuln) (time.Time, sla.Change) {
 		default:
 			seenNew = true
 		}
-		if _, dup := b.ids[id]; !dup {
-			b.ids[id] = b.severityIndex(v.Severity)
-		}
+		b.ids.add(repo, v)
 	}
 	if firstSeen.IsZero() {
 		firstSeen = b.asOf
@@ -394,21 +391,11 @@ func (s Summary) complete() bool {
 		s.FeedsDegraded == 0
 }
 
-// severityIndex is sev's index in b.sevs (added when new).
-func (b *rowBuilder) severityIndex(sev string) uint8 {
-	i := slices.Index(b.sevs, sev)
-	if i < 0 {
-		i = len(b.sevs)
-		b.sevs = append(b.sevs, sev)
-	}
-	return uint8(i)
-}
-
 // diff compares the identities of this report's rows with the previous
 // report (their ledger changes) and lists the fixed ones.
 func (b *rowBuilder) diff(fixed []sla.Record, severities []string) Diff {
 	d := Diff{NewFindings: []DiffEntry{}, FixedFindings: []DiffEntry{}}
-	for id, sev := range b.ids {
+	for id, sev := range b.ids.all() {
 		first, change := b.lookup(id)
 		switch change {
 		case sla.ChangeStillOpen:
@@ -419,7 +406,7 @@ func (b *rowBuilder) diff(fixed []sla.Record, severities []string) Diff {
 		default:
 			d.New++
 		}
-		d.NewFindings = append(d.NewFindings, DiffEntry{Identity: id, Severity: b.sevs[sev], FirstSeen: first,
+		d.NewFindings = append(d.NewFindings, DiffEntry{Identity: id, Severity: sev, FirstSeen: first,
 			Reopened: change == sla.ChangeReopened})
 	}
 	slices.SortFunc(d.NewFindings, compareDiff)

@@ -101,7 +101,7 @@ type rowTables struct {
 	vulns   []vulnEntry
 	vulnIdx map[*Vuln]uint32
 	strs    []string
-	strIdx  map[string]uint16
+	strIdx  map[string]uint32
 	accepts []*sla.Acceptance
 	accIdx  map[*sla.Acceptance]uint32
 	stmts   []*vex.Statement
@@ -117,7 +117,7 @@ type vulnEntry struct {
 
 func newRowTables(asOf time.Time, images []*Image) *rowTables {
 	t := &rowTables{asOf: asOf, images: images, imgIdx: make(map[*Image]uint32, len(images)),
-		vulnIdx: map[*Vuln]uint32{}, strIdx: map[string]uint16{},
+		vulnIdx: map[*Vuln]uint32{}, strIdx: map[string]uint32{},
 		accepts: []*sla.Acceptance{nil}, accIdx: map[*sla.Acceptance]uint32{},
 		stmts: []*vex.Statement{nil}, stmtIdx: map[*vex.Statement]uint32{}}
 	for i, img := range images {
@@ -161,16 +161,11 @@ func (t *rowTables) vuln(v *Vuln, m feeds.Match) uint32 {
 }
 
 func (t *rowTables) str(s string) uint16 {
-	if i, ok := t.strIdx[s]; ok {
-		return i
+	i := intern(&t.strs, t.strIdx, s)
+	if i > math.MaxUint16 {
+		panic("report: more than 65536 distinct rule names")
 	}
-	if len(t.strs) == math.MaxUint16 {
-		panic("report: more than 65535 distinct rule names")
-	}
-	i := uint16(len(t.strs))
-	t.strs = append(t.strs, s)
-	t.strIdx[s] = i
-	return i
+	return uint16(i)
 }
 
 // index is p's index in *list (0 is nil), appending it when new.
@@ -179,13 +174,7 @@ func index[P comparable](list *[]P, idx map[P]uint32, p P) uint32 {
 	if p == zero {
 		return 0
 	}
-	if i, ok := idx[p]; ok {
-		return i
-	}
-	i := uint32(len(*list))
-	*list = append(*list, p)
-	idx[p] = i
-	return i
+	return intern(list, idx, p)
 }
 
 // compare orders two records as compareFindings orders their rows.

@@ -36,13 +36,13 @@ func (r Rows) Len() int {
 	return len(r.list)
 }
 
-// At renders row i.
-func (r Rows) At(i int) Finding {
+// At renders row i (rows made with RowsOf: the row itself).
+func (r Rows) At(i int) *Finding {
 	if r.tab == nil {
-		return r.list[i]
+		return &r.list[i]
 	}
-	var f Finding
-	r.tab.render(&r.recs[i], &f)
+	f := new(Finding)
+	r.tab.render(&r.recs[i], f)
 	return f
 }
 

@@ -173,7 +173,9 @@ func runReporterChild(spec string) error {
 	cfg.OutDir, cfg.Now, cfg.SLAConfig = job.OutDir, job.Now, job.SLAConfig
 	log := zap.NewNop()
 	if os.Getenv(reporterLogEnv) != "" {
-		log = zap.NewExample()
+		if log, err = zap.NewDevelopment(); err != nil { // stderr: stdout is the answer
+			return err
+		}
 	}
 	deps := Deps{Store: store.New(js, res), FirstSeen: res.FirstSeen, Log: log, Feeds: feeds.ObjectStoreSource(res.Feeds)}
 	stop, err := startCPUProfile(os.Getenv(reporterCPUProfileEnv))

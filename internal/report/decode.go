@@ -6,7 +6,6 @@ import (
 	"encoding/json/v2"
 	"errors"
 	"reflect"
-	"slices"
 	"sync"
 	"time"
 
@@ -87,7 +86,7 @@ func decodeFindings(dec *jsontext.Decoder, out *[]contract.Finding) error {
 	if _, err := dec.ReadToken(); err != nil {
 		return err
 	}
-	*out = slices.Clone(sc.findings)
+	*out = append(make([]contract.Finding, 0, len(sc.findings)), sc.findings...) // [] is not nil
 	return nil
 }
 

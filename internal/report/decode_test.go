@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	json2 "encoding/json/v2"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -82,10 +83,13 @@ func TestDecodeResultErrors(t *testing.T) {
 	t.Parallel()
 	for _, tt := range decodeCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
-			_, wantErr := contract.DecodeScanResult([]byte(tt.in))
-			_, err := DecodeResult([]byte(tt.in))
+			want, wantErr := contract.DecodeScanResult([]byte(tt.in))
+			got, err := DecodeResult([]byte(tt.in))
 			if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
 				t.Fatalf("lean decode: %v\nwant %v", err, wantErr)
+			}
+			if dropUnread(&want); err == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("lean decode:\n got %+v\nwant %+v", got, want)
 			}
 			var de, wantDE *contract.DecodeError
 			if errors.As(err, &de) != errors.As(wantErr, &wantDE) || (de != nil && de.Field != wantDE.Field) {
@@ -137,6 +141,40 @@ func decodeCases(t testing.TB) []struct{ name, in string } {
 		{"bad last-modified date", `{"schemaVersion":"1.0",` + head + `,"status":"scanned","findings":[{"vulnerabilityId":"C","pkgName":"x","lastModifiedDate":"yesterday"}]}`},
 		{"description a number", `{"schemaVersion":"1.0",` + head + `,"status":"scanned","findings":[{"vulnerabilityId":"C","pkgName":"x","Description":1}]}`},
 		{"bad digest", strings.Replace(valid, `"digest":"sha256:`, `"digest":"sha256:zz`, 1)},
+	}
+}
+
+// TestDecodeResultMutations: the lean and the full decode agree on
+// thousands of random mutations of the decode cases (mostly corrupt).
+func TestDecodeResultMutations(t *testing.T) {
+	t.Parallel()
+	seeds := decodeCases(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte(`{}[]":,0123456789-nultrfaes\ ` + "\x01\xff")
+	for i := range 10_000 {
+		data := []byte(seeds[rng.IntN(len(seeds))].in)
+		for range 1 + rng.IntN(3) {
+			p, c := rng.IntN(len(data)), alphabet[rng.IntN(len(alphabet))]
+			switch rng.IntN(3) {
+			case 0:
+				data[p] = c
+			case 1:
+				data = append(data[:p], data[p+1:]...)
+			default:
+				data = append(data[:p], append([]byte{c}, data[p:]...)...)
+			}
+			if len(data) == 0 {
+				data = []byte("x")
+			}
+		}
+		want, wantErr := contract.DecodeScanResult(data)
+		got, err := DecodeResult(data)
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+			t.Fatalf("mutation %d %q:\nlean %v\nfull %v", i, data, err, wantErr)
+		}
+		if dropUnread(&want); err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("mutation %d %q: the lean decode differs", i, data)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,32 @@ func dropUnread(r *contract.ScanResult) {
 		f.PkgClass, f.Target, f.SeveritySource, f.Description, f.LastModifiedDate, f.References, f.LayerDigest = "", "", "", "", nil, nil, ""
 		if f.CVSS != nil {
 			f.CVSS = &contract.CVSS{Score: f.CVSS.Score}
+		}
+	}
+}
+
+// TestLeanFindingCoversFinding: every field of a finding, and of its CVSS,
+// is either read or type-checked by the lean decode: a field added to the
+// contract is decided on here (kept and copied, or dropped).
+func TestLeanFindingCoversFinding(t *testing.T) {
+	t.Parallel()
+	tags := func(typ reflect.Type) []string {
+		var out []string
+		for f := range typ.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			out = append(out, name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	lean := reflect.TypeFor[leanFinding]()
+	cvss, _ := lean.FieldByName("CVSS")
+	for _, tt := range []struct{ contract, lean reflect.Type }{
+		{reflect.TypeFor[contract.Finding](), lean},
+		{reflect.TypeFor[contract.CVSS](), cvss.Type.Field(1).Type},
+	} {
+		if got, want := tags(tt.lean), tags(tt.contract); !slices.Equal(got, want) {
+			t.Errorf("%s decodes %v, want %v", tt.lean, got, want)
 		}
 	}
 }

@@ -48,7 +48,8 @@ type waitOptions struct {
 // stored afterwards (polling every interval if the watch fails) until all
 // are done (scanned or failed) or the wait has passed; progress is logged
 // every interval. Each result is compacted as soon as it is current, so
-// findings are decoded once.
+// findings are decoded once, without the fields the report drops
+// (report.DecodeResult).
 func collect(ctx context.Context, st Store, sc *scope, o waitOptions, log *zap.Logger) (*collected, error) {
 	c := newCollector(st, sc, log)
 	start := o.Now()
@@ -78,6 +79,8 @@ type collector struct {
 	out     *collected
 	intern  *report.Interner
 	failed  int
+	// lean decodes results without the fields the report drops.
+	lean store.ReadOption
 }
 
 func newCollector(st Store, sc *scope, log *zap.Logger) *collector {
@@ -87,6 +90,7 @@ func newCollector(st Store, sc *scope, log *zap.Logger) *collector {
 	}
 	slices.SortFunc(keys, compareKeys)
 	c := &collector{st: st, sc: sc, log: log, keys: keys, out: &collected{}, intern: &report.Interner{},
+		lean:    store.DecodeWith(report.DecodeResult),
 		pending: make(map[contract.ImageKey]*pendingKey, len(keys)), tokens: make(map[string]contract.ImageKey, len(keys))}
 	for _, k := range keys {
 		c.pending[k] = &pendingKey{}
@@ -135,7 +139,7 @@ func (c *collector) watch(ctx context.Context, wait time.Duration) *store.Result
 	if len(c.keys) == 0 || wait <= 0 {
 		return nil
 	}
-	w, err := c.st.WatchResults(ctx)
+	w, err := c.st.WatchResults(ctx, c.lean)
 	if err != nil {
 		c.log.Warn("cannot watch the results; polling them instead", zap.Error(err))
 		return nil
@@ -155,7 +159,7 @@ func (c *collector) readAll(ctx context.Context) (bool, error) {
 			c.take(res.ImageKey, res)
 		}
 		return nil
-	})
+	}, c.lean)
 	if err == nil {
 		return true, nil
 	}
@@ -172,7 +176,7 @@ func (c *collector) readPending(ctx context.Context) error {
 		if _, ok := c.pending[k]; !ok {
 			continue
 		}
-		res, err := c.st.Result(ctx, k)
+		res, err := c.st.Result(ctx, k, c.lean)
 		var bad *contract.DecodeError
 		switch {
 		case errors.Is(err, store.ErrNotFound):

@@ -30,13 +30,15 @@ type Store interface {
 	InventoryHeader(ctx context.Context, cluster string) (contract.InventoryHeader, contract.InventoryEnd, error)
 	// OpenInventory reads a cluster's inventory chunk by chunk.
 	OpenInventory(ctx context.Context, cluster string) (*store.InventoryReader, error)
-	Result(ctx context.Context, key contract.ImageKey) (contract.ScanResult, error)
+	// Result, EachResult and WatchResults read results; the collector
+	// decodes them with report.DecodeResult (store.DecodeWith).
+	Result(ctx context.Context, key contract.ImageKey, opts ...store.ReadOption) (contract.ScanResult, error)
 	// EachResult streams the latest result of every key; the first pass
 	// uses it instead of one request per key.
-	EachResult(ctx context.Context, fn func(contract.ScanResult) error) error
+	EachResult(ctx context.Context, fn func(contract.ScanResult) error, opts ...store.ReadOption) error
 	// WatchResults delivers results stored after it is opened: the wait
 	// reacts to each instead of polling.
-	WatchResults(ctx context.Context) (*store.ResultWatch, error)
+	WatchResults(ctx context.Context, opts ...store.ReadOption) (*store.ResultWatch, error)
 }
 
 // requirement is what makes a key's result current: the run that expects

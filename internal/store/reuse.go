@@ -63,7 +63,7 @@ func (s *Store) ReusableResult(ctx context.Context, key contract.ImageKey, finge
 	if fingerprint == "" || raw.Header.Get(FingerprintHeader) != fingerprint {
 		return contract.ScanResult{}, false, nil
 	}
-	r, err := s.decodeResult(ctx, raw.Header, raw.Data)
+	r, err := s.decodeResult(ctx, raw.Header, raw.Data, contract.DecodeScanResult)
 	if err != nil {
 		return contract.ScanResult{}, false, err
 	}

@@ -76,8 +76,33 @@ func (s *Store) PutResult(ctx context.Context, r contract.ScanResult) error {
 	return nil
 }
 
+// ResultDecoder decodes and validates a stored result document.
+type ResultDecoder func(data []byte) (contract.ScanResult, error)
+
+// ReadOption changes how results are read.
+type ReadOption func(*readOptions)
+
+type readOptions struct {
+	decode ResultDecoder
+}
+
+// DecodeWith decodes results with dec instead of contract.DecodeScanResult:
+// one that reports the same errors but leaves out fields its caller never
+// reads (report.DecodeResult) saves their allocation.
+func DecodeWith(dec ResultDecoder) ReadOption {
+	return func(o *readOptions) { o.decode = dec }
+}
+
+func readWith(opts []ReadOption) readOptions {
+	o := readOptions{decode: contract.DecodeScanResult}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
 // Result returns the latest result for key, or ErrNotFound.
-func (s *Store) Result(ctx context.Context, key contract.ImageKey) (contract.ScanResult, error) {
+func (s *Store) Result(ctx context.Context, key contract.ImageKey, opts ...ReadOption) (contract.ScanResult, error) {
 	raw, err := s.res.Results.GetLastMsgForSubject(ctx, topology.ResultSubject(key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return contract.ScanResult{}, fmt.Errorf("result %s: %w", key, ErrNotFound)
@@ -85,10 +110,12 @@ func (s *Store) Result(ctx context.Context, key contract.ImageKey) (contract.Sca
 	if err != nil {
 		return contract.ScanResult{}, fmt.Errorf("get result %s: %w", key, err)
 	}
-	return s.decodeResult(ctx, raw.Header, raw.Data)
+	return s.decodeResult(ctx, raw.Header, raw.Data, readWith(opts).decode)
 }
 
-func (s *Store) decodeResult(ctx context.Context, h nats.Header, data []byte) (contract.ScanResult, error) {
+// decodeResult decodes a stored result with dec, fetching it from the
+// object store when it is claim-checked.
+func (s *Store) decodeResult(ctx context.Context, h nats.Header, data []byte, dec ResultDecoder) (contract.ScanResult, error) {
 	if name := h.Get(ClaimHeader); name != "" {
 		blob, err := s.res.ResultBlobs.GetBytes(ctx, name)
 		if err != nil {
@@ -96,15 +123,16 @@ func (s *Store) decodeResult(ctx context.Context, h nats.Header, data []byte) (c
 		}
 		data = blob
 	}
-	return contract.DecodeScanResult(data)
+	return dec(data)
 }
 
 // EachResult calls fn with the latest result of every key, in stream order.
 // Undecodable results are reported through fn's error path: EachResult stops
 // at the first error.
-func (s *Store) EachResult(ctx context.Context, fn func(contract.ScanResult) error) error {
+func (s *Store) EachResult(ctx context.Context, fn func(contract.ScanResult) error, opts ...ReadOption) error {
+	dec := readWith(opts).decode
 	return s.eachLatest(ctx, false, func(m jetstream.Msg) error {
-		r, err := s.decodeResult(ctx, m.Headers(), m.Data())
+		r, err := s.decodeResult(ctx, m.Headers(), m.Data(), dec)
 		if err != nil {
 			return fmt.Errorf("result on %s: %w", m.Subject(), err)
 		}

@@ -146,3 +146,72 @@ func TestInventoriesAndManifests(t *testing.T) {
 		t.Fatalf("runs = %v %v", runs, err)
 	}
 }
+
+// TestDecodeWith: every read of results (Result, EachResult, a watch)
+// decodes with the decoder it is given, inline and claim-checked results
+// alike, and with contract.DecodeScanResult by default.
+func TestDecodeWith(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := t.Context()
+	st := store.New(env.JS, env.Res)
+	st.InlineLimit = 4 << 10
+	decoded := 0
+	lean := store.DecodeWith(func(data []byte) (contract.ScanResult, error) {
+		decoded++
+		return contract.DecodeScanResult(data)
+	})
+	watch, err := st.WatchResults(ctx, lean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, large := bigResult(key(1), 1), bigResult(key(2), 50) // large is claim-checked
+	for _, r := range []contract.ScanResult{small, large} {
+		if err := st.PutResult(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		read func(opts ...store.ReadOption) (int, error)
+	}{
+		{"Result", func(opts ...store.ReadOption) (int, error) {
+			for _, k := range []contract.ImageKey{small.ImageKey, large.ImageKey} {
+				if _, err := st.Result(ctx, k, opts...); err != nil {
+					return 0, err
+				}
+			}
+			return 2, nil
+		}},
+		{"EachResult", func(opts ...store.ReadOption) (int, error) {
+			n := 0
+			err := st.EachResult(ctx, func(contract.ScanResult) error { n++; return nil }, opts...)
+			return n, err
+		}},
+	}
+	for _, tt := range tests {
+		for _, opts := range [][]store.ReadOption{nil, {lean}} {
+			decoded = 0
+			n, err := tt.read(opts...)
+			if err != nil || n != 2 || decoded != len(opts)*2 {
+				t.Errorf("%s with %d options: read %d, decoded %d by the option, %v", tt.name, len(opts), n, decoded, err)
+			}
+		}
+	}
+	decoded = 0
+	var got []string
+	for len(got) < 2 {
+		err := watch.Next(ctx, time.Minute, func(token string, r contract.ScanResult, err error) bool {
+			if err != nil {
+				t.Errorf("watched %s: %v", token, err)
+			}
+			got = append(got, token)
+			return len(got) < 2
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if decoded != 2 {
+		t.Errorf("the watch decoded %d of its 2 results with its decoder", decoded)
+	}
+}

@@ -17,14 +17,15 @@ import (
 // stored: a reporter waiting for a run's scans reacts to each one at once
 // instead of polling every key.
 type ResultWatch struct {
-	s    *Store
-	cons jetstream.Consumer
+	s      *Store
+	cons   jetstream.Consumer
+	decode ResultDecoder
 }
 
 // WatchResults opens a watch on results stored from now on. Open it before
 // reading what is already stored (EachResult), so nothing falls between
 // the two; a result seen twice is harmless.
-func (s *Store) WatchResults(ctx context.Context) (*ResultWatch, error) {
+func (s *Store) WatchResults(ctx context.Context, opts ...ReadOption) (*ResultWatch, error) {
 	info, err := s.res.Results.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("results stream info: %w", err)
@@ -37,7 +38,7 @@ func (s *Store) WatchResults(ctx context.Context) (*ResultWatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("results watch: %w", err)
 	}
-	return &ResultWatch{s: s, cons: cons}, nil
+	return &ResultWatch{s: s, cons: cons, decode: readWith(opts).decode}, nil
 }
 
 // Next waits up to maxWait for new results and calls fn with each: the
@@ -53,7 +54,7 @@ func (w *ResultWatch) Next(ctx context.Context, maxWait time.Duration, fn func(t
 	}
 	prefix := topology.ResultsSubjectPrefix + "."
 	for m := range batch.Messages() {
-		r, err := w.s.decodeResult(ctx, m.Headers(), m.Data())
+		r, err := w.s.decodeResult(ctx, m.Headers(), m.Data(), w.decode)
 		if err != nil {
 			err = fmt.Errorf("result on %s: %w", m.Subject(), err)
 		}

@@ -101,9 +101,12 @@ func checkVersion(kind, v string) error {
 // required fields. The document is parsed once on the happy path; only when
 // it does not fit v is the version peeked at, so a future major with a
 // different shape is reported as a version problem, not as a type error.
-func decode[T versioned](data []byte, v T) error {
+func decode[T versioned](data []byte, v T) error { return decodeWith(data, v, json.Unmarshal) }
+
+// decodeWith is decode with unmarshal in place of json.Unmarshal.
+func decodeWith[T versioned](data []byte, v T, unmarshal func([]byte, any) error) error {
 	kind := v.kind()
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := unmarshal(data, v); err != nil {
 		var head struct {
 			SchemaVersion json.RawMessage `json:"schemaVersion"`
 		}

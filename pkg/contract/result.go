@@ -239,7 +239,18 @@ func (r ScanResult) Encode() ([]byte, error) {
 
 // DecodeScanResult parses and validates a result.
 func DecodeScanResult(data []byte) (ScanResult, error) {
+	return DecodeScanResultWith(data, json.Unmarshal)
+}
+
+// DecodeScanResultWith is DecodeScanResult parsing with unmarshal instead
+// of json.Unmarshal, validating the result and reporting errors the same
+// way. unmarshal must behave as json.Unmarshal (the same errors) except in
+// which fields it fills: a reader that needs only part of a result passes
+// one that skips the fields it never reads (encoding/json/v2 with the v1
+// options and type-specific unmarshalers), so they are never allocated.
+// The fields validation reads must be kept.
+func DecodeScanResultWith(data []byte, unmarshal func(data []byte, v any) error) (ScanResult, error) {
 	var r ScanResult
-	err := decode(data, &r)
+	err := decodeWith(data, &r, unmarshal)
 	return r, err
 }

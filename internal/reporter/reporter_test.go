@@ -204,6 +204,10 @@ func TestFirstSeenRetention(t *testing.T) {
 	if d, s := o.Report.Diff, o.Report.Summary; s.FirstSeenPruned != 1 || d.Fixed != 1 || d.FixedFindings[0].VulnerabilityID != low.id || d.StillOpen != 1 {
 		t.Fatalf("run 3: pruned %d, diff %+v", s.FirstSeenPruned, d)
 	}
+	// The pruned record left no marker: CRITICAL, LOW and the clusters key.
+	if st, err := f.env.Res.FirstSeen.Status(f.ctx); err != nil || st.Values() != 3 {
+		t.Fatalf("run 3: first-seen bucket status %v (%v), want 3 messages", st, err)
+	}
 	o = step(4, "2025-03-01T06:00:00Z", key('d'), crit, high, low) // cutoff 01-30: LOW's record (02-20) is kept
 	d := o.Report.Diff
 	if o.Report.Summary.FirstSeenPruned != 0 || d.New != 1 || d.Reopened != 1 || d.StillOpen != 1 || d.Fixed != 0 {

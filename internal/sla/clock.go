@@ -176,7 +176,10 @@ type KV interface {
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
-	Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
+	// Purge and PurgeDeletes prune records: Purge leaves a marker per key,
+	// PurgeDeletes removes the markers.
+	Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
+	PurgeDeletes(ctx context.Context, opts ...jetstream.KVPurgeOpt) error
 }
 
 // Clock keeps first-seen records in a KV bucket (topology.FirstSeenBucket).

@@ -159,8 +159,10 @@ func (c *Clock) retain(ctx context.Context, p *pass, record bool) error {
 // removed at once, whatever its age (a negative DeleteMarkersOlderThan):
 // the clock reads none of them, a pruned identity that comes back is new
 // either way. This reads the bucket once more, so it runs only when records
-// were pruned. A failure is logged, not returned: the report stands, and
-// the next pruning removes the markers left.
+// were pruned. A concurrent reporter that records a pruned identity again
+// between that read and the removal of its marker loses the record (the
+// next report finds it new). A failure is logged, not returned: the report
+// stands, and the next pruning removes the markers left.
 func (c *Clock) purgeMarkers(ctx context.Context) bool {
 	if err := c.kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(-1)); err != nil {
 		c.log.Warn("first-seen records pruned but their markers not purged; the next pruning purges them", zap.Error(err))

@@ -3,7 +3,6 @@ package sla
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -284,13 +283,6 @@ func TestClockRetention(t *testing.T) {
 	}
 }
 
-// failingPurges is a bucket whose markers cannot be purged.
-type failingPurges struct{ jetstream.KeyValue }
-
-func (failingPurges) PurgeDeletes(context.Context, ...jetstream.KVPurgeOpt) error {
-	return errors.New("purge refused")
-}
-
 // streamMessages is how many messages the bucket's stream holds: records,
 // markers and the clusters key.
 func streamMessages(t *testing.T, kv jetstream.KeyValue) uint64 {
@@ -302,32 +294,27 @@ func streamMessages(t *testing.T, kv jetstream.KeyValue) uint64 {
 	return st.Values()
 }
 
-// TestPruningLeavesBoundedState prunes n records past retention: the
-// bucket's stream then holds the live record and the clusters key only,
-// whatever n (pruning leaves no marker behind). When the markers cannot be
-// purged the report still succeeds with a warning, one marker left per
-// pruned record. Either way the pruned findings that come back are new,
-// with a fresh clock.
+// TestPruningLeavesBoundedState prunes n records past retention: each
+// leaves a purge marker that the server removes after the clock's
+// MarkerTTL, so the bucket's stream then holds the live record and the
+// clusters key only, whatever n. The pruned findings that come back are
+// new, with a fresh clock.
 func TestPruningLeavesBoundedState(t *testing.T) {
+	const markerTTL = time.Second
 	tests := []struct {
-		name      string
-		n         int
-		failPurge bool
+		name string
+		n    int
 	}{
-		{"one pruned", 1, false},
-		{"fifty pruned", 50, false},
-		{"five hundred pruned", 500, false},
-		{"markers not purged", 50, true},
+		{"one pruned", 1},
+		{"fifty pruned", 50},
+		{"five hundred pruned", 500},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := natstest.Start(t)
-			var kv KV = env.Res.FirstSeen
-			if tt.failPurge {
-				kv = failingPurges{env.Res.FirstSeen}
-			}
 			core, logs := observer.New(zap.InfoLevel)
-			c := NewClock(kv, zap.New(core))
+			c := NewClock(env.Res.FirstSeen, zap.New(core))
+			c.MarkerTTL = markerTTL
 			obs := func(d int, observed []string, s []Sighting) Observation {
 				return Observation{AsOf: day(d), Observed: observed, Sightings: slices.Values(s), Retention: 100 * 24 * time.Hour}
 			}
@@ -341,30 +328,30 @@ func TestPruningLeavesBoundedState(t *testing.T) {
 			mustObserve(t, c, obs(0, []string{"c1", "gone"}, all))
 			before := streamMessages(t, env.Res.FirstSeen)
 			// Day 101: cluster gone was last observed more than 100 days ago.
+			started := time.Now()
 			if led := mustObserve(t, c, obs(101, []string{"c1"}, live)); led.Pruned != tt.n {
 				t.Fatalf("pruned %d, want %d", led.Pruned, tt.n)
 			}
-			after := streamMessages(t, env.Res.FirstSeen)
-			t.Logf("%d records pruned: %d stream messages before, %d after", tt.n, before, after)
-			want := uint64(2) // idA and the clusters key
-			if tt.failPurge {
-				want += uint64(tt.n)
-			}
-			if before != uint64(tt.n)+2 || after != want {
-				t.Fatalf("stream messages %d before pruning, %d after; want %d, %d", before, after, tt.n+2, want)
+			took := time.Since(started)
+			markers := streamMessages(t, env.Res.FirstSeen)
+			const want = 2 // idA and the clusters key
+			waited := natstest.WaitForValues(t, env.Res.FirstSeen, want, markerTTL+30*time.Second)
+			t.Logf("%d records pruned (whole observation %s): %d stream messages before, %d just after (markers), %d after %s",
+				tt.n, took, before, markers, want, waited)
+			if before != uint64(tt.n)+want || markers > uint64(tt.n)+want {
+				t.Fatalf("stream messages %d before pruning, %d after; want %d, at most %d", before, markers, tt.n+want, tt.n+want)
 			}
 			pruned := logs.FilterMessage("first-seen records pruned").AllUntimed()
-			warned := logs.FilterLevelExact(zap.WarnLevel).Len()
-			if len(pruned) != 1 || pruned[0].ContextMap()["markers_purged"] != !tt.failPurge || (warned == 1) != tt.failPurge {
-				t.Fatalf("logged %+v and %d warnings", pruned, warned)
+			if len(pruned) != 1 || pruned[0].ContextMap()["marker_ttl"] != markerTTL || logs.FilterLevelExact(zap.WarnLevel).Len() != 0 {
+				t.Fatalf("logged %+v", logs.AllUntimed())
 			}
 			led := mustObserve(t, c, obs(102, []string{"c1", "gone"}, all))
 			for _, s := range gone {
 				wantChange(t, led, s.Identity, ChangeNew, day(102))
 			}
 			wantChange(t, led, idA, ChangeStillOpen, day(0))
-			if got := streamMessages(t, env.Res.FirstSeen); got != uint64(tt.n)+2 {
-				t.Fatalf("%d stream messages with every record back, want %d", got, tt.n+2)
+			if got := streamMessages(t, env.Res.FirstSeen); got != uint64(tt.n)+want {
+				t.Fatalf("%d stream messages with every record back, want %d", got, tt.n+want)
 			}
 		})
 	}

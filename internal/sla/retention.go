@@ -142,33 +142,13 @@ func (c *Clock) retain(ctx context.Context, p *pass, record bool) error {
 	var err error
 	p.led.Pruned, err = c.prune(ctx, p.prunes)
 	if p.led.Pruned > 0 {
-		// Also after a partial failure: what was pruned leaves no marker.
-		purged := c.purgeMarkers(ctx)
 		c.log.Info("first-seen records pruned", zap.Int("pruned", p.led.Pruned), zap.Duration("retention", p.obs.Retention),
-			zap.Bool("markers_purged", purged))
+			zap.Duration("marker_ttl", c.markerTTL()))
 	}
 	if err != nil {
 		return fmt.Errorf("prune first-seen records: %w", err)
 	}
 	return nil
-}
-
-// purgeMarkers removes the markers pruning leaves (a purged key keeps one
-// message in the bucket's stream), so the stream holds the live records
-// only and does not grow with every identity ever pruned. Every marker is
-// removed at once, whatever its age (a negative DeleteMarkersOlderThan):
-// the clock reads none of them, a pruned identity that comes back is new
-// either way. This reads the bucket once more, so it runs only when records
-// were pruned. A concurrent reporter that records a pruned identity again
-// between that read and the removal of its marker loses the record (the
-// next report finds it new). A failure is logged, not returned: the report
-// stands, and the next pruning removes the markers left.
-func (c *Clock) purgeMarkers(ctx context.Context) bool {
-	if err := c.kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(-1)); err != nil {
-		c.log.Warn("first-seen records pruned but their markers not purged; the next pruning purges them", zap.Error(err))
-		return false
-	}
-	return true
 }
 
 // expired reports whether record r is past the retention cutoff.
@@ -192,16 +172,19 @@ func expired(r *Record, cutoff time.Time, seen *clusterSeen) bool {
 
 // prune purges the records, c.Concurrency at a time, each only if it is
 // unchanged since it was read (another reporter may have reopened it): a
-// purge marker replaces every revision of the key. It returns how many it
-// purged.
+// purge marker replaces every revision of the key, and the server removes
+// the marker after c.MarkerTTL, so the bucket's stream does not grow with
+// every identity ever pruned and nothing is read again. It returns how
+// many it purged.
 func (c *Clock) prune(ctx context.Context, list []pruning) (int, error) {
 	var (
 		mu      sync.Mutex
 		errs    []error
 		deleted int
+		ttl     = c.markerTTL()
 	)
 	forEachBounded(c.Concurrency, list, func(p pruning) {
-		err := c.kv.Purge(ctx, p.key, jetstream.LastRevision(p.rev))
+		err := c.kv.Purge(ctx, p.key, jetstream.LastRevision(p.rev), jetstream.PurgeTTL(ttl))
 		mu.Lock()
 		defer mu.Unlock()
 		switch {

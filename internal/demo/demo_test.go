@@ -57,7 +57,7 @@ func testDemoOn(t *testing.T, today time.Time) {
 	}
 	past := today.AddDate(0, 0, -40)
 	var newRiskAPI, breachedOld int
-	for _, f := range o.Report.Findings {
+	for f := range o.Report.Findings.All() {
 		riskAPI := false
 		for _, w := range f.Workloads() {
 			riskAPI = riskAPI || strings.Contains(w, "risk-api")
@@ -84,10 +84,10 @@ func testDemoOn(t *testing.T, today time.Time) {
 	// (39 days ago: breached, ranked first), and the top EPSS findings get
 	// 14 days.
 	rules := map[string]int{}
-	for _, f := range o.Report.Findings {
+	for f := range o.Report.Findings.All() {
 		rules[f.DeadlineRule]++
 	}
-	if first := o.Report.Findings[0]; !first.Exploit.InKEV() || !first.Breached || first.DeadlineRule != "kev" {
+	if first := o.Report.Findings.At(0); !first.Exploit.InKEV() || !first.Breached || first.DeadlineRule != "kev" {
 		t.Errorf("first row %s: kev %v breached %v rule %q, want a breached KEV row", first.Vuln.ID, first.Exploit.InKEV(), first.Breached, first.DeadlineRule)
 	}
 	if s.KEV == 0 || s.KEVBreached == 0 || rules["kev"] == 0 || rules["epss"] == 0 || rules["severity"] == 0 || s.FeedsDegraded != 0 {

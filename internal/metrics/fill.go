@@ -12,8 +12,7 @@ func (g *gauges) fill(in Input) {
 	r := in.Report
 	g.zeroTotals(r, in.KEV != nil)
 	var oldest float64
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		g.countFinding(f, in)
 		if f.Gating() {
 			oldest = max(oldest, r.AsOf.Sub(f.Deadline).Seconds())

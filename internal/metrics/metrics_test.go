@@ -153,8 +153,8 @@ func kevReport(t *testing.T) *report.Report {
 
 func countRows(r *report.Report, keep func(*report.Finding) bool) int {
 	n := 0
-	for i := range r.Findings {
-		if keep(&r.Findings[i]) {
+	for f := range r.Findings.All() {
+		if keep(f) {
 			n++
 		}
 	}
@@ -170,8 +170,8 @@ func TestVEXNotABreach(t *testing.T) {
 	in.VEX = sample.NotAffected("CVE-2024-0001", "docker.io/library/nginx")
 	r := report.Build(in)
 	for _, rep := range []*report.Report{base, r} {
-		for i := range rep.Findings {
-			if f := &rep.Findings[i]; f.ID == "CVE-2024-0001" && f.Gating() != (rep == base) {
+		for f := range rep.Findings.All() {
+			if f.ID == "CVE-2024-0001" && f.Gating() != (rep == base) {
 				t.Fatalf("CVE-2024-0001 gating %v, status %s (VEX applied: %v)", f.Gating(), f.Status, rep == r)
 			}
 		}
@@ -180,7 +180,8 @@ func TestVEXNotABreach(t *testing.T) {
 		t.Fatalf("summary with VEX %+v, without %+v", r.Summary, base.Summary)
 	}
 	_, fams := writeSample(t, Input{Report: r})
-	scopes := len(r.Findings[slices.IndexFunc(r.Findings, func(f report.Finding) bool { return f.ID == "CVE-2024-0001" })].Img.Scopes)
+	rows := r.Findings.Slice()
+	scopes := len(rows[slices.IndexFunc(rows, func(f report.Finding) bool { return f.ID == "CVE-2024-0001" })].Img.Scopes)
 	for _, c := range []struct {
 		metric string
 		labels map[string]string
@@ -205,8 +206,7 @@ func TestPerPlace(t *testing.T) {
 	r := sample.Report()
 	_, fams := writeSample(t, Input{Report: r, KEV: kevSample})
 	findings, breaches, kev := map[place]int{}, map[place]int{}, map[place]int{}
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		for _, sc := range f.Img.Scopes {
 			findings[place{sc.Cluster, sc.Namespace, f.Severity, string(f.Status)}]++
 			if f.Breached && f.Status != sla.StatusAccepted {

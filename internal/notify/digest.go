@@ -171,8 +171,7 @@ func DigestsBy(r *report.Report, owners Resolver) []*Digest {
 		}
 		return d
 	}
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		for _, owner := range owners.workloadOwners(f.Workloads()) {
 			addFinding(get(owner), r.AsOf, f, owners)
 		}

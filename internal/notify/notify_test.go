@@ -90,11 +90,13 @@ func TestDigests(t *testing.T) {
 
 	// A breached finding that reopened is a new breach for its owner only.
 	r := sample.Report()
-	for i := range r.Findings {
-		if r.Findings[i].ID == "CVE-2024-0001" {
-			r.Findings[i].Change = sla.ChangeReopened
+	rows := r.Findings.Slice()
+	for i := range rows {
+		if rows[i].ID == "CVE-2024-0001" {
+			rows[i].Change = sla.ChangeReopened
 		}
 	}
+	r.Findings = report.RowsOf(rows...)
 	for _, d := range Digests(r, Owners{{Owner: "team-web", Namespaces: []string{"web", "edge"}}}) {
 		got := []string{}
 		for _, it := range d.NewBreaches {

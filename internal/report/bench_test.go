@@ -102,8 +102,8 @@ func benchReport(b *testing.B, enrichment *feeds.Enrichment) {
 		}
 		r := Build(Input{GeneratedAt: asOf, AsOf: asOf, Scope: Scope{Mode: "fleet"}, Images: images,
 			Policy: policy, Ledger: led, Enrichment: enrichment})
-		if len(r.Findings) != reporttest.Images*reporttest.PerImage {
-			b.Fatalf("%d findings", len(r.Findings))
+		if r.Findings.Len() != reporttest.Images*reporttest.PerImage {
+			b.Fatalf("%d findings", r.Findings.Len())
 		}
 		if enrichment != nil && r.Summary.KEV == 0 {
 			b.Fatal("no KEV rows: the feeds were not applied")

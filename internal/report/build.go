@@ -3,7 +3,6 @@ package report
 import (
 	"cmp"
 	"iter"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -108,13 +107,13 @@ func Build(in Input) *Report {
 	}
 	r := newReport(in, severities)
 	rows := newRowBuilder(in)
-	r.Findings = sortFindings(rows.build(r.Images))
+	r.Findings = rows.build(r.Images)
 	r.Summary = summarize(r, severities)
 	r.Summary.FirstSeenPruned = in.FirstSeenPruned
 	r.Complete = r.Summary.complete()
 	r.ExpiredAcceptances = rows.expiredAcceptances()
 	r.Diff = rows.diff(in.Fixed, severities)
-	r.Tickets = BuildTickets(r.Findings)
+	r.Tickets = BuildTickets(r.Findings.All())
 	r.Summary.Tickets = len(r.Tickets)
 	return r
 }
@@ -175,41 +174,44 @@ type rowBuilder struct {
 	asOf  time.Time
 	feeds *feeds.Memo
 	// ids are the SLA identities the rows show, each with its first row's
-	// severity (an index into sevs): a fleet has one per identity, so the
+	// severity (compactly: a fleet has one per identity), so the
 	// clock and change are looked up again for the diff rather than kept.
-	ids     map[sla.Identity]uint8
-	sevs    []string
+	ids     *identitySet
 	expired map[*sla.Acceptance]int
 	// byFix marks expired acceptances that ended on a fix (expire_on_fix).
 	byFix map[*sla.Acceptance]bool
 }
 
 func newRowBuilder(in Input) *rowBuilder {
-	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: map[sla.Identity]uint8{},
+	return &rowBuilder{in: in, asOf: in.AsOf.UTC(), feeds: in.Enrichment.Memo(), ids: newIdentitySet(),
 		expired: map[*sla.Acceptance]int{}, byFix: map[*sla.Acceptance]bool{}}
 }
 
 // build makes one row per vulnerability of each image that passes the
-// filter.
-func (b *rowBuilder) build(images []*Image) []Finding {
+// filter, compactly, and ranks them.
+func (b *rowBuilder) build(images []*Image) Rows {
 	n := 0
 	for _, img := range images {
 		n += len(img.Vulns)
 	}
-	rows := make([]Finding, 0, n)
+	tab := newRowTables(b.asOf, images)
+	recs := make([]rowRec, 0, n)
+	var f Finding
 	for _, img := range images {
 		for _, v := range img.Vulns {
 			if b.in.Filter.Keep(v) {
-				rows = append(rows, b.row(img, v))
+				b.row(img, v, &f)
+				recs = append(recs, tab.record(&f))
 			}
 		}
 	}
-	return rows
+	tab.sortRows(recs)
+	return Rows{recs: slices.Clip(recs), tab: tab}
 }
 
-// row is v in img with its SLA clock, deadline and acceptance.
-func (b *rowBuilder) row(img *Image, v *Vuln) Finding {
-	f := Finding{Vuln: v, Img: img}
+// row fills f with v in img, its SLA clock, deadline and acceptance.
+func (b *rowBuilder) row(img *Image, v *Vuln, f *Finding) {
+	*f = Finding{Vuln: v, Img: img}
 	f.FirstSeen, f.Change = b.clock(img, v)
 	f.Exploit = b.feeds.Lookup(v.ID)
 	dl := b.in.Policy.Deadline(sla.DeadlineInput{
@@ -221,13 +223,13 @@ func (b *rowBuilder) row(img *Image, v *Vuln) Finding {
 		f.SLARule = sla.DefaultRule // slaRule keeps its meaning: the days' source
 	}
 	f.Breached = b.asOf.After(f.Deadline)
-	f.DaysRemaining = int(math.Floor(f.Deadline.Sub(b.asOf).Hours() / 24))
+	f.DaysRemaining = daysRemaining(f.Deadline, b.asOf)
 
 	// A VEX not_affected or fixed statement decides the row; affected and
 	// under_investigation annotate it and leave it to the acceptances.
 	if f.VEX = b.vex(img, v); f.VEX != nil && f.VEX.Status.Suppresses() {
 		f.Status, f.Breached = sla.Status(f.VEX.Status), false
-		return f
+		return
 	}
 	d := b.in.Acceptances.DecideFor(sla.Subject{
 		Vulnerability: v.ID, Package: v.PkgName, PURL: v.PURL, Repositories: img.Repositories,
@@ -240,7 +242,6 @@ func (b *rowBuilder) row(img *Image, v *Vuln) Finding {
 			b.byFix[d.Acceptance] = true
 		}
 	}
-	return f
 }
 
 // vex is the statement that applies to v in img: the newest among the
@@ -279,9 +280,7 @@ func (b *rowBuilder) clock(img *Image, v *Vuln) (time.Time, sla.Change) {
 		default:
 			seenNew = true
 		}
-		if _, dup := b.ids[id]; !dup {
-			b.ids[id] = b.severityIndex(v.Severity)
-		}
+		b.ids.add(repo, v)
 	}
 	if firstSeen.IsZero() {
 		firstSeen = b.asOf
@@ -329,8 +328,7 @@ func summarize(r *Report, severities []string) Summary {
 	for _, sev := range severities {
 		s.BySeverity[sev] = 0
 	}
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		s.BySeverity[f.Severity]++
 		if f.Breached {
 			s.Breached++
@@ -355,7 +353,7 @@ func summarize(r *Report, severities []string) Summary {
 			}
 		}
 	}
-	s.Findings = len(r.Findings)
+	s.Findings = r.Findings.Len()
 	s.ImagesScanned = len(r.Images)
 	for _, img := range r.Images {
 		if img.EOL() {
@@ -393,21 +391,11 @@ func (s Summary) complete() bool {
 		s.FeedsDegraded == 0
 }
 
-// severityIndex is sev's index in b.sevs (added when new).
-func (b *rowBuilder) severityIndex(sev string) uint8 {
-	i := slices.Index(b.sevs, sev)
-	if i < 0 {
-		i = len(b.sevs)
-		b.sevs = append(b.sevs, sev)
-	}
-	return uint8(i)
-}
-
 // diff compares the identities of this report's rows with the previous
 // report (their ledger changes) and lists the fixed ones.
 func (b *rowBuilder) diff(fixed []sla.Record, severities []string) Diff {
 	d := Diff{NewFindings: []DiffEntry{}, FixedFindings: []DiffEntry{}}
-	for id, sev := range b.ids {
+	for id, sev := range b.ids.all() {
 		first, change := b.lookup(id)
 		switch change {
 		case sla.ChangeStillOpen:
@@ -418,7 +406,7 @@ func (b *rowBuilder) diff(fixed []sla.Record, severities []string) Diff {
 		default:
 			d.New++
 		}
-		d.NewFindings = append(d.NewFindings, DiffEntry{Identity: id, Severity: b.sevs[sev], FirstSeen: first,
+		d.NewFindings = append(d.NewFindings, DiffEntry{Identity: id, Severity: sev, FirstSeen: first,
 			Reopened: change == sla.ChangeReopened})
 	}
 	slices.SortFunc(d.NewFindings, compareDiff)
@@ -445,74 +433,6 @@ func countInferred(images []*Image) int {
 		}
 	}
 	return len(seen)
-}
-
-// compareFindings orders rows: breached first; within that, KEV-listed
-// first, then the earliest deadline, the higher EPSS score, the worse
-// severity, and a stable tail (image, vulnerability, package, path,
-// digest).
-func compareFindings(a, b *Finding) int {
-	if a.Breached != b.Breached {
-		return cmpBool(b.Breached, a.Breached)
-	}
-	if ka, kb := a.Exploit.InKEV(), b.Exploit.InKEV(); ka != kb {
-		return cmpBool(kb, ka)
-	}
-	if c := a.Deadline.Compare(b.Deadline); c != 0 {
-		return c
-	}
-	if ea, eb := epssRank(a), epssRank(b); ea != eb {
-		return cmp.Compare(eb, ea)
-	}
-	if ra, rb := sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity); ra != rb {
-		return cmp.Compare(ra, rb)
-	}
-	return cmp.Or(
-		strings.Compare(a.Img.Reference, b.Img.Reference),
-		strings.Compare(a.ID, b.ID),
-		strings.Compare(a.PkgName, b.PkgName),
-		strings.Compare(a.PkgPath, b.PkgPath),
-		strings.Compare(a.Img.Key.Digest, b.Img.Key.Digest),
-		strings.Compare(a.Img.Platform, b.Img.Platform),
-	)
-}
-
-// sortFindings sorts rows by compareFindings: it sorts an index, then
-// applies the permutation in place, which is much cheaper than swapping
-// the rows themselves and needs no second copy of them.
-func sortFindings(rows []Finding) []Finding {
-	idx := make([]int32, len(rows))
-	for i := range idx {
-		idx[i] = int32(i)
-	}
-	slices.SortFunc(idx, func(a, b int32) int { return compareFindings(&rows[a], &rows[b]) })
-	// Position i must receive rows[idx[i]]; follow each cycle once.
-	for i := range idx {
-		if idx[i] < 0 || int(idx[i]) == i {
-			continue
-		}
-		tmp := rows[i]
-		j := i
-		for {
-			k := int(idx[j])
-			idx[j] = -1
-			if k == i {
-				rows[j] = tmp
-				break
-			}
-			rows[j] = rows[k]
-			j = k
-		}
-	}
-	return rows
-}
-
-// epssRank is the row's EPSS score; -1 without one (below every score).
-func epssRank(f *Finding) float64 {
-	if !f.Exploit.HasEPSS {
-		return -1
-	}
-	return f.Exploit.EPSS.Score
 }
 
 // feedStatuses describes each exploit feed at asOf, for the report.

@@ -104,8 +104,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 	// Rows of one image share these cells; join them once per image.
 	var last *Image
 	var clusters, namespaces, workloads string
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		if f.Img != last {
 			last = f.Img
 			clusters = strings.Join(last.Clusters, listSep)

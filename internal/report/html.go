@@ -265,8 +265,8 @@ func head[T any](s []T, n int) ([]T, int) {
 func WriteHTML(w io.Writer, r *Report) error {
 	g := NewHTMLGroups(r.AsOf)
 	g.byPtr = make(map[*Image]int32, len(r.Images))
-	for i := range r.Findings {
-		g.Add(&r.Findings[i])
+	for f := range r.Findings.All() {
+		g.Add(f)
 	}
 	return g.WriteHTML(w, r)
 }

@@ -141,9 +141,9 @@ func BenchmarkHTMLGroupsAdd(b *testing.B) {
 	for b.Loop() {
 		g := NewHTMLGroups(asOf)
 		g.byPtr = map[*Image]int32{}
-		for i := range r.Findings {
-			g.Add(&r.Findings[i])
+		for f := range r.Findings.All() {
+			g.Add(f)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(r.Findings)), "ns/row")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*r.Findings.Len()), "ns/row")
 }

@@ -108,9 +108,9 @@ func TestHTMLGroupsMatchRows(t *testing.T) {
 	}
 	d := decodePage(t, page)
 
-	want := make([]string, len(r.Findings))
-	for i := range r.Findings {
-		want[i] = rowLine(&r.Findings[i])
+	want := make([]string, r.Findings.Len())
+	for i, f := range r.Findings.Slice() {
+		want[i] = rowLine(&f)
 	}
 	got := d.rows(t)
 	slices.Sort(want)
@@ -163,8 +163,7 @@ func (w *groupWant) check(t *testing.T, name string, st []*int) {
 
 func checkVulnGroups(t *testing.T, r *Report, d *pageData) {
 	want := map[string]*groupWant{}
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		if want[f.ID] == nil {
 			want[f.ID] = &groupWant{}
 		}
@@ -188,8 +187,7 @@ func checkVulnGroups(t *testing.T, r *Report, d *pageData) {
 func checkImageGroups(t *testing.T, r *Report, d *pageData) {
 	want := map[string]*groupWant{}
 	byNS := map[string]map[string]bool{}
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		key := f.Digest() + f.Platform()
 		if want[key] == nil {
 			want[key] = &groupWant{}

@@ -77,8 +77,8 @@ func (s *scaleFleet) stream(g *HTMLGroups) *Report {
 	for i := range s.n {
 		r := Build(s.input(i, i+1, in))
 		start := time.Now()
-		for k := range r.Findings {
-			g.Add(&r.Findings[k])
+		for f := range r.Findings.All() {
+			g.Add(f)
 		}
 		s.added += time.Since(start)
 		head.Summary.Findings += r.Summary.Findings

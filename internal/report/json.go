@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"iter"
 
 	"github.com/fleetscan/fleetscan/pkg/reportjson"
 )
@@ -70,23 +71,35 @@ func (jw *jsonWriter) key(k string, depth int, first bool) {
 // streamArray writes items one per line; enc appends an element's JSON to
 // a reused buffer (nil means encoding/json).
 func streamArray[T any](jw *jsonWriter, items []T, depth int, enc func([]byte, *T) []byte) {
-	if len(items) == 0 {
+	streamSeq(jw, len(items), func(yield func(*T) bool) {
+		for i := range items {
+			if !yield(&items[i]) {
+				return
+			}
+		}
+	}, depth, enc)
+}
+
+// streamSeq is streamArray over the n items seq yields.
+func streamSeq[T any](jw *jsonWriter, n int, seq iter.Seq[*T], depth int, enc func([]byte, *T) []byte) {
+	if n == 0 {
 		jw.raw("[]")
 		return
 	}
 	jw.raw("[\n")
 	var buf []byte
-	for i := range items {
+	i := 0
+	for item := range seq {
 		for range depth + 1 {
 			jw.raw("  ")
 		}
 		if enc == nil {
-			jw.value(&items[i], false, 0)
+			jw.value(item, false, 0)
 		} else if jw.err == nil {
-			buf = enc(buf[:0], &items[i])
+			buf = enc(buf[:0], item)
 			_, jw.err = jw.w.Write(buf)
 		}
-		if i < len(items)-1 {
+		if i++; i < n {
 			jw.raw(",\n")
 		} else {
 			jw.raw("\n")
@@ -126,7 +139,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 	streamArray(jw, r.Images, 1, appendImagePtr)
 	jw.key("findings", 1, false)
 	ex := newExploitText()
-	streamArray(jw, r.Findings, 1, func(b []byte, f *Finding) []byte { return appendFinding(b, f, ex) })
+	streamSeq(jw, r.Findings.Len(), r.Findings.All(), 1, func(b []byte, f *Finding) []byte { return appendFinding(b, f, ex) })
 	jw.key("tickets", 1, false)
 	streamArray(jw, r.Tickets, 1, nil)
 	jw.key("diff", 1, false)

@@ -50,10 +50,10 @@ type Report struct {
 	ExpiredAcceptances []AcceptanceUse `json:"expiredAcceptances"`
 	// Images are the scanned images the findings point at, with where they
 	// run; findings name them by digest and platform.
-	Images   []*Image  `json:"images"`
-	Findings []Finding `json:"findings"`
-	Tickets  []Ticket  `json:"tickets"`
-	Diff     Diff      `json:"diff"`
+	Images   []*Image `json:"images"`
+	Findings Rows     `json:"-"`
+	Tickets  []Ticket `json:"tickets"`
+	Diff     Diff     `json:"diff"`
 }
 
 // Scope says what the report covers.

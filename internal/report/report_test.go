@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -15,8 +16,10 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/fleetscan/fleetscan/internal/feeds"
 	"github.com/fleetscan/fleetscan/internal/goldentest"
 	"github.com/fleetscan/fleetscan/internal/sla"
+	"github.com/fleetscan/fleetscan/internal/vex"
 	"github.com/fleetscan/fleetscan/pkg/contract"
 )
 
@@ -120,18 +123,18 @@ func TestBuildSemantics(t *testing.T) {
 		{"CVE-2024-0005", "2025-03-10", "2025-03-13", 3, false, sla.StatusAcceptanceExpired, sla.ChangeNew, "payments", "payments", false},
 		{"GHSA-4v7x-pqxf-cx7m", "2025-03-05", "2025-04-04", 25, false, sla.StatusNotAffected, sla.ChangeReopened, "default", "severity", false},
 	}
-	if len(r.Findings) != len(want) {
-		t.Fatalf("%d findings, want %d", len(r.Findings), len(want))
+	if r.Findings.Len() != len(want) {
+		t.Fatalf("%d findings, want %d", r.Findings.Len(), len(want))
 	}
 	for i, w := range want {
-		f := r.Findings[i]
+		f := r.Findings.At(i)
 		got := row{f.ID, date(f.FirstSeen), date(f.Deadline), f.DaysRemaining, f.Breached, f.Status, f.Change, f.SLARule,
 			f.DeadlineRule, f.Exploit.InKEV()}
 		if got != w {
 			t.Errorf("row %d = %+v\n        want %+v", i, got, w)
 		}
 	}
-	if f := r.Findings[1]; f.Image() != "docker.io/library/nginx:1.25" || len(f.Img.Clusters) != 2 || len(f.Img.Repositories) != 2 {
+	if f := r.Findings.At(1); f.Image() != "docker.io/library/nginx:1.25" || len(f.Img.Clusters) != 2 || len(f.Img.Repositories) != 2 {
 		t.Errorf("nginx row: image %q clusters %v repositories %v", f.Image(), f.Img.Clusters, f.Img.Repositories)
 	}
 	s := r.Summary
@@ -156,7 +159,7 @@ func TestBuildSemantics(t *testing.T) {
 	}
 	// The staging-scoped acceptance of CVE-2024-0002 does not cover an image
 	// that also runs in prod-eu.
-	for _, f := range r.Findings {
+	for _, f := range r.Findings.Slice() {
 		if f.ID == "CVE-2024-0002" && (f.Status != sla.StatusOpen || f.Acceptance != nil) {
 			t.Errorf("CVE-2024-0002: status %s, acceptance %+v: a scoped acceptance covered workloads outside its scope", f.Status, f.Acceptance)
 		}
@@ -185,7 +188,7 @@ func TestFilters(t *testing.T) {
 			in.Filter = tt.filter
 			r := Build(in)
 			var got []string
-			for _, f := range r.Findings {
+			for _, f := range r.Findings.Slice() {
 				got = append(got, f.ID)
 			}
 			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
@@ -209,7 +212,7 @@ func TestNoLedgerStartsClockAtAsOf(t *testing.T) {
 	in := fixture(t)
 	in.Ledger = nil
 	r := Build(in)
-	for _, f := range r.Findings {
+	for _, f := range r.Findings.Slice() {
 		if !f.FirstSeen.Equal(in.AsOf) || f.Change != sla.ChangeNew || f.Breached {
 			t.Fatalf("%s: first seen %s change %s breached %v", f.ID, f.FirstSeen, f.Change, f.Breached)
 		}
@@ -408,21 +411,54 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-func TestSortFindingsPermutesInPlace(t *testing.T) {
+// TestRowsRankAndRenderLikeFindings: rows kept as compact records rank as
+// compareFindings ranks the findings they came from, and render back to
+// exactly those findings (times, rules, statuses, acceptances, VEX
+// statements and exploit data included).
+func TestRowsRankAndRenderLikeFindings(t *testing.T) {
 	t.Parallel()
-	// Reverse order, plus ties broken by image and ID, over several cycles.
-	img := &Image{Reference: "r", Platform: "linux/amd64"}
+	asOf := ts("2025-03-01")
+	images := []*Image{{Reference: "r", Platform: "linux/amd64"}, {Reference: "q", Platform: "linux/arm64"}}
+	acc := &sla.Acceptance{Vulnerability: "CVE-001"}
+	stmt := &vex.Statement{Status: vex.NotAffected, Source: "doc.json"}
+	kev := &feeds.KEVEntry{}
 	var rows []Finding
-	for i := range 50 {
-		v := &Vuln{ID: fmt.Sprintf("CVE-%03d", (i*7)%50), Severity: sla.Severities[i%5]}
-		rows = append(rows, Finding{Vuln: v, Img: img, Breached: i%3 == 0, Deadline: ts("2025-01-01").AddDate(0, 0, i%4)})
+	for i := range 60 {
+		v := &Vuln{ID: fmt.Sprintf("CVE-%03d", (i*7)%50), Severity: sla.Severities[i%5], PkgName: fmt.Sprint("p", i%3)}
+		f := Finding{Vuln: v, Img: images[i%2], Breached: i%3 == 0, FirstSeen: asOf.AddDate(0, 0, -i),
+			Deadline: ts("2025-01-01").AddDate(0, 0, i%4).Add(time.Duration(i) * time.Second), SLADays: i % 7,
+			SLARule: []string{"default", "prod"}[i%2], DeadlineRule: []string{"severity", "kev", "epss"}[i%3],
+			Status: []sla.Status{sla.StatusOpen, sla.StatusAccepted}[i%2], Change: sla.ChangeNew}
+		f.DaysRemaining = daysRemaining(f.Deadline, asOf)
+		if i%5 == 0 {
+			f.Acceptance = acc
+		}
+		if i%7 == 0 {
+			f.VEX = stmt
+		}
+		if i%4 == 0 {
+			f.Exploit.KEV = kev
+		}
+		if i%6 == 0 {
+			f.Exploit.EPSS, f.Exploit.HasEPSS = feeds.EPSSScore{Score: float64(i) / 100, Percentile: 0.5}, true
+		}
+		rows = append(rows, f)
 	}
 	want := slices.Clone(rows)
 	slices.SortStableFunc(want, func(a, b Finding) int { return compareFindings(&a, &b) })
-	got := sortFindings(rows)
-	for i := range want {
-		if got[i].ID != want[i].ID {
-			t.Fatalf("row %d = %s, want %s", i, got[i].ID, want[i].ID)
+	tab := newRowTables(asOf, images)
+	recs := make([]rowRec, len(rows))
+	for i := range rows {
+		recs[i] = tab.record(&rows[i])
+	}
+	tab.sortRows(recs)
+	got := Rows{recs: recs, tab: tab}
+	if got.Len() != len(want) {
+		t.Fatalf("%d rows, want %d", got.Len(), len(want))
+	}
+	for i, g := range got.Slice() {
+		if !reflect.DeepEqual(g, want[i]) {
+			t.Fatalf("row %d renders as\n%+v\nwant\n%+v", i, g, want[i])
 		}
 	}
 }
@@ -437,7 +473,7 @@ func TestEOLRuleAndFeedStates(t *testing.T) {
 	in := fixture(t)
 	in.Policy.EOL = sla.EOLRule{Enabled: true, Days: 5}
 	r := Build(in)
-	for _, f := range r.Findings {
+	for _, f := range r.Findings.Slice() {
 		switch {
 		case f.ID == "CVE-2024-0002": // first seen 2025-03-01: 2025-03-06 beats KEV's 2025-03-26
 			if f.DeadlineRule != sla.RuleEOL || date(f.Deadline) != "2025-03-06" || !f.Breached {
@@ -462,7 +498,7 @@ func TestEOLRuleAndFeedStates(t *testing.T) {
 			t.Errorf("feed %+v", fs)
 		}
 	}
-	for _, f := range r.Findings {
+	for _, f := range r.Findings.Slice() {
 		if f.Exploit.InKEV() || f.Exploit.HasEPSS || f.DeadlineRule == sla.RuleKEV || f.DeadlineRule == sla.RuleEPSS {
 			t.Errorf("%s enriched without feeds", f.ID)
 		}

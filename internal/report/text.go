@@ -18,9 +18,9 @@ const MarkdownLimit = 50
 // severityCounts returns findings and breached findings per severity.
 func severityCounts(r *Report) (map[string]int, map[string]int) {
 	breached := map[string]int{}
-	for i := range r.Findings {
-		if r.Findings[i].Gating() {
-			breached[r.Findings[i].Severity]++
+	for f := range r.Findings.All() {
+		if f.Gating() {
+			breached[f.Severity]++
 		}
 	}
 	return r.Summary.BySeverity, breached
@@ -178,23 +178,28 @@ func inferredLine(n int) string {
 
 // breaches lists the gating rows: breached and not accepted.
 func (m *mdWriter) breaches(r *Report) {
-	var gating []*Finding
-	for i := range r.Findings {
-		if r.Findings[i].Gating() {
-			gating = append(gating, &r.Findings[i])
+	var gating []Finding // the first MarkdownLimit
+	n := 0
+	for f := range r.Findings.All() {
+		if !f.Gating() {
+			continue
+		}
+		if n++; n <= MarkdownLimit {
+			gating = append(gating, *f)
 		}
 	}
-	if len(gating) == 0 {
+	if n == 0 {
 		return
 	}
-	m.printf("\n## Breached SLAs (%d)\n\n", len(gating))
+	m.printf("\n## Breached SLAs (%d)\n\n", n)
 	var rows [][]string
-	for _, f := range gating[:min(len(gating), MarkdownLimit)] {
+	for i := range gating {
+		f := &gating[i]
 		rows = append(rows, []string{f.Image(), f.Platform(), f.ID, f.Severity, orDash(exploitLabel(f)), f.PkgName, f.PkgVersion,
 			orDash(f.FixedVersion), date(f.Deadline), f.DeadlineRule, fmt.Sprint(-f.DaysRemaining), joinLimit(f.Img.WorkloadLabels(), 3)})
 	}
 	m.table([]string{"Image", "Platform", "Vulnerability", "Severity", "Exploit", "Package", "Installed", "Fixed in", "Deadline", "Rule", "Days overdue", "Workloads"}, rows)
-	m.more(len(gating))
+	m.more(n)
 }
 
 func (m *mdWriter) expiredAcceptances(r *Report) {
@@ -217,8 +222,7 @@ func (m *mdWriter) expiredAcceptances(r *Report) {
 func (m *mdWriter) vexRows(r *Report) {
 	var rows [][]string
 	n := 0
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		if f.VEX == nil {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 
@@ -20,11 +21,10 @@ const maxSummaryIDs = 6
 // included), the KEV-listed vulnerabilities and the affected workloads.
 // findings must already be sorted; tickets come out breached first, then
 // KEV-listed first, then by deadline and severity.
-func BuildTickets(findings []Finding) []Ticket {
+func BuildTickets(findings iter.Seq[*Finding]) []Ticket {
 	groups := map[[2]string]*ticketGroup{}
 	var order []*ticketGroup
-	for i := range findings {
-		f := &findings[i]
+	for f := range findings {
 		switch f.Status {
 		case sla.StatusAccepted, sla.StatusNotAffected, sla.StatusFixed:
 			continue // accepted, or not exploitable per VEX: no work

@@ -69,8 +69,7 @@ func appliedDecisions(a *sla.Acceptance, base vex.Decision, r *Report) []vex.Dec
 	}
 	seen := map[vex.Decision]bool{}
 	var out []vex.Decision
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		if f.Acceptance != a || f.Status != sla.StatusAccepted {
 			continue
 		}

@@ -44,7 +44,7 @@ func TestSLAClockOnAnyDate(t *testing.T) {
 			if o.ExitCode() != ExitOK || o.Report.Summary.Images != 1 {
 				t.Fatalf("day 1: exit %d, summary %+v; want 0 with the image in the fleet view", o.ExitCode(), o.Report.Summary)
 			}
-			f1 := o.Report.Findings[0]
+			f1 := o.Report.Findings.At(0)
 			if got, want := f1.FirstSeen.Format(time.DateOnly), day1.Format(time.DateOnly); got != want {
 				t.Fatalf("day 1: first seen %s, want %s (the injected today)", got, want)
 			}
@@ -58,7 +58,7 @@ func TestSLAClockOnAnyDate(t *testing.T) {
 			if o.ExitCode() != ExitBreached {
 				t.Fatalf("day 9: exit %d, want %d", o.ExitCode(), ExitBreached)
 			}
-			f9 := o.Report.Findings[0]
+			f9 := o.Report.Findings.At(0)
 			if !f9.FirstSeen.Equal(f1.FirstSeen) || !f9.Breached || f9.Deadline.Format(time.DateOnly) != day1.AddDate(0, 0, 7).Format(time.DateOnly) {
 				t.Fatalf("day 9: first seen %s deadline %s breached %v; want the day-1 clock, deadline +7 days, breached",
 					f9.FirstSeen, f9.Deadline, f9.Breached)

@@ -272,7 +272,7 @@ func TestAcceptanceExpiryTripsTheGate(t *testing.T) {
 			if o.ExitCode() != tt.exit {
 				t.Fatalf("exit %d, want %d", o.ExitCode(), tt.exit)
 			}
-			if got := o.Report.Findings[0].Status; string(got) != tt.status {
+			if got := o.Report.Findings.At(0).Status; string(got) != tt.status {
 				t.Fatalf("status %s, want %s", got, tt.status)
 			}
 			if tt.status == "acceptance-expired" && !strings.Contains(out.String(), "Expired acceptance: CVE-2025-0001") {
@@ -426,7 +426,7 @@ func TestRunMode(t *testing.T) {
 	cfg.RunID = "run-1"
 	o := f.run(cfg)
 	r := o.Report
-	if r.Scope.Mode != "run" || len(r.Findings) != 1 || r.Findings[0].Digest() != key('a').Digest {
+	if r.Scope.Mode != "run" || r.Findings.Len() != 1 || r.Findings.At(0).Digest() != key('a').Digest {
 		t.Fatalf("run report %+v", r.Scope)
 	}
 	if r.Summary.ClustersUnreachable != 1 || o.ExitCode() != ExitIncomplete || o.ReportID != "run-1" {
@@ -699,7 +699,7 @@ func TestReusedKeysAcceptStoredResult(t *testing.T) {
 		cfg.RunID = runID
 		o := f.run(cfg)
 		s := o.Report.Summary
-		if s.ImagesScanned != 2 || s.ImagesNotScanned != 0 || o.ExitCode() != ExitOK || len(o.Report.Findings) != 1 {
+		if s.ImagesScanned != 2 || s.ImagesNotScanned != 0 || o.ExitCode() != ExitOK || o.Report.Findings.Len() != 1 {
 			t.Fatalf("run %q: reused key not accepted: %+v exit %d", runID, s, o.ExitCode())
 		}
 	}

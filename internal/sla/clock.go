@@ -143,17 +143,31 @@ type Ledger struct {
 }
 
 // clockEntry is what a report needs of a record; the ledger keeps only this
-// so that hundreds of thousands of identities stay cheap.
+// (16 bytes: the first-seen time as Unix nanoseconds, the change as an
+// index into changes) so that hundreds of thousands of identities stay
+// cheap.
 type clockEntry struct {
-	firstSeen time.Time
-	change    Change
+	firstSeen int64
+	change    uint8
 }
+
+// changes are the Change values by their clockEntry index.
+var changes = [...]Change{ChangeNew, ChangeReopened, ChangeStillOpen}
+
+func newClockEntry(firstSeen time.Time, c Change) clockEntry {
+	return clockEntry{firstSeen: firstSeen.UnixNano(), change: uint8(slices.Index(changes[:], c))}
+}
+
+func (e clockEntry) time() time.Time { return time.Unix(0, e.firstSeen).UTC() }
 
 // Lookup returns the first-seen time of a sighted identity and how it
 // changed since the previous observation.
 func (l *Ledger) Lookup(id Identity) (time.Time, Change, bool) {
 	e, ok := l.records[id]
-	return e.firstSeen, e.change, ok
+	if !ok {
+		return time.Time{}, "", false
+	}
+	return e.time(), changes[e.change], true
 }
 
 // Len is the number of sighted identities.
@@ -163,7 +177,7 @@ func (l *Ledger) Len() int { return len(l.records) }
 func (l *Ledger) Count(c Change) int {
 	n := 0
 	for _, e := range l.records {
-		if e.change == c {
+		if changes[e.change] == c {
 			n++
 		}
 	}
@@ -353,7 +367,7 @@ func (p *pass) visit(key string, rec *Record, rev uint64) {
 		id := p.sightedKey(rec.Identity)
 		tr := sightingTransition(Sighting{Identity: id, Severity: s.severity, Clusters: s.clusters}, p.asOf)
 		next, change, write := tr(rec)
-		p.led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
+		p.led.records[id] = newClockEntry(next.FirstSeen, change)
 		if write {
 			p.jobs = append(p.jobs, recordWrite{key, id, st, true, tr})
 		}
@@ -397,7 +411,7 @@ func (p *pass) newSightings(flush func([]recordWrite) error) error {
 		prev, had := p.undecodable[key]
 		tr := sightingTransition(Sighting{Identity: id, Severity: s.severity, Clusters: s.clusters}, p.asOf)
 		next, change, write := tr(nil)
-		p.led.records[id] = clockEntry{firstSeen: next.FirstSeen, change: change}
+		p.led.records[id] = newClockEntry(next.FirstSeen, change)
 		if write {
 			jobs = append(jobs, recordWrite{key, id, prev, had, tr})
 		}
@@ -430,7 +444,7 @@ func (c *Clock) writeAll(ctx context.Context, jobs []recordWrite, led *Ledger) e
 		wrote++
 		if e, ok := led.records[j.id]; ok && rec != nil {
 			// A concurrent writer may have set an earlier first-seen.
-			e.firstSeen = rec.FirstSeen
+			e.firstSeen = rec.FirstSeen.UnixNano()
 			led.records[j.id] = e
 		}
 	})

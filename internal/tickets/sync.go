@@ -130,8 +130,7 @@ func (s *Syncer) put(ctx context.Context, id string, rec Record) error {
 // being resolved.
 func reopenedTickets(r *report.Report) map[string]bool {
 	out := map[string]bool{}
-	for i := range r.Findings {
-		f := &r.Findings[i]
+	for f := range r.Findings.All() {
 		// Rows off the gate (accepted, VEX not_affected/fixed) have no ticket.
 		if f.Change == sla.ChangeReopened && (f.Status == sla.StatusOpen || f.Status == sla.StatusAcceptanceExpired) {
 			out[report.TicketID(report.TicketRepository(f), f.PkgName)] = true

@@ -60,7 +60,7 @@ func TestSyncSequence(t *testing.T) {
 		{name: "fixed in a complete report: closed", report: &report.Report{Complete: true, AsOf: asOf, Tickets: []report.Ticket{zlib}},
 			want: []string{"GET /2", "POST /1/comments", "PATCH /1"}, result: "1 closed"},
 		{name: "the finding reopens: reopened", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib},
-			Findings: []report.Finding{reopenedFinding("openssl")}},
+			Findings: report.RowsOf(reopenedFinding("openssl"))},
 			want: []string{"GET /1", "POST /1/comments", "PATCH /1", "PATCH /1", "GET /2"}, result: "1 reopened"},
 		{name: "closed by hand: left alone", byHand: func() { gh.Issues[2].State = "closed" },
 			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}},
@@ -68,7 +68,7 @@ func TestSyncSequence(t *testing.T) {
 		{name: "closed by hand stays closed", report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}},
 			want: []string{"GET /1"}, result: "2 unchanged"},
 		{name: "deleted by hand, then the finding reopens: a new issue", byHand: func() { delete(gh.Issues, 2) },
-			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}, Findings: []report.Finding{reopenedFinding("zlib")}},
+			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib}, Findings: report.RowsOf(reopenedFinding("zlib"))},
 			want:   []string{"GET /1", "GET /2", "POST "}, result: "1 created"},
 		{name: "a failing tracker loses nothing", failing: true, wantErr: true,
 			report: &report.Report{Complete: true, Tickets: []report.Ticket{openssl, zlib, ticket("curl", "8.6.0", "sha256:c")}},
@@ -133,7 +133,7 @@ func TestReopenedOnTheGateOnly(t *testing.T) {
 	} {
 		f := reopenedFinding("openssl")
 		f.Status = tc.status
-		got := reopenedTickets(&report.Report{Findings: []report.Finding{f}})
+		got := reopenedTickets(&report.Report{Findings: report.RowsOf(f)})
 		if got[report.TicketID("docker.io/library/nginx", "openssl")] != tc.want {
 			t.Errorf("%s: reopened %v, want %v", tc.status, got, tc.want)
 		}

@@ -77,6 +77,9 @@ type Deps struct {
 	Store Store
 	// FirstSeen is the first-seen KV bucket (topology.Resources.FirstSeen).
 	FirstSeen sla.KV
+	// FirstSeenMarkerTTL is how long a pruned first-seen record's marker
+	// stays in the bucket (zero: sla.DefaultMarkerTTL; tests shorten it).
+	FirstSeenMarkerTTL time.Duration
 	// Uploader overrides the S3 uploader built from Config.S3 (tests).
 	Uploader Uploader
 	Log      *zap.Logger
@@ -244,7 +247,9 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	led, err := sla.NewClock(d.FirstSeen, log).Observe(ctx, sla.Observation{
+	clock := sla.NewClock(d.FirstSeen, log)
+	clock.MarkerTTL = d.FirstSeenMarkerTTL
+	led, err := clock.Observe(ctx, sla.Observation{
 		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,
 		Uncertain: col.uncertain, CoversFleet: sc.coversFleet, Retention: cfg.FirstSeenRetention,
 	}, cfg.Record)

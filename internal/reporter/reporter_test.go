@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 	"github.com/fleetscan/fleetscan/internal/progress"
 	"github.com/fleetscan/fleetscan/internal/report"
 	"github.com/fleetscan/fleetscan/internal/s3upload/s3test"
@@ -189,7 +190,9 @@ func TestFirstSeenRetention(t *testing.T) {
 		cfg := f.config(now)
 		cfg.FirstSeenRetention = 30 * 24 * time.Hour
 		var out bytes.Buffer
-		o, err := Run(f.ctx, cfg, f.deps(&out))
+		d := f.deps(&out)
+		d.FirstSeenMarkerTTL = time.Second
+		o, err := Run(f.ctx, cfg, d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,6 +207,9 @@ func TestFirstSeenRetention(t *testing.T) {
 	if d, s := o.Report.Diff, o.Report.Summary; s.FirstSeenPruned != 1 || d.Fixed != 1 || d.FixedFindings[0].VulnerabilityID != low.id || d.StillOpen != 1 {
 		t.Fatalf("run 3: pruned %d, diff %+v", s.FirstSeenPruned, d)
 	}
+	// The pruned record's marker expires on the server: CRITICAL, LOW and
+	// the clusters key are left.
+	natstest.WaitForValues(t, f.env.Res.FirstSeen, 3, 30*time.Second)
 	o = step(4, "2025-03-01T06:00:00Z", key('d'), crit, high, low) // cutoff 01-30: LOW's record (02-20) is kept
 	d := o.Report.Diff
 	if o.Report.Summary.FirstSeenPruned != 0 || d.New != 1 || d.Reopened != 1 || d.StillOpen != 1 || d.Fixed != 0 {

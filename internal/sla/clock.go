@@ -190,8 +190,17 @@ type KV interface {
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
-	Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
+	// Purge prunes a record (with a TTL on its marker: the bucket needs
+	// limit markers, topology.Config.FirstSeenConfig).
+	Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 }
+
+// DefaultMarkerTTL is how long the marker of a pruned record stays in the
+// bucket's stream before the server removes it. Nothing reads markers (the
+// records are streamed without them, a pruned identity that comes back is
+// new either way); a minute is ample for a watcher to see the purge and
+// bounds the stream to the live records and the last minute's prunings.
+const DefaultMarkerTTL = time.Minute
 
 // Clock keeps first-seen records in a KV bucket (topology.FirstSeenBucket).
 type Clock struct {
@@ -199,6 +208,16 @@ type Clock struct {
 	log *zap.Logger
 	// Concurrency bounds parallel KV writes.
 	Concurrency int
+	// MarkerTTL is how long a pruned record's marker is kept (zero:
+	// DefaultMarkerTTL; at least a second, the server's minimum).
+	MarkerTTL time.Duration
+}
+
+func (c *Clock) markerTTL() time.Duration {
+	if c.MarkerTTL <= 0 {
+		return DefaultMarkerTTL
+	}
+	return max(c.MarkerTTL, time.Second)
 }
 
 // NewClock returns a clock over kv.

@@ -3,13 +3,16 @@ package sla
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fleetscan/fleetscan/internal/natsembed/natstest"
 )
@@ -277,5 +280,79 @@ func TestClockRetention(t *testing.T) {
 	wantChange(t, led, idA, ChangeStillOpen, day(0))
 	if led.Pruned != 0 {
 		t.Fatalf("day 120 pruned %d", led.Pruned)
+	}
+}
+
+// streamMessages is how many messages the bucket's stream holds: records,
+// markers and the clusters key.
+func streamMessages(t *testing.T, kv jetstream.KeyValue) uint64 {
+	t.Helper()
+	st, err := kv.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Values()
+}
+
+// TestPruningLeavesBoundedState prunes n records past retention: each
+// leaves a purge marker that the server removes after the clock's
+// MarkerTTL, so the bucket's stream then holds the live record and the
+// clusters key only, whatever n. The pruned findings that come back are
+// new, with a fresh clock.
+func TestPruningLeavesBoundedState(t *testing.T) {
+	const markerTTL = time.Second
+	tests := []struct {
+		name string
+		n    int
+	}{
+		{"one pruned", 1},
+		{"fifty pruned", 50},
+		{"five hundred pruned", 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := natstest.Start(t)
+			core, logs := observer.New(zap.InfoLevel)
+			c := NewClock(env.Res.FirstSeen, zap.New(core))
+			c.MarkerTTL = markerTTL
+			obs := func(d int, observed []string, s []Sighting) Observation {
+				return Observation{AsOf: day(d), Observed: observed, Sightings: slices.Values(s), Retention: 100 * 24 * time.Hour}
+			}
+			live := []Sighting{sight(idA, "HIGH", "c1")}
+			gone := make([]Sighting, tt.n)
+			for i := range gone {
+				id := Identity{Repository: "ghcr.io/acme/old", VulnerabilityID: fmt.Sprintf("CVE-2025-%05d", i), PkgName: "openssl"}
+				gone[i] = sight(id, "HIGH", "gone")
+			}
+			all := slices.Concat(live, gone)
+			mustObserve(t, c, obs(0, []string{"c1", "gone"}, all))
+			before := streamMessages(t, env.Res.FirstSeen)
+			// Day 101: cluster gone was last observed more than 100 days ago.
+			started := time.Now()
+			if led := mustObserve(t, c, obs(101, []string{"c1"}, live)); led.Pruned != tt.n {
+				t.Fatalf("pruned %d, want %d", led.Pruned, tt.n)
+			}
+			took := time.Since(started)
+			markers := streamMessages(t, env.Res.FirstSeen)
+			const want = 2 // idA and the clusters key
+			waited := natstest.WaitForValues(t, env.Res.FirstSeen, want, markerTTL+30*time.Second)
+			t.Logf("%d records pruned (whole observation %s): %d stream messages before, %d just after (markers), %d after %s",
+				tt.n, took, before, markers, want, waited)
+			if before != uint64(tt.n)+want || markers > uint64(tt.n)+want {
+				t.Fatalf("stream messages %d before pruning, %d after; want %d, at most %d", before, markers, tt.n+want, tt.n+want)
+			}
+			pruned := logs.FilterMessage("first-seen records pruned").AllUntimed()
+			if len(pruned) != 1 || pruned[0].ContextMap()["marker_ttl"] != markerTTL || logs.FilterLevelExact(zap.WarnLevel).Len() != 0 {
+				t.Fatalf("logged %+v", logs.AllUntimed())
+			}
+			led := mustObserve(t, c, obs(102, []string{"c1", "gone"}, all))
+			for _, s := range gone {
+				wantChange(t, led, s.Identity, ChangeNew, day(102))
+			}
+			wantChange(t, led, idA, ChangeStillOpen, day(0))
+			if got := streamMessages(t, env.Res.FirstSeen); got != uint64(tt.n)+want {
+				t.Fatalf("%d stream messages with every record back, want %d", got, tt.n+want)
+			}
+		})
 	}
 }

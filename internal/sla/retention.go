@@ -141,11 +141,12 @@ func (c *Clock) retain(ctx context.Context, p *pass, record bool) error {
 	}
 	var err error
 	p.led.Pruned, err = c.prune(ctx, p.prunes)
+	if p.led.Pruned > 0 {
+		c.log.Info("first-seen records pruned", zap.Int("pruned", p.led.Pruned), zap.Duration("retention", p.obs.Retention),
+			zap.Duration("marker_ttl", c.markerTTL()))
+	}
 	if err != nil {
 		return fmt.Errorf("prune first-seen records: %w", err)
-	}
-	if p.led.Pruned > 0 {
-		c.log.Info("first-seen records pruned", zap.Int("pruned", p.led.Pruned), zap.Duration("retention", p.obs.Retention))
 	}
 	return nil
 }
@@ -169,17 +170,21 @@ func expired(r *Record, cutoff time.Time, seen *clusterSeen) bool {
 	return false
 }
 
-// prune deletes the records, c.Concurrency at a time, each only if it is
-// unchanged since it was read (another reporter may have reopened it). It
-// returns how many it deleted.
+// prune purges the records, c.Concurrency at a time, each only if it is
+// unchanged since it was read (another reporter may have reopened it): a
+// purge marker replaces every revision of the key, and the server removes
+// the marker after c.MarkerTTL, so the bucket's stream does not grow with
+// every identity ever pruned and nothing is read again. It returns how
+// many it purged.
 func (c *Clock) prune(ctx context.Context, list []pruning) (int, error) {
 	var (
 		mu      sync.Mutex
 		errs    []error
 		deleted int
+		ttl     = c.markerTTL()
 	)
 	forEachBounded(c.Concurrency, list, func(p pruning) {
-		err := c.kv.Delete(ctx, p.key, jetstream.LastRevision(p.rev))
+		err := c.kv.Purge(ctx, p.key, jetstream.LastRevision(p.rev), jetstream.PurgeTTL(ttl))
 		mu.Lock()
 		defer mu.Unlock()
 		switch {

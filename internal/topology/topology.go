@@ -308,6 +308,25 @@ func (c Config) LayerLeasesConfig() jetstream.KeyValueConfig {
 	}
 }
 
+// FirstSeenConfig is the bucket of SLA first-seen records. Its limit
+// markers enable per-message TTLs, which the reporter's pruning gives its
+// purge markers (sla.Clock.MarkerTTL), so the server removes them and the
+// bucket's stream keeps the live records only. A bucket created without
+// them gains them on the next Ensure (a stream can enable message TTLs,
+// never disable them). The value itself only applies to markers the
+// server would place for keys removed by age, which this bucket has none
+// of: one minute, as for the layer leases.
+func (c Config) FirstSeenConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         FirstSeenBucket,
+		Description:    "fleetscan SLA first-seen dates per (repository, vulnerability, package, path)",
+		History:        1,
+		Storage:        c.storage(),
+		Replicas:       c.Replicas,
+		LimitMarkerTTL: time.Minute,
+	}
+}
+
 // Ensure creates or updates every resource. It is idempotent and safe to
 // call concurrently from several processes.
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, error) {
@@ -349,13 +368,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 			return nil, fmt.Errorf("topology: object store %s: %w", s.name, err)
 		}
 	}
-	if r.FirstSeen, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      FirstSeenBucket,
-		Description: "fleetscan SLA first-seen dates per (repository, vulnerability, package, path)",
-		History:     1,
-		Storage:     c.storage(),
-		Replicas:    c.Replicas,
-	}); err != nil {
+	if r.FirstSeen, err = js.CreateOrUpdateKeyValue(ctx, c.FirstSeenConfig()); err != nil {
 		return nil, fmt.Errorf("topology: KV %s: %w", FirstSeenBucket, err)
 	}
 	if r.LayerCache, err = js.CreateOrUpdateKeyValue(ctx, c.LayerCacheConfig()); err != nil {

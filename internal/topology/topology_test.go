@@ -55,7 +55,7 @@ func TestEnsureIsIdempotentAndAppliesChanges(t *testing.T) {
 	} else if st.TTL() != 0 {
 		t.Errorf("object store %s: TTL %s: feeds are replaced, never expired", topology.FeedsBucket, st.TTL())
 	}
-	for _, b := range []string{topology.LayerCacheBucket, topology.LayerLeasesBucket, topology.ScannerBucket} {
+	for _, b := range []string{topology.LayerCacheBucket, topology.LayerLeasesBucket, topology.ScannerBucket, topology.FirstSeenBucket} {
 		kv, err := env.JS.KeyValue(ctx, b)
 		if err != nil {
 			t.Errorf("KV %s: %v", b, err)
@@ -69,12 +69,47 @@ func TestEnsureIsIdempotentAndAppliesChanges(t *testing.T) {
 		if b == topology.LayerCacheBucket && st.TTL() != env.Topo.LayerCacheTTL {
 			t.Errorf("KV %s TTL %s, want %s", b, st.TTL(), env.Topo.LayerCacheTTL)
 		}
-		if b == topology.LayerLeasesBucket && st.LimitMarkerTTL() == 0 {
-			t.Errorf("KV %s has no LimitMarkerTTL: per-key lease TTLs need it", b)
+		if (b == topology.LayerLeasesBucket || b == topology.FirstSeenBucket) && st.LimitMarkerTTL() == 0 {
+			t.Errorf("KV %s has no LimitMarkerTTL: per-key lease TTLs and purge-marker TTLs need it", b)
 		}
 	}
-	if _, err := env.JS.KeyValue(ctx, topology.FirstSeenBucket); err != nil {
-		t.Errorf("KV %s: %v", topology.FirstSeenBucket, err)
+}
+
+// TestEnsureGivesAnOldFirstSeenBucketMarkerTTLs: a first-seen bucket
+// created before it had limit markers gains them on Ensure, keeps its
+// records, and then takes purges whose markers carry a TTL.
+func TestEnsureGivesAnOldFirstSeenBucketMarkerTTLs(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := t.Context()
+	if err := env.JS.DeleteKeyValue(ctx, topology.FirstSeenBucket); err != nil {
+		t.Fatal(err)
+	}
+	old := env.Topo.FirstSeenConfig()
+	old.LimitMarkerTTL = 0
+	kv, err := env.JS.CreateKeyValue(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Put(ctx, "k", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(ctx, "k", jetstream.LastRevision(rev), jetstream.PurgeTTL(time.Minute)); err == nil {
+		t.Fatal("old bucket took a purge with a TTL; the test does not model an old bucket")
+	}
+	res, err := topology.Ensure(ctx, env.JS, env.Topo)
+	if err != nil {
+		t.Fatalf("Ensure over the old bucket: %v", err)
+	}
+	st, err := res.FirstSeen.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LimitMarkerTTL() != time.Minute || st.Values() != 1 {
+		t.Fatalf("after Ensure: LimitMarkerTTL %s, %d values; want 1m0s, 1", st.LimitMarkerTTL(), st.Values())
+	}
+	if err := res.FirstSeen.Purge(ctx, "k", jetstream.LastRevision(rev), jetstream.PurgeTTL(time.Minute)); err != nil {
+		t.Fatalf("purge with a TTL after Ensure: %v", err)
 	}
 }
 

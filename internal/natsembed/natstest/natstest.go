@@ -57,3 +57,28 @@ func Start(t testing.TB, opts ...Option) *Env {
 	}
 	return &Env{Server: srv, Conn: nc, JS: js, Res: res, Topo: cfg}
 }
+
+// WaitForValues polls kv's status until its stream holds want messages
+// (live values and markers) and returns how long that took; it fails the
+// test after timeout. It waits on the server, e.g. for message TTLs to
+// expire.
+func WaitForValues(t testing.TB, kv jetstream.KeyValue, want uint64, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var got uint64
+	for {
+		st, err := kv.Status(context.Background())
+		if err != nil {
+			t.Fatalf("KV status: %v", err)
+		}
+		if got = st.Values(); got == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("KV %s holds %d messages after %s, want %d", st.Bucket(), got, timeout, want)
+		}
+		<-tick.C
+	}
+}

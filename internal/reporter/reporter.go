@@ -247,6 +247,9 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
+	// The images carry their own lists now: the fleet's usage index (every
+	// pod of every cluster) is not needed any more.
+	sc.fleet = nil
 	clock := sla.NewClock(d.FirstSeen, log)
 	clock.MarkerTTL = d.FirstSeenMarkerTTL
 	led, err := clock.Observe(ctx, sla.Observation{
@@ -262,6 +265,10 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		Policy: set.policy, Acceptances: set.acceptances, VEX: set.vex, Filter: set.filter,
 		Ledger: led, Fixed: led.Fixed, FirstSeenPruned: led.Pruned, DB: col.db, Scanner: col.scanner, Enrichment: enrichment,
 	})
+	// The rows hold their clocks: the ledger (one entry per identity) is
+	// not used past this point, so it is freed before the outputs are
+	// written.
+	writes, pruned := led.Writes, led.Pruned
 	if cfg.VEXOut != "" {
 		if err := writeVEXOut(cfg.VEXOut, set.acceptances, r, asOf, log); err != nil {
 			return Outcome{}, err
@@ -282,11 +289,11 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return out, err
 	}
-	out.FirstSeenWrites = led.Writes
+	out.FirstSeenWrites = writes
 	reach(ctx, cfg, d, &out, sc.namespaces, log)
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
 		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
-		zap.Int("first_seen_writes", led.Writes), zap.Int("first_seen_pruned", led.Pruned), zap.Int("exit_status", out.ExitCode()),
+		zap.Int("first_seen_writes", writes), zap.Int("first_seen_pruned", pruned), zap.Int("exit_status", out.ExitCode()),
 		logging.Took(d.now().Sub(started).Round(time.Millisecond)))
 	if d.Out != nil {
 		if err := writeConsole(d.Out, cfg, out, set.uploader); err != nil {

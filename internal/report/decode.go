@@ -59,15 +59,10 @@ var scratches = sync.Pool{New: func() any { return new(scratch) }}
 // decodeFindings decodes a result's findings as json.Unmarshal does (null
 // is a nil slice, a null finding a zero one), each through a leanFinding.
 func decodeFindings(dec *jsontext.Decoder, out *[]contract.Finding) error {
-	switch dec.PeekKind() {
-	case 'n':
-		*out = nil
-		return dec.SkipValue()
-	case '[':
-	default:
-		return errLean
-	}
-	if _, err := dec.ReadToken(); err != nil {
+	if ok, err := openArray(dec); !ok {
+		if err == nil {
+			*out = nil
+		}
 		return err
 	}
 	sc := scratches.Get().(*scratch)
@@ -168,14 +163,7 @@ func (droppedString) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 type droppedStrings struct{}
 
 func (droppedStrings) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
-	switch dec.PeekKind() {
-	case 'n':
-		return dec.SkipValue()
-	case '[':
-	default:
-		return errLean
-	}
-	if _, err := dec.ReadToken(); err != nil {
+	if ok, err := openArray(dec); !ok {
 		return err
 	}
 	for {
@@ -191,4 +179,17 @@ func (droppedStrings) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 			return errLean
 		}
 	}
+}
+
+// openArray reads the start of an array and reports true; a null is
+// skipped (false, nil); anything else is errLean.
+func openArray(dec *jsontext.Decoder) (bool, error) {
+	switch dec.PeekKind() {
+	case 'n':
+		return false, dec.SkipValue()
+	case '[':
+		_, err := dec.ReadToken()
+		return err == nil, err
+	}
+	return false, errLean
 }

@@ -41,6 +41,11 @@ const reporterLogEnv = "FLEETSCAN_BENCH_REPORTER_LOG"
 // shows what the run allocated).
 const reporterProfileEnv = "FLEETSCAN_BENCH_REPORTER_MEMPROFILE"
 
+// reporterWrittenProfileEnv names a file the reporter child writes its
+// heap profile to as soon as the report files are written (inuse_space:
+// what the report model holds then).
+const reporterWrittenProfileEnv = "FLEETSCAN_BENCH_REPORTER_WRITTEN_MEMPROFILE"
+
 // reporterCPUProfileEnv names a file the reporter child writes the CPU
 // profile of its run to.
 const reporterCPUProfileEnv = "FLEETSCAN_BENCH_REPORTER_CPUPROFILE"
@@ -178,6 +183,13 @@ func runReporterChild(spec string) error {
 		}
 	}
 	deps := Deps{Store: store.New(js, res), FirstSeen: res.FirstSeen, Log: log, Feeds: feeds.ObjectStoreSource(res.Feeds)}
+	if path := os.Getenv(reporterWrittenProfileEnv); path != "" {
+		deps.OnWritten = func(Outcome) {
+			if err := writeHeapProfile(path); err != nil {
+				log.Warn("heap profile", zap.Error(err))
+			}
+		}
+	}
 	stop, err := startCPUProfile(os.Getenv(reporterCPUProfileEnv))
 	if err != nil {
 		return err

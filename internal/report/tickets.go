@@ -3,6 +3,7 @@ package report
 import (
 	"cmp"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"iter"
@@ -40,8 +41,9 @@ func BuildTickets(findings iter.Seq[*Finding]) []Ticket {
 		g.add(f)
 	}
 	out := make([]Ticket, 0, len(order))
+	where := newPlaces()
 	for _, g := range order {
-		out = append(out, g.ticket())
+		out = append(out, g.ticket(where))
 	}
 	slices.SortStableFunc(out, func(a, b Ticket) int {
 		return cmp.Or(cmpBool(b.Breached, a.Breached), cmpBool(b.KEV, a.KEV),
@@ -133,7 +135,7 @@ func sortedSet(list []string) []string {
 
 // ticket completes the ticket: the highest upgrade target, the fixed and
 // unfixed vulnerabilities, the images and workloads, the summary line.
-func (g *ticketGroup) ticket() Ticket {
+func (g *ticketGroup) ticket(where *places) Ticket {
 	t := g.t
 	t.Installed = sortedVersions(sortedSet(g.installed))
 	for _, v := range g.targets {
@@ -149,20 +151,54 @@ func (g *ticketGroup) ticket() Ticket {
 	}))
 	t.KEVVulnerabilities = nonNil(sortedSet(g.kev))
 	t.KEV = len(t.KEVVulnerabilities) > 0
+	p := where.of(g.images)
+	t.Images, t.Platforms, t.Workloads, t.OwnerInferred = p.images, p.platforms, p.workloads, p.inferred
+	t.Summary = ticketSummary(t)
+	return *t
+}
+
+// place is where a set of images runs, as tickets list it.
+type place struct{ images, platforms, workloads, inferred []string }
+
+// places shares the lists of tickets that cover the same images: a
+// repository's packages mostly do, and its workloads can number thousands.
+// The lists are clipped, so appending to one copies it.
+type places struct {
+	index map[*Image]uint32
+	byKey map[string]*place
+	key   []byte
+}
+
+func newPlaces() *places { return &places{index: map[*Image]uint32{}, byKey: map[string]*place{}} }
+
+// of returns the place of images (in the order a ticket group met them).
+func (ps *places) of(images []*Image) *place {
+	ps.key = ps.key[:0]
+	for _, img := range images {
+		i, ok := ps.index[img]
+		if !ok {
+			i = uint32(len(ps.index))
+			ps.index[img] = i
+		}
+		ps.key = binary.LittleEndian.AppendUint32(ps.key, i)
+	}
+	if p, ok := ps.byKey[string(ps.key)]; ok {
+		return p
+	}
 	var digests, platforms, workloads, inferred []string
-	for _, img := range g.images {
+	for _, img := range images {
 		digests = append(digests, img.Key.Digest)
 		platforms = append(platforms, img.Platform)
 		workloads = append(workloads, img.Workloads...)
 		inferred = append(inferred, img.OwnerInferred...)
 	}
-	t.Images = nonNil(sortedSet(digests))
-	t.Platforms = nonNil(sortedSet(platforms))
-	t.Workloads = nonNil(sortedSet(workloads))
-	t.OwnerInferred = nonNil(sortedSet(inferred))
-	t.Summary = ticketSummary(t)
-	return *t
+	p := &place{images: clipped(digests), platforms: clipped(platforms), workloads: clipped(workloads), inferred: clipped(inferred)}
+	ps.byKey[string(ps.key)] = p
+	return p
 }
+
+// clipped is the sorted set of list, never nil, without spare capacity.
+func clipped(list []string) []string { return slices.Clip(nonNil(sortedSet(list))) }
 
 func ticketSummary(t *Ticket) string {
 	installed := strings.Join(t.Installed, ", ")

@@ -250,12 +250,7 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	// The images carry their own lists now: the fleet's usage index (every
 	// pod of every cluster) is not needed any more.
 	sc.fleet = nil
-	clock := sla.NewClock(d.FirstSeen, log)
-	clock.MarkerTTL = d.FirstSeenMarkerTTL
-	led, err := clock.Observe(ctx, sla.Observation{
-		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,
-		Uncertain: col.uncertain, CoversFleet: sc.coversFleet, Retention: cfg.FirstSeenRetention,
-	}, cfg.Record)
+	led, err := observe(ctx, cfg, d, sc, col, asOf, log)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -301,6 +296,17 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// observe advances the first-seen clocks with what the collected results
+// show.
+func observe(ctx context.Context, cfg Config, d Deps, sc *scope, col *collected, asOf time.Time, log *zap.Logger) (*sla.Ledger, error) {
+	clock := sla.NewClock(d.FirstSeen, log)
+	clock.MarkerTTL = d.FirstSeenMarkerTTL
+	return clock.Observe(ctx, sla.Observation{
+		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,
+		Uncertain: col.uncertain, CoversFleet: sc.coversFleet, Retention: cfg.FirstSeenRetention,
+	}, cfg.Record)
 }
 
 // selectScope is the report's scope: the run --run names, or the fleet

@@ -24,21 +24,6 @@ import (
 // cliFinding is a finding of `trivy image --format json` with its PURL.
 type cliFinding = fixturetest.PURLFinding
 
-// trivyImage runs the Trivy CLI against ref with the fixture DB, plus
-// extra flags, and returns its findings.
-func trivyImage(t *testing.T, ctx context.Context, bin, cacheDir, ref string, extra ...string) []cliFinding {
-	t.Helper()
-	data, err := fixturetest.CLIReport(ctx, bin, cacheDir, ref, extra...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := fixturetest.ParsePURLFindings(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // TestVEXExportRoundTrip: the OpenVEX document `fleetscan vex export`
 // writes from an acceptance is read by Trivy's own VEX parser and, given to
 // the Trivy CLI (--vex) scanning the same fixture image, suppresses exactly
@@ -91,8 +76,8 @@ func TestVEXExportRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	without := trivyImage(t, ctx, bin, cacheDir, pushed[0].Ref())
-	with := trivyImage(t, ctx, bin, cacheDir, pushed[0].Ref(), "--vex", out)
+	without := fixturetest.CLIPURLFindings(t, ctx, bin, cacheDir, pushed[0].Ref())
+	with := fixturetest.CLIPURLFindings(t, ctx, bin, cacheDir, pushed[0].Ref(), "--vex", out)
 	var removed []cliFinding
 	for _, f := range without {
 		if !slices.Contains(with, f) {

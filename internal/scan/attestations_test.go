@@ -241,20 +241,6 @@ func TestVEXAttestationsFailures(t *testing.T) {
 // cliFinding is a finding of `trivy image --format json` with its PURL.
 type cliFinding = fixturetest.PURLFinding
 
-// trivyCLI runs the Trivy CLI on ref with the fixture DB, plus extra flags.
-func trivyCLI(t *testing.T, ctx context.Context, bin, cacheDir, ref string, extra ...string) []cliFinding {
-	t.Helper()
-	data, err := fixturetest.CLIReport(ctx, bin, cacheDir, ref, extra...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := fixturetest.ParsePURLFindings(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // TestVEXAttestationsLikeTrivyCLI: `trivy image --vex oci` and fleetscan's
 // discovery read the same referrer attestation off the fixture registry
 // and take the same findings off: curl's CVE in that digest, not the
@@ -273,8 +259,8 @@ func TestVEXAttestationsLikeTrivyCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
-	without := trivyCLI(t, ctx, bin, e.cacheDir, curl.Ref())
-	with := trivyCLI(t, ctx, bin, e.cacheDir, curl.Ref(), "--vex", "oci")
+	without := fixturetest.CLIPURLFindings(t, ctx, bin, e.cacheDir, curl.Ref())
+	with := fixturetest.CLIPURLFindings(t, ctx, bin, e.cacheDir, curl.Ref(), "--vex", "oci")
 	var removed []cliFinding
 	for _, f := range without {
 		if !slices.Contains(with, f) {

@@ -106,13 +106,16 @@ func run(ctx context.Context, env cli.Env) error {
 		return cli.Cause(ctx, err)
 	}
 	defer s.Close()
-	ctx, stop := s.WithLost(ctx)
+	lctx, stop := s.WithLost(ctx)
 	defer stop()
 	st := store.New(s.JS, s.Res)
 	deps.Publisher, deps.Store, deps.Reuse = queue.NewPublisher(s.JS), st, st
-	m, err := dispatcher.Run(ctx, cfg, deps)
+	m, err := dispatcher.Run(lctx, cfg, deps)
+	if err != nil && lctx.Err() == nil {
+		err = s.Explain(ctx, err) // a step that failed as NATS went away
+	}
 	if err != nil {
-		return cli.Cause(ctx, err)
+		return cli.Cause(lctx, err)
 	}
 	log.Info("run manifest stored", logging.RunID(m.RunID), zap.Int("expected", len(m.Expected)), zap.Int("reused", m.Reused))
 	return nil

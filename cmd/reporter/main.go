@@ -97,10 +97,14 @@ func report(ctx context.Context, cfg reporter.Config, natsCfg natsconn.Config, t
 		return reporter.Outcome{}, err
 	}
 	defer s.Close()
-	ctx, stop := s.WithLost(ctx)
+	lctx, stop := s.WithLost(ctx)
 	defer stop()
 	d := reporter.NewDeps(store.New(s.JS, s.Res), s.Res, log, env.Stdout)
 	// Once the files are written a second signal exits with their status.
 	d.OnWritten = func(o reporter.Outcome) { env.Interrupts.ExitWith(o.ExitCode()) }
-	return reporter.Run(ctx, cfg, d)
+	out, err := reporter.Run(lctx, cfg, d)
+	if err != nil && lctx.Err() == nil {
+		err = s.Explain(ctx, err) // a step that failed as NATS went away
+	}
+	return out, cli.Cause(lctx, err)
 }

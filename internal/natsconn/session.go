@@ -115,6 +115,42 @@ func (s *Session) WithLost(ctx context.Context) (context.Context, context.Cancel
 	return ctx, func() { cancel(nil) }
 }
 
+// Explain explains err, a failure of an operation on the session: one that
+// failed while the connection was down most likely failed because of it (a
+// server shutting down answers "no responders" before it closes the
+// connection). Then Explain waits for the watchdog to decide and returns
+// the Lost error once the connection stayed down for GiveUpAfter; it
+// returns err when the connection is up, comes back, or ctx ends first,
+// and at once when GiveUpAfter is 0.
+func (s *Session) Explain(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	select {
+	case lost := <-s.wd.lost:
+		s.wd.lost <- lost
+		return lost
+	default:
+	}
+	// The disconnect handler runs asynchronously: arm the watchdog here in
+	// case it has not run yet (a no-op when it has).
+	s.wd.disconnected(s.Conn, nil)
+	back := s.wd.down()
+	if back == nil && !(s.Conn.IsClosed() && s.wd.after > 0) {
+		return err
+	}
+	// Closed: its handler, which reports the loss, runs asynchronously.
+	select {
+	case lost := <-s.wd.lost:
+		s.wd.lost <- lost
+		return lost
+	case <-back: // nil when closed: never ready
+		return err
+	case <-ctx.Done():
+		return err
+	}
+}
+
 // Drain delivers what is outstanding (acks, published results) and closes
 // the connection, waiting at most timeout.
 func (s *Session) Drain(timeout time.Duration) {
@@ -139,6 +175,7 @@ type watchdog struct {
 	mu      sync.Mutex
 	server  string // the server last connected to, for messages
 	timer   *time.Timer
+	back    chan struct{} // closed when a connection that went down is back
 	stopped bool
 	fired   bool
 }
@@ -149,13 +186,16 @@ func (w *watchdog) disconnected(nc *nats.Conn, err error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.stopped || w.timer != nil || nc.IsClosed() {
+	// Checked under the lock: a reconnection after this check is followed
+	// by reconnected, which stops the timer.
+	if w.stopped || w.timer != nil || nc.IsClosed() || nc.IsConnected() {
 		return
 	}
 	server := w.server
 	if err == nil {
 		err = errors.New("disconnected")
 	}
+	w.back = make(chan struct{})
 	w.timer = time.AfterFunc(w.after, func() {
 		w.fire(fmt.Errorf("%w: server %s has been unreachable for %s: %w", ErrLost, server, w.after, err))
 	})
@@ -178,6 +218,21 @@ func (w *watchdog) reconnected(nc *nats.Conn) {
 		w.timer.Stop()
 		w.timer = nil
 	}
+	if w.back != nil {
+		close(w.back)
+		w.back = nil
+	}
+}
+
+// down returns, while the connection is down and the give-up timer runs, a
+// channel closed when it is back; nil otherwise.
+func (w *watchdog) down() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer == nil || w.stopped {
+		return nil
+	}
+	return w.back
 }
 
 func (w *watchdog) closed(nc *nats.Conn) {

@@ -316,6 +316,12 @@ func Run(ctx context.Context, cfg Config, d Deps) (reporter.Outcome, error) {
 	runCtx, stopLost := sess.WithLost(ctx)
 	defer stopLost()
 	out, err := run(runCtx, cfg, d, sess, notice, log)
+	if err != nil && runCtx.Err() == nil {
+		// A step that failed while NATS was going away failed because of it.
+		if lost := sess.Explain(ctx, err); lost != err {
+			return out, noReport(lost)
+		}
+	}
 	return out, interrupted(runCtx, err)
 }
 
@@ -329,6 +335,11 @@ func interrupted(ctx context.Context, err error) error {
 	if cause == nil || errors.Is(err, cause) {
 		return err
 	}
+	return noReport(cause)
+}
+
+// noReport is the error of a run its interruption ended.
+func noReport(cause error) error {
 	return fmt.Errorf("%w: no report written (results stored so far are kept for the next run)", cause)
 }
 

@@ -114,7 +114,7 @@ func Build(in Input) *Report {
 	r.ExpiredAcceptances = rows.expiredAcceptances()
 	r.Diff = rows.diff(in.Fixed, severities)
 	r.Tickets = BuildTickets(r.Findings.All())
-	r.Summary.Tickets = len(r.Tickets)
+	r.Summary.Tickets = r.Tickets.Len()
 	return r
 }
 

@@ -157,7 +157,7 @@ func WriteTicketsCSV(w io.Writer, r *Report) error {
 	if err := cw.Write(TicketCSVColumns); err != nil {
 		return err
 	}
-	for _, t := range r.Tickets {
+	for t := range r.Tickets.All() {
 		if err := cw.Write(csvRow([]string{
 			t.ID, t.Repository, t.Package, strings.Join(t.Installed, listSep), t.FixedVersion, t.Summary,
 			t.Severity, date(t.Deadline), pyBool(t.Breached), strings.Join(t.Fixes, listSep),

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"iter"
 	"strconv"
 	"strings"
 	"time"
@@ -143,7 +144,7 @@ func buildHTMLView(r *Report, g *HTMLGroups) *htmlView {
 	v.NotScanned, v.NSMore = head(r.NotScanned, MarkdownLimit*2)
 	v.NewList, v.NewMore = head(r.Diff.NewFindings, MarkdownLimit*2)
 	v.FixedList, v.FixedMore = head(r.Diff.FixedFindings, MarkdownLimit*2)
-	v.Tickets, v.TicketMore = head(r.Tickets, MarkdownLimit*2)
+	v.Tickets, v.TicketMore = headSeq(r.Tickets.All(), r.Tickets.Len(), MarkdownLimit*2)
 	v.EOL, v.EOLMore = head(eolImages(r), MarkdownLimit*2)
 	v.Vulns, v.Images, v.Namespaces = len(g.vulns), len(g.images), g.namespaces()
 	return v
@@ -250,6 +251,19 @@ func epssText(f *Finding) string {
 	return strconv.FormatFloat(f.Exploit.EPSS.Score, 'f', -1, 64) + " (p" + strconv.FormatFloat(f.Exploit.EPSS.Percentile, 'f', -1, 64) + ")"
 }
 
+// headSeq is head of the count items seq yields: copies of the first n.
+func headSeq[T any](seq iter.Seq[*T], count, n int) ([]T, int) {
+	var out []T
+	for item := range seq {
+		if len(out) == n {
+			break
+		}
+		out = append(out, *item)
+	}
+	return out, count - len(out)
+}
+
+// head is the first n of s, and how many more there are.
 func head[T any](s []T, n int) ([]T, int) {
 	if len(s) <= n {
 		return s, 0

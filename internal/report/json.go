@@ -141,7 +141,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 	ex := newExploitText()
 	streamSeq(jw, r.Findings.Len(), r.Findings.All(), 1, func(b []byte, f *Finding) []byte { return appendFinding(b, f, ex) })
 	jw.key("tickets", 1, false)
-	streamArray(jw, r.Tickets, 1, nil)
+	streamSeq(jw, r.Tickets.Len(), r.Tickets.All(), 1, nil)
 	jw.key("diff", 1, false)
 	jw.raw("{\n")
 	for i, c := range []struct {
@@ -165,7 +165,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 // WriteTicketsJSON writes the tickets as a JSON array, one per line.
 func WriteTicketsJSON(w io.Writer, r *Report) error {
 	jw := newJSONWriter(w)
-	streamArray(jw, r.Tickets, 0, nil)
+	streamSeq(jw, r.Tickets.Len(), r.Tickets.All(), 0, nil)
 	jw.raw("\n")
 	if jw.err != nil {
 		return jw.err

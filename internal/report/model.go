@@ -52,7 +52,7 @@ type Report struct {
 	// run; findings name them by digest and platform.
 	Images   []*Image `json:"images"`
 	Findings Rows     `json:"-"`
-	Tickets  []Ticket `json:"tickets"`
+	Tickets  Tickets  `json:"tickets"`
 	Diff     Diff     `json:"diff"`
 }
 

@@ -238,7 +238,8 @@ func TestTickets(t *testing.T) {
 	t.Parallel()
 	r := Build(fixture(t))
 	got := map[string]Ticket{}
-	for _, tk := range r.Tickets {
+	tks := r.Tickets.Slice()
+	for _, tk := range tks {
 		got[tk.Repository+" "+tk.Package] = tk
 	}
 	openssl := got["docker.io/library/nginx openssl"]
@@ -267,11 +268,11 @@ func TestTickets(t *testing.T) {
 	}
 	// Breached first, then KEV-listed: the breached KEV openssl ticket
 	// leads the breached curl one (whose deadline is earlier).
-	if r.Tickets[0].Package != "openssl" || !r.Tickets[0].Breached || r.Tickets[1].Package != "curl" {
-		t.Errorf("first tickets %+v, %+v, want the breached KEV openssl one, then curl", r.Tickets[0], r.Tickets[1])
+	if tks[0].Package != "openssl" || !tks[0].Breached || tks[1].Package != "curl" {
+		t.Errorf("first tickets %+v, %+v, want the breached KEV openssl one, then curl", tks[0], tks[1])
 	}
-	if len(r.Tickets[0].ID) != 13 || r.Tickets[0].ID != Build(fixture(t)).Tickets[0].ID {
-		t.Errorf("ticket id %q not stable", r.Tickets[0].ID)
+	if len(tks[0].ID) != 13 || tks[0].ID != Build(fixture(t)).Tickets.At(0).ID {
+		t.Errorf("ticket id %q not stable", tks[0].ID)
 	}
 }
 

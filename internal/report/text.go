@@ -307,16 +307,20 @@ func (m *mdWriter) diff(d Diff) {
 }
 
 func (m *mdWriter) tickets(r *Report) {
-	if len(r.Tickets) == 0 {
+	n := r.Tickets.Len()
+	if n == 0 {
 		return
 	}
-	m.printf("\n## Tickets (%d)\n\n", len(r.Tickets))
+	m.printf("\n## Tickets (%d)\n\n", n)
 	var rows [][]string
-	for _, t := range r.Tickets[:min(len(r.Tickets), MarkdownLimit)] {
+	for t := range r.Tickets.All() {
+		if len(rows) == MarkdownLimit {
+			break
+		}
 		rows = append(rows, []string{t.ID, t.Summary, strings.Join(t.Platforms, ", "), t.Severity, kevMark(t.KEV), date(t.Deadline), yesNo(t.Breached), fmt.Sprint(len(t.Workloads))})
 	}
 	m.table([]string{"Ticket", "Upgrade", "Platforms", "Severity", "KEV", "Deadline", "Breached", "Workloads"}, rows)
-	m.more(len(r.Tickets))
+	m.more(n)
 }
 
 // exploits writes the exploit feeds' state, the KEV findings and the

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"iter"
 	"slices"
@@ -21,43 +20,75 @@ const maxSummaryIDs = 6
 // severity, the earliest deadline (its earliest row's, exploit-aware rules
 // included), the KEV-listed vulnerabilities and the affected workloads.
 // findings must already be sorted; tickets come out breached first, then
-// KEV-listed first, then by deadline and severity.
-func BuildTickets(findings iter.Seq[*Finding]) []Ticket {
-	groups := map[[2]string]*ticketGroup{}
+// KEV-listed first, then by deadline and severity. The tickets are kept
+// compactly and rendered when read (see Tickets).
+func BuildTickets(findings iter.Seq[*Finding]) Tickets {
+	in := newTicketInterner()
+	groups := map[[2]uint32]*ticketGroup{}
 	var order []*ticketGroup
+	repos := map[*Image]uint32{}
 	for f := range findings {
 		switch f.Status {
 		case sla.StatusAccepted, sla.StatusNotAffected, sla.StatusFixed:
 			continue // accepted, or not exploitable per VEX: no work
 		}
-		repo := TicketRepository(f)
-		k := [2]string{repo, f.PkgName}
+		repo, ok := repos[f.Img]
+		if !ok {
+			repo = in.str(TicketRepository(f))
+			repos[f.Img] = repo
+		}
+		k := [2]uint32{repo, in.str(f.PkgName)}
 		g := groups[k]
 		if g == nil {
-			g = newTicketGroup(repo, f)
+			g = &ticketGroup{rec: ticketRec{repo: k[0], pkg: k[1], sev: in.sev(f.Severity), deadline: unixNano(f.Deadline)}}
 			groups[k] = g
 			order = append(order, g)
 		}
-		g.add(f)
+		g.add(f, in)
 	}
-	out := make([]Ticket, 0, len(order))
+	return completeTickets(order, in)
+}
+
+// completeTickets completes the groups' records, lays their lists out in
+// one table and sorts the records.
+func completeTickets(order []*ticketGroup, in *ticketInterner) Tickets {
 	where := newPlaces()
+	total := 0
 	for _, g := range order {
-		out = append(out, g.ticket(where))
+		g.complete(in, where)
+		for _, l := range g.lists {
+			total += len(l)
+		}
 	}
-	slices.SortStableFunc(out, func(a, b Ticket) int {
-		return cmp.Or(cmpBool(b.Breached, a.Breached), cmpBool(b.KEV, a.KEV),
-			a.Deadline.Compare(b.Deadline),
-			cmp.Compare(sla.SeverityRank(a.Severity), sla.SeverityRank(b.Severity)),
-			strings.Compare(a.Repository, b.Repository), strings.Compare(a.Package, b.Package))
-	})
-	return out
+	tab := in.tab
+	tab.places = where.list
+	tab.strs = slices.Clip(tab.strs)
+	tab.ids = make([]uint32, 0, total)
+	recs := make([]ticketRec, len(order))
+	for i, g := range order {
+		g.rec.lists = uint32(len(tab.ids))
+		for j, l := range g.lists {
+			g.rec.n[j] = uint32(len(l))
+			tab.ids = append(tab.ids, l...)
+		}
+		recs[i] = g.rec
+	}
+	slices.SortStableFunc(recs, func(a, b ticketRec) int { return tab.compare(&a, &b) })
+	return Tickets{recs: recs, tab: tab}
 }
 
 // TicketID is the stable ticket ID of a package of an image repository.
+// Tickets render it when read, so it costs one allocation.
 func TicketID(repo, pkg string) string {
-	h := sha256.Sum256([]byte(repo + "\x00" + pkg))
-	return "FS-" + strings.ToUpper(hex.EncodeToString(h[:5]))
+	const digits = "0123456789ABCDEF"
+	var buf [256]byte
+	key := append(append(append(buf[:0], repo...), 0), pkg...)
+	h := sha256.Sum256(key)
+	id := [13]byte{'F', 'S', '-'}
+	for i, c := range h[:5] {
+		id[3+2*i], id[4+2*i] = digits[c>>4], digits[c&0xf]
+	}
+	return string(id[:])
 }
 
 // TicketRepository is the repository a finding's ticket is grouped under.
@@ -68,50 +99,39 @@ func TicketRepository(f *Finding) string {
 	return f.Digest()
 }
 
-// ticketGroup gathers the findings of one (repository, package) ticket.
-// A fleet has one per repository and package, so the sets are lists
-// (duplicates are dropped when the ticket is completed) rather than maps.
+// ticketGroup gathers the findings of one (repository, package) ticket,
+// its strings interned. A fleet has one per repository and package, so
+// the sets are lists (duplicates are dropped when the ticket is
+// completed) rather than maps.
 type ticketGroup struct {
-	t         *Ticket
-	installed []string
-	fixes     []string
-	unfixed   []string
-	kev       []string
-	images    []*Image
-	targets   []string
-}
-
-// newTicketGroup starts the ticket of repo's package with its first
-// finding f.
-func newTicketGroup(repo string, f *Finding) *ticketGroup {
-	return &ticketGroup{t: &Ticket{
-		ID: TicketID(repo, f.PkgName), Repository: repo, Package: f.PkgName,
-		Severity: f.Severity, Deadline: f.Deadline,
-	}}
+	rec     ticketRec
+	lists   [ticketLists][]uint32
+	targets []uint32
+	images  []*Image
 }
 
 // add folds f into the ticket: the worst severity, the earliest deadline,
 // the installed versions and the upgrade targets.
-func (g *ticketGroup) add(f *Finding) {
-	t := g.t
-	if sla.SeverityRank(f.Severity) < sla.SeverityRank(t.Severity) {
-		t.Severity = f.Severity
+func (g *ticketGroup) add(f *Finding, in *ticketInterner) {
+	r := &g.rec
+	if sla.SeverityRank(f.Severity) < in.tab.sevRank[r.sev] {
+		r.sev = in.sev(f.Severity)
 	}
-	if f.Deadline.Before(t.Deadline) {
-		t.Deadline = f.Deadline
+	if d := unixNano(f.Deadline); d < r.deadline {
+		r.deadline = d
 	}
-	t.Breached = t.Breached || f.Breached
+	r.breached = r.breached || f.Breached
 	if f.Exploit.InKEV() {
-		g.kev = appendNew(g.kev, f.ID)
+		g.lists[listKEV] = appendNew(g.lists[listKEV], in.str(f.ID))
 	}
 	if f.PkgVersion != "" {
-		g.installed = appendNew(g.installed, f.PkgVersion)
+		g.lists[listInstalled] = appendNew(g.lists[listInstalled], in.str(f.PkgVersion))
 	}
 	if target := fixTarget(f.PkgVersion, f.FixedVersion); target != "" {
-		g.fixes = appendNew(g.fixes, f.ID)
-		g.targets = appendNew(g.targets, target)
+		g.lists[listFixes] = appendNew(g.lists[listFixes], in.str(f.ID))
+		g.targets = appendNew(g.targets, in.str(target))
 	} else {
-		g.unfixed = appendNew(g.unfixed, f.ID)
+		g.lists[listUnfixed] = appendNew(g.lists[listUnfixed], in.str(f.ID))
 	}
 	if n := len(g.images); n == 0 || g.images[n-1] != f.Img {
 		g.images = append(g.images, f.Img)
@@ -119,8 +139,8 @@ func (g *ticketGroup) add(f *Finding) {
 }
 
 // appendNew appends s unless it is the last element (the rest of the
-// duplicates are dropped by sortedSet).
-func appendNew(list []string, s string) []string {
+// duplicates are dropped by sortedIDs).
+func appendNew(list []uint32, s uint32) []uint32 {
 	if n := len(list); n > 0 && list[n-1] == s {
 		return list
 	}
@@ -133,28 +153,29 @@ func sortedSet(list []string) []string {
 	return slices.Compact(list)
 }
 
-// ticket completes the ticket: the highest upgrade target, the fixed and
-// unfixed vulnerabilities, the images and workloads, the summary line.
-func (g *ticketGroup) ticket(where *places) Ticket {
-	t := g.t
-	t.Installed = sortedVersions(sortedSet(g.installed))
+// complete completes the ticket's record and lists: the installed
+// versions in version order, the highest upgrade target, the fixed and
+// unfixed vulnerabilities, the KEV-listed ones, the images and workloads.
+func (g *ticketGroup) complete(in *ticketInterner, where *places) {
+	strs := in.tab.strs
+	installed := in.sortedIDs(g.lists[listInstalled])
+	slices.SortStableFunc(installed, func(a, b uint32) int { return CompareVersions(strs[a], strs[b]) })
+	g.lists[listInstalled] = installed
 	for _, v := range g.targets {
-		if t.FixedVersion == "" || CompareVersions(v, t.FixedVersion) > 0 {
-			t.FixedVersion = v
+		if g.rec.fixed == 0 || CompareVersions(strs[v], strs[g.rec.fixed]) > 0 {
+			g.rec.fixed = v
 		}
 	}
-	t.Fixes = nonNil(sortedSet(g.fixes))
+	fixes := in.sortedIDs(g.lists[listFixes])
+	g.lists[listFixes] = fixes
 	// Fixed in one image, so the upgrade covers it.
-	t.Unfixed = nonNil(slices.DeleteFunc(sortedSet(g.unfixed), func(id string) bool {
-		_, fixed := slices.BinarySearch(t.Fixes, id)
+	g.lists[listUnfixed] = slices.DeleteFunc(in.sortedIDs(g.lists[listUnfixed]), func(id uint32) bool {
+		_, fixed := slices.BinarySearchFunc(fixes, strs[id], func(f uint32, s string) int { return strings.Compare(strs[f], s) })
 		return fixed
-	}))
-	t.KEVVulnerabilities = nonNil(sortedSet(g.kev))
-	t.KEV = len(t.KEVVulnerabilities) > 0
-	p := where.of(g.images)
-	t.Images, t.Platforms, t.Workloads, t.OwnerInferred = p.images, p.platforms, p.workloads, p.inferred
-	t.Summary = ticketSummary(t)
-	return *t
+	})
+	g.lists[listKEV] = in.sortedIDs(g.lists[listKEV])
+	g.rec.kev = len(g.lists[listKEV]) > 0
+	g.rec.place = where.of(g.images)
 }
 
 // place is where a set of images runs, as tickets list it.
@@ -165,14 +186,16 @@ type place struct{ images, platforms, workloads, inferred []string }
 // The lists are clipped, so appending to one copies it.
 type places struct {
 	index map[*Image]uint32
-	byKey map[string]*place
+	byKey map[string]uint32
+	list  []*place
 	key   []byte
 }
 
-func newPlaces() *places { return &places{index: map[*Image]uint32{}, byKey: map[string]*place{}} }
+func newPlaces() *places { return &places{index: map[*Image]uint32{}, byKey: map[string]uint32{}} }
 
-// of returns the place of images (in the order a ticket group met them).
-func (ps *places) of(images []*Image) *place {
+// of returns the index in ps.list of the place of images (in the order a
+// ticket group met them).
+func (ps *places) of(images []*Image) uint32 {
 	ps.key = ps.key[:0]
 	for _, img := range images {
 		i, ok := ps.index[img]
@@ -182,8 +205,8 @@ func (ps *places) of(images []*Image) *place {
 		}
 		ps.key = binary.LittleEndian.AppendUint32(ps.key, i)
 	}
-	if p, ok := ps.byKey[string(ps.key)]; ok {
-		return p
+	if i, ok := ps.byKey[string(ps.key)]; ok {
+		return i
 	}
 	var digests, platforms, workloads, inferred []string
 	for _, img := range images {
@@ -192,14 +215,17 @@ func (ps *places) of(images []*Image) *place {
 		workloads = append(workloads, img.Workloads...)
 		inferred = append(inferred, img.OwnerInferred...)
 	}
-	p := &place{images: clipped(digests), platforms: clipped(platforms), workloads: clipped(workloads), inferred: clipped(inferred)}
-	ps.byKey[string(ps.key)] = p
-	return p
+	i := uint32(len(ps.list))
+	ps.list = append(ps.list, &place{images: clipped(digests), platforms: clipped(platforms),
+		workloads: clipped(workloads), inferred: clipped(inferred)})
+	ps.byKey[string(ps.key)] = i
+	return i
 }
 
 // clipped is the sorted set of list, never nil, without spare capacity.
 func clipped(list []string) []string { return slices.Clip(nonNil(sortedSet(list))) }
 
+// ticketSummary is the ticket's summary line (Ticket.Summary).
 func ticketSummary(t *Ticket) string {
 	installed := strings.Join(t.Installed, ", ")
 	if installed == "" {

@@ -96,10 +96,10 @@ func TestJiraSequence(t *testing.T) {
 		report *report.Report
 		want   []string
 	}{
-		{"create", &report.Report{Complete: true, Tickets: []report.Ticket{openssl}}, []string{"POST "}},
-		{"update", &report.Report{Complete: true, Tickets: []report.Ticket{ticket("openssl", "3.1.5", "sha256:a")}}, []string{"GET /SEC-1", "PUT /SEC-1"}},
+		{"create", &report.Report{Complete: true, Tickets: report.TicketsOf(openssl)}, []string{"POST "}},
+		{"update", &report.Report{Complete: true, Tickets: report.TicketsOf(ticket("openssl", "3.1.5", "sha256:a"))}, []string{"GET /SEC-1", "PUT /SEC-1"}},
 		{"close", &report.Report{Complete: true, AsOf: asOf}, []string{"GET /SEC-1/transitions", "POST /SEC-1/comment", "POST /SEC-1/transitions"}},
-		{"reopen", &report.Report{Complete: true, Tickets: []report.Ticket{openssl}, Findings: report.RowsOf(reopenedFinding("openssl"))},
+		{"reopen", &report.Report{Complete: true, Tickets: report.TicketsOf(openssl), Findings: report.RowsOf(reopenedFinding("openssl"))},
 			[]string{"GET /SEC-1", "GET /SEC-1/transitions", "POST /SEC-1/comment", "POST /SEC-1/transitions", "PUT /SEC-1"}},
 	}
 	for _, st := range steps {

@@ -71,10 +71,10 @@ func (s *Syncer) Sync(ctx context.Context, r *report.Report) (Result, error) {
 	reopened := reopenedTickets(r)
 	var errs []error
 	inReport := map[string]bool{}
-	for _, t := range r.Tickets {
+	for t := range r.Tickets.All() {
 		inReport[t.ID] = true
 		rec, known := recs[t.ID]
-		if err := s.ticket(ctx, t, rec, known, reopened[t.ID], &res); err != nil {
+		if err := s.ticket(ctx, *t, rec, known, reopened[t.ID], &res); err != nil {
 			res.Failed++
 			errs = append(errs, err)
 			s.Log.Warn("ticket sync failed", zap.String("ticket", t.ID), zap.Error(err))

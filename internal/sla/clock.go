@@ -131,8 +131,10 @@ type Observation struct {
 // Ledger is the outcome of an observation: the clock of every sighted
 // finding and what changed.
 type Ledger struct {
-	AsOf    time.Time
-	records map[Identity]clockEntry
+	AsOf time.Time
+	// ids are the sighted identities, which records are keyed by.
+	ids     *identities
+	records map[idKey]clockEntry
 	// Fixed lists the findings resolved by this observation, each once.
 	Fixed []Record
 	// Writes counts KV writes performed (zero when not recording).
@@ -163,7 +165,11 @@ func (e clockEntry) time() time.Time { return time.Unix(0, e.firstSeen).UTC() }
 // Lookup returns the first-seen time of a sighted identity and how it
 // changed since the previous observation.
 func (l *Ledger) Lookup(id Identity) (time.Time, Change, bool) {
-	e, ok := l.records[id]
+	k, ok := l.ids.find(id)
+	if !ok {
+		return time.Time{}, "", false
+	}
+	e, ok := l.records[k]
 	if !ok {
 		return time.Time{}, "", false
 	}
@@ -325,15 +331,18 @@ type recordWrite struct {
 	prev stored
 	had  bool
 	tr   transition
+	// clocked: the write is a sighted identity's, whose ledger entry
+	// takes a concurrent writer's earlier first-seen.
+	clocked bool
+	k       idKey
 }
 
 // pass is one observation's walk over the stored records.
 type pass struct {
-	obs     Observation
-	asOf    time.Time
-	sighted map[Identity]sighting
-	// strs are the sighted identities' strings, which the ledger shares.
-	strs                map[string]string
+	obs  Observation
+	asOf time.Time
+	// sighted are the sightings by identity (interned in led.ids).
+	sighted             *sightings
 	observed, uncertain map[string]bool
 	led                 *Ledger
 	// undecodable are the keys whose value did not decode.
@@ -348,10 +357,10 @@ type pass struct {
 
 func newPass(obs Observation) *pass {
 	asOf := obs.AsOf.UTC()
-	strs := map[string]string{}
-	sighted := mergeSightings(obs.Sightings, strs)
-	return &pass{obs: obs, asOf: asOf, sighted: sighted, strs: strs, observed: setOf(obs.Observed), uncertain: setOf(obs.Uncertain),
-		led: &Ledger{AsOf: asOf, records: make(map[Identity]clockEntry, len(sighted))}, undecodable: map[string]stored{}}
+	ids := newIdentities()
+	sighted := mergeSightings(obs.Sightings, ids)
+	return &pass{obs: obs, asOf: asOf, sighted: sighted, observed: setOf(obs.Observed), uncertain: setOf(obs.Uncertain),
+		led: &Ledger{AsOf: asOf, ids: ids, records: make(map[idKey]clockEntry, len(sighted.by))}, undecodable: map[string]stored{}}
 }
 
 // visit takes one stored record: a sighted one gets its clock (and is
@@ -363,21 +372,22 @@ func (p *pass) visit(key string, rec *Record, rev uint64) {
 		return
 	}
 	st := stored{rec: rec, rev: rev}
-	if s, ok := p.sighted[rec.Identity]; ok {
-		id := p.sightedKey(rec.Identity)
-		tr := sightingTransition(Sighting{Identity: id, Severity: s.severity, Clusters: s.clusters}, p.asOf)
-		next, change, write := tr(rec)
-		p.led.records[id] = newClockEntry(next.FirstSeen, change)
-		if write {
-			p.jobs = append(p.jobs, recordWrite{key, id, st, true, tr})
+	if k, ok := p.led.ids.find(rec.Identity); ok {
+		if s, ok := p.sighted.by[k]; ok {
+			tr := sightingTransition(p.sighted.sighting(k, s), p.asOf)
+			next, change, write := tr(rec)
+			p.led.records[k] = newClockEntry(next.FirstSeen, change)
+			if write {
+				p.jobs = append(p.jobs, recordWrite{key: key, id: rec.Identity, prev: st, had: true, tr: tr, clocked: true, k: k})
+			}
+			return
 		}
-		return
 	}
 	if rec.State == StateOpen && resolvable(*rec, p.asOf, p.observed, p.uncertain, p.obs.CoversFleet) {
 		tr := resolveTransition(p.asOf)
 		if next, _, write := tr(rec); write {
 			p.led.Fixed = append(p.led.Fixed, next)
-			p.jobs = append(p.jobs, recordWrite{key, rec.Identity, st, true, tr})
+			p.jobs = append(p.jobs, recordWrite{key: key, id: rec.Identity, prev: st, had: true, tr: tr})
 		}
 		return
 	}
@@ -386,34 +396,22 @@ func (p *pass) visit(key string, rec *Record, rev uint64) {
 	}
 }
 
-// sightedKey is id with the sightings' copies of its strings, so the
-// ledger holds none of the decoded records' strings.
-func (p *pass) sightedKey(id Identity) Identity {
-	share := func(s string) string {
-		if c, ok := p.strs[s]; ok {
-			return c
-		}
-		return s
-	}
-	return Identity{Repository: share(id.Repository), VulnerabilityID: share(id.VulnerabilityID),
-		PkgName: share(id.PkgName), PkgPath: share(id.PkgPath)}
-}
-
 // newSightings records the sighted identities no stored record had, in
 // batches of writeBatch passed to flush.
 func (p *pass) newSightings(flush func([]recordWrite) error) error {
 	var jobs []recordWrite
-	for id, s := range p.sighted {
-		if _, ok := p.led.records[id]; ok {
+	for k, s := range p.sighted.by {
+		if _, ok := p.led.records[k]; ok {
 			continue
 		}
-		key := id.Key()
+		sg := p.sighted.sighting(k, s)
+		key := sg.Identity.Key()
 		prev, had := p.undecodable[key]
-		tr := sightingTransition(Sighting{Identity: id, Severity: s.severity, Clusters: s.clusters}, p.asOf)
+		tr := sightingTransition(sg, p.asOf)
 		next, change, write := tr(nil)
-		p.led.records[id] = newClockEntry(next.FirstSeen, change)
+		p.led.records[k] = newClockEntry(next.FirstSeen, change)
 		if write {
-			jobs = append(jobs, recordWrite{key, id, prev, had, tr})
+			jobs = append(jobs, recordWrite{key: key, id: sg.Identity, prev: prev, had: had, tr: tr, clocked: true, k: k})
 		}
 		if len(jobs) >= writeBatch {
 			if err := flush(jobs); err != nil {
@@ -442,10 +440,10 @@ func (c *Clock) writeAll(ctx context.Context, jobs []recordWrite, led *Ledger) e
 			return
 		}
 		wrote++
-		if e, ok := led.records[j.id]; ok && rec != nil {
+		if e, ok := led.records[j.k]; ok && j.clocked && rec != nil {
 			// A concurrent writer may have set an earlier first-seen.
 			e.firstSeen = rec.FirstSeen.UnixNano()
-			led.records[j.id] = e
+			led.records[j.k] = e
 		}
 	})
 	led.Writes += wrote
@@ -579,40 +577,67 @@ func resolvable(r Record, asOf time.Time, observed, uncertain map[string]bool, c
 	return true
 }
 
-// sighting is what the clock keeps of a sighted identity (the map key).
+// sighting is what the clock keeps of a sighted identity: its worst
+// severity (a SeverityRank) and its clusters (an index into
+// sightings.lists): 8 bytes.
 type sighting struct {
-	severity string
-	clusters []string
+	clusters uint32
+	severity uint8
+}
+
+// sightings are an observation's sightings merged by identity.
+type sightings struct {
+	ids *identities
+	by  map[idKey]sighting
+	// lists are the distinct cluster lists (0: none).
+	lists [][]string
+	index map[sliceID]uint32
+}
+
+// sighting is the Sighting of k.
+func (ss *sightings) sighting(k idKey, s sighting) Sighting {
+	return Sighting{Identity: ss.ids.identity(k), Severity: severityOf(s.severity), Clusters: ss.lists[s.clusters]}
+}
+
+// listIndex is the index of a canonical cluster list (one copy of each
+// distinct list, so its address and length identify it).
+func (ss *sightings) listIndex(list []string) uint32 {
+	if len(list) == 0 {
+		return 0
+	}
+	id := sliceID{&list[0], len(list)}
+	i, ok := ss.index[id]
+	if !ok {
+		i = uint32(len(ss.lists))
+		ss.index[id] = i
+		ss.lists = append(ss.lists, list)
+	}
+	return i
 }
 
 // mergeSightings merges sightings of the same identity (several images of
 // one repository): worst severity, union of clusters. Cluster lists are
-// shared: one copy of each distinct list. strs receives the identities'
-// strings.
-func mergeSightings(in iter.Seq[Sighting], strs map[string]string) map[Identity]sighting {
-	out := map[Identity]sighting{}
+// shared: one copy of each distinct list. The identities are interned in
+// ids.
+func mergeSightings(in iter.Seq[Sighting], ids *identities) *sightings {
+	out := &sightings{ids: ids, by: map[idKey]sighting{}, lists: [][]string{nil}, index: map[sliceID]uint32{}}
 	if in == nil {
 		return out
 	}
 	lists := clusterLists{bySlice: map[sliceID][]string{}, byKey: map[string][]string{}}
 	for s := range in {
-		sev := NormalizeSeverity(s.Severity)
-		prev, ok := out[s.Identity]
+		rank := uint8(SeverityRank(NormalizeSeverity(s.Severity)))
+		k := ids.key(s.Identity)
+		prev, ok := out.by[k]
 		if !ok {
-			out[s.Identity] = sighting{severity: sev, clusters: lists.canonical(s.Clusters)}
-			for _, part := range []string{s.Repository, s.VulnerabilityID, s.PkgName, s.PkgPath} {
-				strs[part] = part
-			}
+			out.by[k] = sighting{severity: rank, clusters: out.listIndex(lists.canonical(s.Clusters))}
 			continue
 		}
-		if SeverityRank(prev.severity) < SeverityRank(sev) {
-			sev = prev.severity
-		}
 		clusters := prev.clusters
-		if !slices.Equal(clusters, s.Clusters) {
-			clusters = lists.union(clusters, s.Clusters)
+		if !slices.Equal(out.lists[clusters], s.Clusters) {
+			clusters = out.listIndex(lists.union(out.lists[clusters], s.Clusters))
 		}
-		out[s.Identity] = sighting{severity: sev, clusters: clusters}
+		out.by[k] = sighting{severity: min(prev.severity, rank), clusters: clusters}
 	}
 	return out
 }

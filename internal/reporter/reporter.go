@@ -78,6 +78,9 @@ type Deps struct {
 	Store Store
 	// FirstSeen is the first-seen KV bucket (topology.Resources.FirstSeen).
 	FirstSeen sla.KV
+	// FirstSeenStream is that bucket's stream
+	// (topology.Resources.FirstSeenStream), which the records are read from.
+	FirstSeenStream sla.Stream
 	// FirstSeenMarkerTTL is how long a pruned first-seen record's marker
 	// stays in the bucket (zero: sla.DefaultMarkerTTL; tests shorten it).
 	FirstSeenMarkerTTL time.Duration
@@ -119,7 +122,7 @@ type Deps struct {
 // feeds included (the object store `worker db-update --publish-feeds`
 // writes).
 func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
-	d := Deps{Store: st, FirstSeen: res.FirstSeen, Tickets: res.Tickets, Log: log, Out: out, Exporter: newExporter(res, log)}
+	d := Deps{Store: st, FirstSeen: res.FirstSeen, FirstSeenStream: res.FirstSeenStream, Tickets: res.Tickets, Log: log, Out: out, Exporter: newExporter(res, log)}
 	if res.Feeds != nil {
 		d.Feeds = feeds.ObjectStoreSource(res.Feeds)
 	}
@@ -247,8 +250,8 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err := cfg.Check(); err != nil {
 		return Outcome{}, err
 	}
-	if d.Store == nil || d.FirstSeen == nil {
-		return Outcome{}, fmt.Errorf("reporting: Deps.Store and Deps.FirstSeen are required")
+	if d.Store == nil || d.FirstSeen == nil || d.FirstSeenStream == nil {
+		return Outcome{}, fmt.Errorf("reporting: Deps.Store, Deps.FirstSeen and Deps.FirstSeenStream are required")
 	}
 	log := d.Log
 	if log == nil {
@@ -337,7 +340,7 @@ func console(d Deps, cfg Config, out Outcome, set settings, log *zap.Logger) {
 // observe advances the first-seen clocks with what the collected results
 // show.
 func observe(ctx context.Context, cfg Config, d Deps, sc *scope, col *collected, asOf time.Time, log *zap.Logger) (*sla.Ledger, error) {
-	clock := sla.NewClock(d.FirstSeen, log)
+	clock := sla.NewClock(d.FirstSeen, d.FirstSeenStream, log)
 	clock.MarkerTTL = d.FirstSeenMarkerTTL
 	return clock.Observe(ctx, sla.Observation{
 		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,

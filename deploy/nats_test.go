@@ -34,6 +34,7 @@ import (
 	"github.com/fleetscan/fleetscan/internal/natsconn"
 	"github.com/fleetscan/fleetscan/internal/pkgindex"
 	"github.com/fleetscan/fleetscan/internal/queue"
+	"github.com/fleetscan/fleetscan/internal/sla"
 	"github.com/fleetscan/fleetscan/internal/store"
 	"github.com/fleetscan/fleetscan/internal/topology"
 	"github.com/fleetscan/fleetscan/pkg/contract"
@@ -628,6 +629,7 @@ func TestNATSRolePermissions(t *testing.T) {
 		if _, err := c.res.FirstSeen.Put(ctx(), "k", []byte("2026-01-02")); err != nil {
 			t.Errorf("write SLA first-seen date: %v", err)
 		}
+		observeAsReporter(t, c.res)
 		// The package index: read the records (one claim-checked), rebuild
 		// one from the layer cache, store the compacted snapshot.
 		pkgs := mustPkgStore(t, c.res)
@@ -741,4 +743,27 @@ func writeServerCert(t *testing.T, dir string) []byte {
 		}
 	}
 	return caPEM
+}
+
+// observeAsReporter runs the first-seen clock twice: the first observation
+// writes a record, the second reads the bucket back (an ordered consumer
+// on its stream) and finds it.
+func observeAsReporter(t *testing.T, res *topology.Resources) {
+	t.Helper()
+	id := sla.Identity{Repository: "registry.example/app", VulnerabilityID: "CVE-2026-0001", PkgName: "openssl"}
+	clock := sla.NewClock(res.FirstSeen, res.FirstSeenStream, zaptest.NewLogger(t))
+	for i, want := range []sla.Change{sla.ChangeNew, sla.ChangeStillOpen} {
+		obs := sla.Observation{AsOf: time.Date(2026, 1, 2+i, 0, 0, 0, 0, time.UTC),
+			Sightings: slices.Values([]sla.Sighting{{Identity: id, Severity: "HIGH"}})}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		led, err := clock.Observe(ctx, obs, true)
+		cancel()
+		if err != nil {
+			t.Errorf("observation %d: %v", i+1, err)
+			return
+		}
+		if _, got, _ := led.Lookup(id); got != want {
+			t.Errorf("observation %d: change %q, want %q", i+1, got, want)
+		}
+	}
 }

@@ -75,6 +75,9 @@ type Input struct {
 	// Enrichment is the loaded exploit feeds (nil: none loaded; the report
 	// says so).
 	Enrichment *feeds.Enrichment
+	// Spill keeps a fleet's ranked rows in a temporary file (zero: in
+	// memory).
+	Spill Spill
 }
 
 // Sightings yields every (repository, vulnerability, package, path) of
@@ -188,25 +191,25 @@ func newRowBuilder(in Input) *rowBuilder {
 }
 
 // build makes one row per vulnerability of each image that passes the
-// filter, compactly, and ranks them.
+// filter, compactly, and ranks them: in memory, or in runs spilled to a
+// temporary file (Input.Spill) merged into one ranked file.
 func (b *rowBuilder) build(images []*Image) Rows {
 	n := 0
 	for _, img := range images {
 		n += len(img.Vulns)
 	}
 	tab := newRowTables(b.asOf, images)
-	recs := make([]rowRec, 0, n)
+	sink := newRowSink(tab, b.in.Spill, n)
 	var f Finding
 	for _, img := range images {
 		for _, v := range img.Vulns {
 			if b.in.Filter.Keep(v) {
 				b.row(img, v, &f)
-				recs = append(recs, tab.record(&f))
+				sink.add(tab.record(&f))
 			}
 		}
 	}
-	tab.sortRows(recs)
-	return Rows{recs: slices.Clip(recs), tab: tab}
+	return sink.rows()
 }
 
 // row fills f with v in img, its SLA clock, deadline and acceptance.

@@ -116,7 +116,12 @@ func WriteFiles(dir string, r *Report, formats []Format) ([]File, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			path := filepath.Join(dir, o.name)
-			size, err := writeAtomic(path, func(w io.Writer) error { return o.write(w, r) })
+			size, err := writeAtomic(path, func(w io.Writer) error {
+				if err := o.write(w, r); err != nil {
+					return err
+				}
+				return r.Findings.Err() // a row that could not be read back
+			})
 			if err != nil {
 				errs[i] = fmt.Errorf("write %s: %w", path, err)
 				return

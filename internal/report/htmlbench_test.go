@@ -137,13 +137,28 @@ func BenchmarkHTMLGroupsAdd(b *testing.B) {
 	s := newScaleFleet(2_000, 50, asOf)
 	r := Build(s.input(0, s.n, &Interner{}))
 	b.ReportAllocs()
+	before := liveHeap()
 	b.ResetTimer()
+	var g *HTMLGroups
 	for b.Loop() {
-		g := NewHTMLGroups(asOf)
+		g = NewHTMLGroups(asOf)
 		g.byPtr = map[*Image]int32{}
 		for f := range r.Findings.All() {
 			g.Add(f)
 		}
 	}
+	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*r.Findings.Len()), "ns/row")
+	// What the aggregation holds until the page is written.
+	b.ReportMetric(float64(liveHeap()-before)/(1<<20), "held-MiB")
+	runtime.KeepAlive(g)
+	runtime.KeepAlive(r)
+}
+
+// liveHeap is the heap in use after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

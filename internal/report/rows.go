@@ -23,6 +23,12 @@ type Rows struct {
 	list []Finding
 	recs []rowRec
 	tab  *rowTables
+	// sp holds the records instead of recs when they were spilled.
+	sp *spilled
+	// err is why rows are missing (a spill that failed and could not be
+	// read back); spillErr why rows that should have been spilled stayed
+	// in memory.
+	err, spillErr error
 }
 
 // RowsOf makes rows of findings, in the order given.
@@ -30,6 +36,9 @@ func RowsOf(findings ...Finding) Rows { return Rows{list: findings} }
 
 // Len is the number of rows.
 func (r Rows) Len() int {
+	if r.sp != nil {
+		return r.sp.n
+	}
 	if r.tab != nil {
 		return len(r.recs)
 	}
@@ -42,9 +51,37 @@ func (r Rows) At(i int) *Finding {
 		return &r.list[i]
 	}
 	f := new(Finding)
+	if r.sp != nil {
+		rec, err := r.sp.at(i)
+		if err != nil {
+			r.sp.fail(err)
+		}
+		r.tab.render(&rec, f)
+		return f
+	}
 	r.tab.render(&r.recs[i], f)
 	return f
 }
+
+// Err is why rows are missing: a spilled row that could not be read back
+// (All ended early), or rows lost when a spill failed. A report whose
+// rows have an error must not be delivered.
+func (r Rows) Err() error {
+	if r.err != nil {
+		return r.err
+	}
+	if r.sp != nil {
+		return r.sp.failure()
+	}
+	return nil
+}
+
+// SpillFailure is why rows that Spill should have moved to a file stayed
+// in memory (the rows are complete; the report costs more memory).
+func (r Rows) SpillFailure() error { return r.spillErr }
+
+// Spilled reports whether the rows are kept in a temporary file.
+func (r Rows) Spilled() bool { return r.sp != nil }
 
 // All yields every row in order. The Finding yielded is reused for the
 // next row: copy it (*f) to keep it. Several goroutines may range over
@@ -60,6 +97,15 @@ func (r Rows) All() iter.Seq[*Finding] {
 			return
 		}
 		var f Finding
+		if r.sp != nil {
+			for rec := range r.sp.records() {
+				r.tab.render(rec, &f)
+				if !yield(&f) {
+					return
+				}
+			}
+			return
+		}
 		for i := range r.recs {
 			r.tab.render(&r.recs[i], &f)
 			if !yield(&f) {

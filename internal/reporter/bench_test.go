@@ -115,7 +115,7 @@ func BenchmarkRun200k(b *testing.B) {
 		src  feeds.Source
 	}{{"feeds=none", nil}, {"feeds=kev+epss", feeds.ObjectStoreSource(res.Feeds)}} {
 		b.Run(v.name, func(b *testing.B) {
-			deps := Deps{Store: st, FirstSeen: res.FirstSeen, Log: zap.NewNop(), Feeds: v.src}
+			deps := Deps{Store: st, FirstSeen: res.FirstSeen, FirstSeenStream: res.FirstSeenStream, Log: zap.NewNop(), Feeds: v.src}
 			// The first run records every first-seen date; the benchmark
 			// measures the daily steady state.
 			if _, err := Run(ctx, cfg, deps); err != nil {

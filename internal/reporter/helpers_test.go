@@ -126,7 +126,7 @@ func (f *fleetEnv) config(now string) Config {
 }
 
 func (f *fleetEnv) deps(out *bytes.Buffer) Deps {
-	d := Deps{Store: f.st, FirstSeen: f.env.Res.FirstSeen, Log: zaptest.NewLogger(f.t)}
+	d := Deps{Store: f.st, FirstSeen: f.env.Res.FirstSeen, FirstSeenStream: f.env.Res.FirstSeenStream, Log: zaptest.NewLogger(f.t)}
 	if out != nil {
 		d.Out = out
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -77,6 +78,9 @@ type Deps struct {
 	Store Store
 	// FirstSeen is the first-seen KV bucket (topology.Resources.FirstSeen).
 	FirstSeen sla.KV
+	// FirstSeenStream is that bucket's stream
+	// (topology.Resources.FirstSeenStream), which the records are read from.
+	FirstSeenStream sla.Stream
 	// FirstSeenMarkerTTL is how long a pruned first-seen record's marker
 	// stays in the bucket (zero: sla.DefaultMarkerTTL; tests shorten it).
 	FirstSeenMarkerTTL time.Duration
@@ -108,17 +112,41 @@ type Deps struct {
 	// the all-in-one's --cache-dir. Nil: none; the report says the feeds
 	// were never loaded.
 	Feeds feeds.Source
+	// Spill is where a fleet's ranked rows are kept while the outputs are
+	// written (nil: temporary files in os.TempDir(), above
+	// report.DefaultRunRows rows).
+	Spill *report.Spill
 }
 
 // NewDeps wires the reporter to shared state on JetStream, the exploit
 // feeds included (the object store `worker db-update --publish-feeds`
 // writes).
 func NewDeps(st *store.Store, res *topology.Resources, log *zap.Logger, out io.Writer) Deps {
-	d := Deps{Store: st, FirstSeen: res.FirstSeen, Tickets: res.Tickets, Log: log, Out: out, Exporter: newExporter(res, log)}
+	d := Deps{Store: st, FirstSeen: res.FirstSeen, FirstSeenStream: res.FirstSeenStream, Tickets: res.Tickets, Log: log, Out: out, Exporter: newExporter(res, log)}
 	if res.Feeds != nil {
 		d.Feeds = feeds.ObjectStoreSource(res.Feeds)
 	}
 	return d
+}
+
+func (d Deps) spill() report.Spill {
+	if d.Spill == nil {
+		return report.Spill{Dir: os.TempDir()}
+	}
+	return *d.Spill
+}
+
+// build builds the report; rows a failed spill kept in memory are a
+// warning, rows lost an error.
+func build(in report.Input, log *zap.Logger) (*report.Report, error) {
+	r := report.Build(in)
+	if err := r.Findings.SpillFailure(); err != nil {
+		log.Warn("the ranked rows stay in memory: spilling them to a temporary file failed", zap.Error(err))
+	}
+	if err := r.Findings.Err(); err != nil {
+		return nil, fmt.Errorf("rank the report's rows: %w", err)
+	}
+	return r, nil
 }
 
 func (d Deps) now() time.Time {
@@ -222,8 +250,8 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err := cfg.Check(); err != nil {
 		return Outcome{}, err
 	}
-	if d.Store == nil || d.FirstSeen == nil {
-		return Outcome{}, fmt.Errorf("reporting: Deps.Store and Deps.FirstSeen are required")
+	if d.Store == nil || d.FirstSeen == nil || d.FirstSeenStream == nil {
+		return Outcome{}, fmt.Errorf("reporting: Deps.Store, Deps.FirstSeen and Deps.FirstSeenStream are required")
 	}
 	log := d.Log
 	if log == nil {
@@ -254,20 +282,22 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	r := report.Build(report.Input{
+	r, err := build(report.Input{
 		GeneratedAt: started, AsOf: asOf, Scope: sc.mode, Runs: sc.runs, Clusters: sc.clusters,
 		Images: col.images, Failures: col.failures, NotScanned: append(col.notScanned, sc.unresolved...),
 		Policy: set.policy, Acceptances: set.acceptances, VEX: set.vex, Filter: set.filter,
 		Ledger: led, Fixed: led.Fixed, FirstSeenPruned: led.Pruned, DB: col.db, Scanner: col.scanner, Enrichment: enrichment,
-	})
+		Spill: d.spill(),
+	}, log)
+	if err != nil {
+		return Outcome{}, err
+	}
 	// The rows hold their clocks: the ledger (one entry per identity) is
 	// not used past this point, so it is freed before the outputs are
 	// written.
 	writes, pruned := led.Writes, led.Pruned
-	if cfg.VEXOut != "" {
-		if err := writeVEXOut(cfg.VEXOut, set.acceptances, r, asOf, log); err != nil {
-			return Outcome{}, err
-		}
+	if err := writeVEXOut(cfg.VEXOut, set.acceptances, r, asOf, log); err != nil {
+		return Outcome{}, err
 	}
 	// The SBOMs (and the package index) are exported between writing the
 	// report and uploading it, so they are uploaded with it.
@@ -286,22 +316,31 @@ func Run(ctx context.Context, cfg Config, d Deps) (Outcome, error) {
 	}
 	out.FirstSeenWrites = writes
 	reach(ctx, cfg, d, &out, sc.namespaces, log)
+	if err := r.Findings.Err(); err != nil { // rows the notifications could not read back
+		return out, fmt.Errorf("read the report's rows: %w", err)
+	}
 	log.Info("report written", zap.String("dir", cfg.OutDir), zap.Int("findings", r.Summary.Findings),
 		zap.Int("breached_unaccepted", r.Summary.BreachedUnaccepted), zap.Bool("complete", r.Complete),
 		zap.Int("first_seen_writes", writes), zap.Int("first_seen_pruned", pruned), zap.Int("exit_status", out.ExitCode()),
 		logging.Took(d.now().Sub(started).Round(time.Millisecond)))
-	if d.Out != nil {
-		if err := writeConsole(d.Out, cfg, out, set.uploader); err != nil {
-			log.Warn("console summary", zap.Error(err))
-		}
-	}
+	console(d, cfg, out, set, log)
 	return out, nil
+}
+
+// console writes the console summary to Deps.Out (when set).
+func console(d Deps, cfg Config, out Outcome, set settings, log *zap.Logger) {
+	if d.Out == nil {
+		return
+	}
+	if err := writeConsole(d.Out, cfg, out, set.uploader); err != nil {
+		log.Warn("console summary", zap.Error(err))
+	}
 }
 
 // observe advances the first-seen clocks with what the collected results
 // show.
 func observe(ctx context.Context, cfg Config, d Deps, sc *scope, col *collected, asOf time.Time, log *zap.Logger) (*sla.Ledger, error) {
-	clock := sla.NewClock(d.FirstSeen, log)
+	clock := sla.NewClock(d.FirstSeen, d.FirstSeenStream, log)
 	clock.MarkerTTL = d.FirstSeenMarkerTTL
 	return clock.Observe(ctx, sla.Observation{
 		AsOf: asOf, Sightings: report.Sightings(col.images), Observed: sc.observed,

@@ -182,7 +182,7 @@ func runReporterChild(spec string) error {
 			return err
 		}
 	}
-	deps := Deps{Store: store.New(js, res), FirstSeen: res.FirstSeen, Log: log, Feeds: feeds.ObjectStoreSource(res.Feeds)}
+	deps := Deps{Store: store.New(js, res), FirstSeen: res.FirstSeen, FirstSeenStream: res.FirstSeenStream, Log: log, Feeds: feeds.ObjectStoreSource(res.Feeds)}
 	if path := os.Getenv(reporterWrittenProfileEnv); path != "" {
 		deps.OnWritten = func(Outcome) {
 			if err := writeHeapProfile(path); err != nil {

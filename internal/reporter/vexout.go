@@ -21,8 +21,11 @@ import (
 const VEXAuthor = "fleetscan"
 
 // writeVEXOut writes the acceptances' VEX decisions, as applied in r, to
-// --vex-out.
+// --vex-out (nothing without it).
 func writeVEXOut(path string, acc *sla.Acceptances, r *report.Report, asOf time.Time, log *zap.Logger) error {
+	if path == "" {
+		return nil // no --vex-out
+	}
 	decisions, skipped := report.VEXDecisions(acc, r, asOf)
 	for _, s := range skipped {
 		log.Warn("acceptance not exported to VEX", zap.String("acceptance", s))

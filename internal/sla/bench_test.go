@@ -36,7 +36,7 @@ func BenchmarkObserve200k(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				env := natstest.Start(b)
-				c := NewClock(env.Res.FirstSeen, zap.NewNop())
+				c := NewClock(env.Res.FirstSeen, env.Res.FirstSeenStream, zap.NewNop())
 				obs := Observation{AsOf: day(0), Sightings: slices.Values(sightings), Observed: []string{"x"}}
 				if phase == "prune" {
 					// Every cluster observed on day 0, none since.

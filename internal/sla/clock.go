@@ -195,7 +195,8 @@ type KV interface {
 	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
-	WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
+	// Bucket names the bucket (its records are read from its stream).
+	Bucket() string
 	// Purge prunes a record (with a TTL on its marker: the bucket needs
 	// limit markers, topology.Config.FirstSeenConfig).
 	Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
@@ -208,10 +209,18 @@ type KV interface {
 // bounds the stream to the live records and the last minute's prunings.
 const DefaultMarkerTTL = time.Minute
 
+// Stream is the bucket's stream (topology.Resources.FirstSeenStream): the
+// clock reads the stored records from it with an ordered consumer, a batch
+// at a time.
+type Stream interface {
+	OrderedConsumer(ctx context.Context, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, error)
+}
+
 // Clock keeps first-seen records in a KV bucket (topology.FirstSeenBucket).
 type Clock struct {
-	kv  KV
-	log *zap.Logger
+	kv     KV
+	stream Stream
+	log    *zap.Logger
 	// Concurrency bounds parallel KV writes.
 	Concurrency int
 	// MarkerTTL is how long a pruned record's marker is kept (zero:
@@ -226,12 +235,12 @@ func (c *Clock) markerTTL() time.Duration {
 	return max(c.MarkerTTL, time.Second)
 }
 
-// NewClock returns a clock over kv.
-func NewClock(kv KV, log *zap.Logger) *Clock {
+// NewClock returns a clock over kv, whose records are read from stream.
+func NewClock(kv KV, stream Stream, log *zap.Logger) *Clock {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Clock{kv: kv, log: log, Concurrency: 256}
+	return &Clock{kv: kv, stream: stream, log: log, Concurrency: 256}
 }
 
 type stored struct {
@@ -239,40 +248,71 @@ type stored struct {
 	rev uint64
 }
 
-// each streams every record in the bucket to fn, one at a time, so the
-// bucket is never held in memory; rec is nil when the value does not
-// decode (it is rewritten when sighted).
+// readBatch bounds the records read ahead while the bucket is streamed.
+const readBatch = 1000
+
+// each streams every record in the bucket to fn, one at a time and read a
+// batch at a time, so the bucket is never held in memory; rec is nil when
+// the value does not decode (it is rewritten when sighted).
 func (c *Clock) each(ctx context.Context, fn func(key string, rec *Record, rev uint64)) error {
-	w, err := c.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	prefix := "$KV." + c.kv.Bucket() + "."
+	cons, err := c.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + ">"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		InactiveThreshold: time.Minute,
+	})
 	if err != nil {
-		return fmt.Errorf("watch first-seen records: %w", err)
+		return fmt.Errorf("read first-seen records: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		return nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(readBatch))
+	if err != nil {
+		return fmt.Errorf("read first-seen records: %w", err)
+	}
+	defer it.Stop()
+	defer context.AfterFunc(ctx, it.Stop)()
 	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("read first-seen records: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("read first-seen records: watcher closed")
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
 			}
-			if e == nil {
-				return nil
-			}
-			if e.Key() == clustersKey {
-				continue
-			}
-			var r Record
-			if err := json.Unmarshal(e.Value(), &r); err != nil || r.Identity.Key() != e.Key() {
-				c.log.Warn("ignoring undecodable first-seen record; it will be rewritten when seen",
-					zap.String("key", e.Key()), zap.Error(err))
-				fn(e.Key(), nil, e.Revision())
-				continue
-			}
-			fn(e.Key(), &r, e.Revision())
+			return fmt.Errorf("read first-seen records: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("read first-seen records: %w", err)
+		}
+		c.take(strings.TrimPrefix(msg.Subject(), prefix), msg, meta.Sequence.Stream, fn)
+		if meta.NumPending == 0 {
+			return nil
 		}
 	}
 }
+
+// take passes one stored message to fn: a record, or nil when it does not
+// decode. Delete and purge markers and the clusters' key are skipped.
+func (c *Clock) take(key string, msg jetstream.Msg, rev uint64, fn func(key string, rec *Record, rev uint64)) {
+	if key == clustersKey {
+		return
+	}
+	switch msg.Headers().Get(kvOperation) {
+	case "DEL", "PURGE":
+		return
+	}
+	var r Record
+	if err := json.Unmarshal(msg.Data(), &r); err != nil || r.Identity.Key() != key {
+		c.log.Warn("ignoring undecodable first-seen record; it will be rewritten when seen",
+			zap.String("key", key), zap.Error(err))
+		fn(key, nil, rev)
+		return
+	}
+	fn(key, &r, rev)
+}
+
+// kvOperation is the header a KV delete or purge marker carries.
+const kvOperation = "KV-Operation"
 
 // transition computes a record's next value from its previous one (nil when
 // absent or undecodable); write is false when nothing changed.

@@ -80,7 +80,7 @@ func wantChange(t *testing.T, led *Ledger, id Identity, change Change, firstSeen
 // unobserved clusters), and a reopened finding that keeps its clock.
 func TestClockAcrossRuns(t *testing.T) {
 	env := natstest.Start(t)
-	c := NewClock(env.Res.FirstSeen, zaptest.NewLogger(t))
+	c := NewClock(env.Res.FirstSeen, env.Res.FirstSeenStream, zaptest.NewLogger(t))
 
 	// Run 1: everything is new.
 	led := mustObserve(t, c, Observation{
@@ -183,7 +183,7 @@ func (r *racingKV) Create(ctx context.Context, key string, value []byte, opts ..
 func TestClockConcurrentWriterKeepsEarliestFirstSeen(t *testing.T) {
 	env := natstest.Start(t)
 	log := zaptest.NewLogger(t)
-	other := NewClock(env.Res.FirstSeen, log)
+	other := NewClock(env.Res.FirstSeen, env.Res.FirstSeenStream, log)
 	kv := &racingKV{KV: env.Res.FirstSeen}
 	kv.race = func() {
 		// The other reporter saw A a day earlier and wrote first.
@@ -191,7 +191,7 @@ func TestClockConcurrentWriterKeepsEarliestFirstSeen(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	c := NewClock(kv, log)
+	c := NewClock(kv, env.Res.FirstSeenStream, log)
 	led := mustObserve(t, c, Observation{AsOf: day(0), Sightings: slices.Values([]Sighting{sight(idA, "HIGH", "c1")})})
 	first, _, _ := led.Lookup(idA)
 	if !first.Equal(day(-1)) {
@@ -220,7 +220,7 @@ func TestIdentityKeyIsValidKVKey(t *testing.T) {
 // that comes back is new again with a fresh clock.
 func TestClockRetention(t *testing.T) {
 	env := natstest.Start(t)
-	c := NewClock(env.Res.FirstSeen, zaptest.NewLogger(t))
+	c := NewClock(env.Res.FirstSeen, env.Res.FirstSeenStream, zaptest.NewLogger(t))
 	const retention = 100 * 24 * time.Hour
 	obs := func(d int, observed []string, s ...Sighting) Observation {
 		return Observation{AsOf: day(d), Observed: observed, Sightings: slices.Values(s), Retention: retention}
@@ -313,7 +313,7 @@ func TestPruningLeavesBoundedState(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := natstest.Start(t)
 			core, logs := observer.New(zap.InfoLevel)
-			c := NewClock(env.Res.FirstSeen, zap.New(core))
+			c := NewClock(env.Res.FirstSeen, env.Res.FirstSeenStream, zap.New(core))
 			c.MarkerTTL = markerTTL
 			obs := func(d int, observed []string, s []Sighting) Observation {
 				return Observation{AsOf: day(d), Observed: observed, Sightings: slices.Values(s), Retention: 100 * 24 * time.Hour}
@@ -354,5 +354,60 @@ func TestPruningLeavesBoundedState(t *testing.T) {
 				t.Fatalf("%d stream messages with every record back, want %d", got, tt.n+want)
 			}
 		})
+	}
+}
+
+// TestClockReadsTheBucketInBatches: the stored records are read through an
+// ordered consumer a batch at a time: thousands of records (several
+// batches) all come back; deleted and purged keys are not records, and an
+// undecodable value is reported and rewritten when its identity is
+// sighted.
+func TestClockReadsTheBucketInBatches(t *testing.T) {
+	env := natstest.Start(t)
+	kv := env.Res.FirstSeen
+	core, logs := observer.New(zap.WarnLevel)
+	c := NewClock(kv, env.Res.FirstSeenStream, zap.New(core))
+	const n = 2*readBatch + 345
+	var sightings []Sighting
+	for i := range n {
+		id := Identity{Repository: fmt.Sprintf("registry.example/app-%d", i%37), VulnerabilityID: fmt.Sprintf("CVE-2025-%05d", i), PkgName: "pkg"}
+		sightings = append(sightings, sight(id, "HIGH", "c1"))
+	}
+	if led := mustObserve(t, c, Observation{AsOf: day(0), Sightings: slices.Values(sightings), Observed: []string{"c1"}}); led.Writes != n {
+		t.Fatalf("first observation wrote %d records, want %d", led.Writes, n)
+	}
+	// idA's value is garbage; idB was deleted, idC purged.
+	for _, id := range []Identity{idB, idC} {
+		mustObserve(t, c, Observation{AsOf: day(0), Sightings: slices.Values([]Sighting{sight(id, "LOW", "c2")}), Observed: []string{"c2"}})
+	}
+	if _, err := kv.Put(t.Context(), idA.Key(), []byte("not a record")); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), idB.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(t.Context(), idC.Key()); err != nil {
+		t.Fatal(err)
+	}
+	revs := revisions(t, c)
+	if len(revs) != n+1 {
+		t.Fatalf("read %d records back, want the %d written and the undecodable one", len(revs), n)
+	}
+	if _, ok := revs[idB.Key()]; ok {
+		t.Error("a deleted record was read back")
+	}
+	all := append(slices.Clone(sightings), sight(idA, "HIGH", "c1"), sight(idB, "LOW", "c2"), sight(idC, "LOW", "c2"))
+	led := mustObserve(t, c, Observation{AsOf: day(1), Sightings: slices.Values(all), Observed: []string{"c1", "c2"}})
+	if got := led.Count(ChangeStillOpen); got != n {
+		t.Errorf("%d still open after reading the bucket back, want %d", got, n)
+	}
+	for _, id := range []Identity{idA, idB, idC} {
+		wantChange(t, led, id, ChangeNew, day(1))
+	}
+	if led.Writes != 3 {
+		t.Errorf("%d writes, want 3 (the undecodable, deleted and purged records' identities)", led.Writes)
+	}
+	if logs.FilterMessage("ignoring undecodable first-seen record; it will be rewritten when seen").Len() == 0 {
+		t.Error("the undecodable record was not reported")
 	}
 }

@@ -180,6 +180,9 @@ type Resources struct {
 	Inventories jetstream.ObjectStore
 	Runs        jetstream.ObjectStore
 	FirstSeen   jetstream.KeyValue
+	// FirstSeenStream is the first-seen bucket's stream, which the clock
+	// reads the records from in batches.
+	FirstSeenStream jetstream.Stream
 	// LayerCache, LayerObjects and LayerLeases back the fleet-wide
 	// layer-analysis cache (internal/layercache).
 	LayerCache   jetstream.KeyValue
@@ -370,6 +373,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Resources, 
 	}
 	if r.FirstSeen, err = js.CreateOrUpdateKeyValue(ctx, c.FirstSeenConfig()); err != nil {
 		return nil, fmt.Errorf("topology: KV %s: %w", FirstSeenBucket, err)
+	}
+	if r.FirstSeenStream, err = js.Stream(ctx, "KV_"+FirstSeenBucket); err != nil {
+		return nil, fmt.Errorf("topology: KV %s: its stream: %w", FirstSeenBucket, err)
 	}
 	if r.LayerCache, err = js.CreateOrUpdateKeyValue(ctx, c.LayerCacheConfig()); err != nil {
 		return nil, fmt.Errorf("topology: KV %s: %w", LayerCacheBucket, err)

@@ -44,7 +44,7 @@ func benchTicketsHeap(b *testing.B, fleet reporttest.Fleet) {
 	r.Tickets = Tickets{}
 	b.ReportAllocs()
 	b.ResetTimer()
-	var held uint64
+	var held int64
 	var n int
 	for b.Loop() {
 		before := liveHeap()
@@ -58,12 +58,4 @@ func benchTicketsHeap(b *testing.B, fleet reporttest.Fleet) {
 	b.ReportMetric(float64(n), "tickets")
 	b.ReportMetric(float64(held)/(1<<20), "ticket-heap-MiB")
 	b.ReportMetric(float64(held)/float64(max(n, 1)), "B/ticket")
-}
-
-// liveHeap is the heap in use after a collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }

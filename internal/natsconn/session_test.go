@@ -59,26 +59,12 @@ func TestSessionLostNamesTheServer(t *testing.T) {
 // TestSessionSurvivesAQuickRestart: a server back within the give-up time
 // (a node restart, a leader election) is not a lost connection.
 func TestSessionSurvivesAQuickRestart(t *testing.T) {
-	store := t.TempDir()
-	srv, err := natsembed.Start(natsembed.Config{StoreDir: store}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, portStr, err := net.SplitHostPort(srv.Server().Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, _ := strconv.Atoi(portStr)
+	srv, restart := restartable(t)
 	s := openSession(t, srv.URL(), 20*time.Second)
 	ctx, stop := s.WithLost(t.Context())
 	defer stop()
 	srv.Shutdown()
-	// The same port and store, as a restarted server.
-	srv2, err := natsembed.Start(natsembed.Config{StoreDir: store, Port: port}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv2.Shutdown()
+	restart()
 	deadline := time.Now().Add(20 * time.Second)
 	for !s.Conn.IsConnected() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -138,26 +124,13 @@ func TestExplain(t *testing.T) {
 	})
 
 	t.Run("back within the give-up time", func(t *testing.T) {
-		store := t.TempDir()
-		srv, err := natsembed.Start(natsembed.Config{StoreDir: store}, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, portStr, err := net.SplitHostPort(srv.Server().Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		port, _ := strconv.Atoi(portStr)
+		srv, restart := restartable(t)
 		s := openSession(t, srv.URL(), 30*time.Second)
 		srv.Shutdown()
 		waitDisconnected(t, s)
 		explained := make(chan error, 1)
 		go func() { explained <- s.Explain(t.Context(), failure) }()
-		srv2, err := natsembed.Start(natsembed.Config{StoreDir: store, Port: port}, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv2.Shutdown()
+		restart()
 		select {
 		case got := <-explained:
 			if got != failure {
@@ -178,5 +151,29 @@ func waitDisconnected(t *testing.T, s *natsconn.Session) {
 	}
 	if s.Conn.IsConnected() {
 		t.Fatal("still connected after the server shut down")
+	}
+}
+
+// restartable starts an embedded server; restart starts it again on the same
+// port and store, as a restarted server (shut down with the test).
+func restartable(t *testing.T) (srv *natsembed.Server, restart func()) {
+	t.Helper()
+	store := t.TempDir()
+	srv, err := natsembed.Start(natsembed.Config{StoreDir: store}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, portStr, err := net.SplitHostPort(srv.Server().Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	return srv, func() {
+		t.Helper()
+		again, err := natsembed.Start(natsembed.Config{StoreDir: store, Port: port}, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(again.Shutdown)
 	}
 }

@@ -12,6 +12,19 @@ import (
 	"github.com/fleetscan/fleetscan/internal/sla"
 )
 
+// fleetImages compacts the results of the first n images of fleet into
+// fl's images, as the reporter's collector does.
+func fleetImages(fl *Fleet, fleet reporttest.Fleet, n int, asOf time.Time, in *Interner) []*Image {
+	images := make([]*Image, 0, n)
+	for i := range n {
+		res := fleet.Result(i, "c1", asOf)
+		img := fl.Image(res.ImageKey, res.Reference)
+		img.Vulns = Compact(res.Findings, in)
+		images = append(images, img)
+	}
+	return images
+}
+
 func benchFleet() *Fleet {
 	f := NewFleet()
 	for c := range reporttest.Clusters {
@@ -92,14 +105,7 @@ func benchReport(b *testing.B, enrichment *feeds.Enrichment) {
 	n := 0
 	for b.Loop() {
 		n++
-		in := &Interner{}
-		images := make([]*Image, 0, reporttest.Images)
-		for i := range reporttest.Images {
-			res := reporttest.Result(i, "c1", asOf)
-			img := fleet.Image(res.ImageKey, res.Reference)
-			img.Vulns = Compact(res.Findings, in)
-			images = append(images, img)
-		}
+		images := fleetImages(fleet, reporttest.Default, reporttest.Images, asOf, &Interner{})
 		r := Build(Input{GeneratedAt: asOf, AsOf: asOf, Scope: Scope{Mode: "fleet"}, Images: images,
 			Policy: policy, Ledger: led, Enrichment: enrichment})
 		if r.Findings.Len() != reporttest.Images*reporttest.PerImage {

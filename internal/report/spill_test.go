@@ -19,19 +19,14 @@ func spillFleet(t testing.TB, images int) Input {
 	asOf := ts("2025-03-10T06:00:00Z")
 	fleet := benchFleet()
 	led := mapLedger{}
-	in := &Interner{}
-	list := make([]*Image, 0, images)
-	for i := range images {
-		res := reporttest.Result(i, "c1", asOf)
-		img := fleet.Image(res.ImageKey, res.Reference)
-		img.Vulns = Compact(res.Findings, in)
+	list := fleetImages(fleet, reporttest.Default, images, asOf, &Interner{})
+	for _, img := range list {
 		for _, v := range img.Vulns {
 			id := identity(img.Repositories[0], v)
 			if _, ok := led[id]; !ok {
 				led.set(id, asOf.Add(-time.Duration(len(led)%200)*24*time.Hour), sla.ChangeStillOpen)
 			}
 		}
-		list = append(list, img)
 	}
 	return Input{GeneratedAt: asOf, AsOf: asOf, Scope: Scope{Mode: "fleet"}, Images: list,
 		Policy: sla.DefaultPolicy(), Ledger: led, Enrichment: fixtureEnrichment(t, asOf.Add(-time.Hour))}

@@ -31,14 +31,7 @@ func benchTicketsHeap(b *testing.B, fleet reporttest.Fleet) {
 			fl.Add(reporttest.ClusterName(c), e)
 		}
 	}
-	in := &Interner{}
-	images := make([]*Image, 0, fleet.Images)
-	for i := range fleet.Images {
-		res := fleet.Result(i, "c1", asOf)
-		img := fl.Image(res.ImageKey, res.Reference)
-		img.Vulns = Compact(res.Findings, in)
-		images = append(images, img)
-	}
+	images := fleetImages(fl, fleet, fleet.Images, asOf, &Interner{})
 	r := Build(Input{GeneratedAt: asOf, AsOf: asOf, Scope: Scope{Mode: "fleet"}, Images: images,
 		Policy: sla.DefaultPolicy(), Ledger: hashLedger{asOf}})
 	r.Tickets = Tickets{}
